@@ -1,0 +1,177 @@
+"""The cell protocol: what every recurrent cell implementation provides, on any backend.
+
+One trainer drives every backend through this protocol, so it is deliberately small and
+functional: parameters are passed in explicitly (never hidden inside the cell), and every array
+argument or result is a *backend array* (a numpy array on CPU backends, a device array on a GPU
+backend). The host sees backend arrays only through :meth:`Cell.to_host`, which the trainer calls
+once per training step at most, never once per time step.
+
+Shapes follow PyTorch's ``nn.RNN``/``nn.LSTM``/``nn.GRU`` with ``batch_first=False``:
+
+- inputs ``x``: ``(T, B, input_size)``
+- outputs ``y``: ``(T, B, hidden_size)``, the top layer's hidden state at every step
+- state: a tuple of ``state_size`` arrays, each ``(num_layers, B, hidden_size)``:
+  ``(h,)`` for RNN and GRU, ``(h, c)`` for LSTM
+- parameters: a dict keyed by PyTorch's names, ``weight_ih_l{k}`` ``(G*H, I or H)``,
+  ``weight_hh_l{k}`` ``(G*H, H)``, ``bias_ih_l{k}`` and ``bias_hh_l{k}`` ``(G*H,)``, where G is
+  the number of gates (1 for RNN, 4 for LSTM in order i, f, g, o, 3 for GRU in order r, z, n).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+DTYPES = ("float32", "float64")
+
+#: A backend array: ``numpy.ndarray`` on CPU backends, a device array on GPU backends.
+Array = Any
+#: Parameters by PyTorch name.
+Params = dict[str, Array]
+#: Recurrent state: ``(h,)`` or ``(h, c)``, each ``(num_layers, B, H)``.
+State = tuple[Array, ...]
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    """The size and numeric type of one cell instance; a cell factory receives exactly this."""
+
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bias: bool = True
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        for name in ("input_size", "hidden_size", "num_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"CellConfig.{name} must be a positive integer, got {value!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"CellConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
+
+
+@dataclass
+class ForwardResult:
+    """What :meth:`Cell.forward` returns.
+
+    ``cache`` is opaque to everyone but the cell that made it: whatever the cell needs to run
+    :meth:`Cell.backward` without recomputing the forward pass (it may live on the device).
+    """
+
+    outputs: Array
+    final_state: State
+    cache: Any
+
+
+@dataclass
+class BackwardResult:
+    """What :meth:`Cell.backward` returns: gradients of the loss with respect to every input.
+
+    ``param_grads`` has exactly the keys and shapes of the parameters; ``d_inputs`` the shape of
+    ``x``; ``d_initial_state`` one array per state tensor, so cells can be stacked or chained
+    (encoder-decoder) with gradients flowing through the initial state.
+    """
+
+    param_grads: Params
+    d_inputs: Array
+    d_initial_state: State
+
+
+@runtime_checkable
+class Cell(Protocol):
+    """A recurrent cell on one backend. Built by a factory ``factory(config: CellConfig)``."""
+
+    config: CellConfig
+    #: Number of state tensors: 1 for ``(h,)``, 2 for ``(h, c)``.
+    state_size: int
+
+    def init_params(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Fresh parameters as *host* numpy arrays of ``config.dtype``, PyTorch layout and names.
+
+        The default initialisation is PyTorch's: uniform on ``[-1/sqrt(H), 1/sqrt(H)]``. The same
+        ``rng`` state must give the same parameters on every backend of the same cell.
+        """
+        ...
+
+    def to_backend(self, array: np.ndarray) -> Array:
+        """Copy one host array to the backend (identity on CPU backends), in ``config.dtype``."""
+        ...
+
+    def to_host(self, array: Array) -> np.ndarray:
+        """Copy one backend array to a host numpy array (identity on CPU backends)."""
+        ...
+
+    def initial_state(self, batch_size: int) -> State:
+        """A zero state for ``batch_size`` sequences, on the backend."""
+        ...
+
+    def forward(self, params: Params, x: Array, initial_state: State) -> ForwardResult:
+        """Run the whole sequence ``x`` ``(T, B, I)`` from ``initial_state``."""
+        ...
+
+    def backward(
+        self,
+        params: Params,
+        cache: Any,
+        d_outputs: Array,
+        d_final_state: State | None = None,
+    ) -> BackwardResult:
+        """Backpropagation through time over the whole sequence of the matching forward call.
+
+        ``d_outputs`` is dLoss/d outputs ``(T, B, H)``; ``d_final_state`` is dLoss/d final state
+        (``None`` means zero). Must not modify its arguments.
+        """
+        ...
+
+    def step(self, params: Params, x_t: Array, state: State) -> tuple[Array, State]:
+        """One time step ``x_t`` ``(B, I)``: returns the top layer's output ``(B, H)`` and the new
+        state. Used for free-running generation, where each input depends on the last output."""
+        ...
+
+
+def parameter_count(params: dict[str, np.ndarray]) -> int:
+    """Total number of scalars in a parameter dict."""
+    return int(sum(np.size(p) for p in params.values()))
+
+
+#: Number of gates G of each built-in cell: parameter matrices have ``G * hidden_size`` rows.
+GATES: dict[str, int] = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def param_shapes(gates: int, config: CellConfig) -> dict[str, tuple[int, ...]]:
+    """Parameter names and shapes in PyTorch's layout and order, for a cell with ``gates`` gates.
+
+    For each layer ``k``: ``weight_ih_l{k}`` ``(G*H, I if k == 0 else H)``, ``weight_hh_l{k}``
+    ``(G*H, H)`` and, when ``config.bias``, ``bias_ih_l{k}`` and ``bias_hh_l{k}`` ``(G*H,)``.
+    """
+    rows, hidden = gates * config.hidden_size, config.hidden_size
+    shapes: dict[str, tuple[int, ...]] = {}
+    for k in range(config.num_layers):
+        shapes[f"weight_ih_l{k}"] = (rows, config.input_size if k == 0 else hidden)
+        shapes[f"weight_hh_l{k}"] = (rows, hidden)
+        if config.bias:
+            shapes[f"bias_ih_l{k}"] = (rows,)
+            shapes[f"bias_hh_l{k}"] = (rows,)
+    return shapes
+
+
+def init_uniform(
+    shapes: dict[str, tuple[int, ...]], config: CellConfig, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """PyTorch's default initialisation: every tensor uniform on ``[-1/sqrt(H), 1/sqrt(H)]``.
+
+    Tensors are drawn in the order of ``shapes`` in float64, then cast to ``config.dtype``, so
+    float32 and float64 parameters drawn from the same ``rng`` state correspond element by element.
+    """
+    bound = 1.0 / float(np.sqrt(config.hidden_size))
+    return {
+        name: rng.uniform(-bound, bound, size=shape).astype(config.np_dtype)
+        for name, shape in shapes.items()
+    }

@@ -1,0 +1,350 @@
+"""The ``rnnbench`` command: run, validate, list, show.
+
+Exit codes: 0 success, 1 a run failed, 2 bad input (suite, plugin or arguments), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from harness.errors import PluginError, RnnbenchError, SuiteError, SuiteProblem
+from harness.plugins import PluginHost, build_host
+from harness.records import RunRecord, RunSpec
+from harness.results import (
+    ENVIRONMENT_FILE,
+    SUITE_COPY,
+    ResultStore,
+    ResultTable,
+    atomic_write_text,
+    capture_environment,
+    format_mean_std,
+    format_value,
+    load_table,
+    write_json,
+)
+from harness.runner import run_suite
+from harness.selection import select
+from harness.suite import Suite, read_suite, validate_suite
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: Metrics shown in the terminal summary when a suite does not narrow them (all go to files).
+TERMINAL_METRICS = ("test_loss", "test_accuracy", "loss_vs_baseline", "step_ms")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rnnbench",
+        description="Benchmark recurrent cells on tasks, from YAML suites, with plugins.",
+    )
+    plugins = argparse.ArgumentParser(add_help=False)
+    plugins.add_argument(
+        "-p", dest="plugins", action="append", default=[], metavar="PLUGIN",
+        help="load a plugin module or .py file (repeatable); -p no:NAME disables plugin NAME",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", parents=[plugins], help="run a suite, write its tables")
+    run.add_argument("suite", type=Path, help="suite file (YAML)")
+    run.add_argument("-o", "--output", type=Path, help="results folder (default: the suite's "
+                     "'output', else results/SUITE_NAME)")
+    run.add_argument("-k", dest="select", metavar="EXPR",
+                     help="only runs whose label or id match, e.g. -k 'lstm and not seed1'")
+    run.add_argument("--resume", action="store_true",
+                     help="keep the results folder's records and skip runs already finished")
+    run.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+    validate = commands.add_parser("validate", parents=[plugins],
+                                   help="check a suite without running it")
+    validate.add_argument("suite", type=Path)
+
+    commands.add_parser(
+        "list", parents=[plugins],
+        help="every cell, task, metric and reporter, and the plugin it comes from",
+    )
+
+    show = commands.add_parser("show", parents=[plugins], help="print a results folder's table "
+                               "and rewrite its Markdown/CSV/JSON tables from its records")
+    show.add_argument("results", type=Path, help="results folder (holding results.jsonl)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = make_console(stderr=True)
+    try:
+        host = make_host(args.plugins)
+        if args.command == "run":
+            return command_run(args, host, console)
+        if args.command == "validate":
+            return command_validate(args, host, console)
+        if args.command == "list":
+            return command_list(host)
+        if args.command == "show":
+            return command_show(args, host)
+    except RnnbenchError as exc:
+        console.print(f"[red]error:[/red] {exc}", markup=True, soft_wrap=True)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        console.print("interrupted: finished runs are saved; continue with --resume")
+        return EXIT_INTERRUPTED
+    raise AssertionError(f"unhandled command {args.command!r}")
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console that never breaks plain lines; wide tables when writing to a file or pipe."""
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, highlight=False, soft_wrap=True, width=160)
+    return console
+
+
+def make_host(plugin_args: Sequence[str]) -> PluginHost:
+    blocked = [p[3:] for p in plugin_args if p.startswith("no:")]
+    plugins = [p for p in plugin_args if not p.startswith("no:")]
+    return build_host(plugins=plugins, blocked=blocked)
+
+
+def load_validated_suite(path: Path, host: PluginHost) -> Suite:
+    """Read the suite, load the plugins it names, validate it against what is registered."""
+    document = read_suite(path)
+    for reference, line in document.plugins:
+        try:
+            host.load_local(reference, base_dir=document.path.parent)
+        except PluginError as exc:
+            raise SuiteError(
+                [SuiteProblem(str(document.path), line, "plugins", str(exc))]
+            ) from exc
+    return validate_suite(document, host.registry)
+
+
+def warn_broken(host: PluginHost, console: Console) -> None:
+    for name, reason in host.registry.broken.items():
+        console.print(f"[yellow]warning:[/yellow] plugin {name!r} not loaded: {reason}")
+
+
+def command_validate(args: argparse.Namespace, host: PluginHost, console: Console) -> int:
+    warn_broken(host, console)
+    suite = load_validated_suite(args.suite, host)
+    line = f"{args.suite}: valid; {len(suite.runs)} runs"
+    if suite.skipped:
+        line += f" ({len(suite.skipped)} skipped: backend unavailable)"
+    make_console().print(line)
+    return EXIT_OK
+
+
+def command_run(args: argparse.Namespace, host: PluginHost, console: Console) -> int:
+    if not args.quiet:
+        warn_broken(host, console)
+    suite = load_validated_suite(args.suite, host)
+    out_dir = args.output or suite.output or Path("results") / suite.name
+    store = ResultStore(out_dir)
+    runs = select(suite.runs, args.select)
+    if args.select and not runs:
+        raise RnnbenchError(
+            f"-k {args.select!r} selects none of the suite's {len(suite.runs)} runs"
+        )
+    if args.resume:
+        done = store.finished_ids()
+        skipped = sum(run.run_id in done for run in runs)
+        runs = [run for run in runs if run.run_id not in done]
+        if skipped and not args.quiet:
+            console.print(f"resume: {skipped} runs already finished in {out_dir}")
+    else:
+        store.start_fresh()
+    if not args.quiet:
+        for spec, reason in suite.skipped:
+            console.print(f"skipped {spec.label}: {reason}")
+    environment = capture_environment()
+    environment["resumed"] = bool(args.resume)
+    write_json(out_dir / ENVIRONMENT_FILE, environment)
+    atomic_write_text(out_dir / SUITE_COPY, Path(args.suite).read_text(encoding="utf-8"))
+
+    with make_observer(console, quiet=args.quiet) as observer:
+        records = run_suite(suite, runs, host, store, observer=observer)
+    table = write_tables(out_dir, host, metrics=list(suite.metrics))
+    if not args.quiet:
+        print_table(table, make_console())
+        make_console().print(f"results: {out_dir}")
+    failed = [r for r in records if r.status == "failed"]
+    for record in failed:
+        console.print(f"[red]failed[/red] {record.label}: {record.error}", soft_wrap=True)
+    return EXIT_RUN_FAILED if failed else EXIT_OK
+
+
+def command_show(args: argparse.Namespace, host: PluginHost) -> int:
+    if not (args.results / "results.jsonl").exists():
+        raise RnnbenchError(f"{args.results}: no results.jsonl here; is it a results folder?")
+    table = write_tables(args.results, host)
+    print_table(table, make_console())
+    return EXIT_OK
+
+
+def write_tables(out_dir: Path, host: PluginHost, metrics: list[str] | None = None) -> ResultTable:
+    """Build the table from the folder's records and have every reporter write it."""
+    better = {name: entry.better for name, entry in host.registry.metrics.items()}
+    table = load_table(out_dir, metrics=metrics, better=better)
+    for entry in host.registry.reporters.values():
+        entry.function(table, Path(out_dir))
+    return table
+
+
+def print_table(table: ResultTable, console: Console) -> None:
+    shown = [m for m in TERMINAL_METRICS if m in table.metrics] or table.metrics[:4]
+    columns = [c for c in table.varying if c != "seed"]
+    view = Table(title=f"{table.suite}: mean ± std over seeds", title_justify="left")
+    for column in [*columns, "runs", *shown]:
+        view.add_column(column, justify="left" if column in columns else "right")
+    for row in table.summary():
+        view.add_row(
+            *(format_value(row[c]) for c in columns),
+            f"{row['ok']}/{row['runs']}",
+            *(format_mean_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in shown),
+        )
+    console.print(view)
+
+
+def command_list(host: PluginHost) -> int:
+    console = make_console()
+    registry = host.registry
+    cells = Table(title="Cells", title_justify="left")
+    for column in ("cell", "backend", "status", "plugin", "description"):
+        cells.add_column(column)
+    for (name, backend), entry in sorted(registry.cells.items()):
+        reason = entry.unavailable_reason()
+        cells.add_row(name, backend, "available" if reason is None else f"unavailable: {reason}",
+                      entry.plugin, entry.description)
+    tasks = Table(title="Tasks", title_justify="left")
+    for column in ("task", "topology", "parameters (default)", "plugin", "description"):
+        tasks.add_column(column)
+    for name, entry in sorted(registry.tasks.items()):
+        params = "\n".join(
+            f"{f.name}={_default_of(f)!r}: {f.metadata.get('help', '')}"
+            for f in entry.task_class.parameters()
+        )
+        tasks.add_row(name, str(entry.topology), params, entry.plugin, entry.description)
+    metrics = Table(title="Metrics", title_justify="left")
+    for column in ("metric", "better", "plugin", "description"):
+        metrics.add_column(column)
+    for name, entry in sorted(registry.metrics.items()):
+        better = entry.better or ""
+        if entry.timing:
+            better += " (timing)"
+        metrics.add_row(name, better, entry.plugin, entry.description)
+    reporters = Table(title="Reporters", title_justify="left")
+    for column in ("reporter", "plugin", "description"):
+        reporters.add_column(column)
+    for name, entry in sorted(registry.reporters.items()):
+        reporters.add_row(name, entry.plugin, entry.description)
+    for view in (cells, tasks, metrics, reporters):
+        console.print(view)
+    console.print("plugins loaded: " + ", ".join(host.plugin_names()))
+    for name, reason in registry.broken.items():
+        console.print(f"plugin {name!r} failed to load: {reason}")
+    return EXIT_OK
+
+
+def _default_of(field: Any) -> Any:
+    import dataclasses
+
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return field.default_factory()
+
+
+class PlainObserver:
+    """Progress as plain lines, for logs and pipes (output that is not a terminal)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def __enter__(self) -> PlainObserver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def run_started(self, spec: RunSpec, index: int, total: int) -> None:
+        pass
+
+    def training_step(self, step: int, total: int) -> None:
+        pass
+
+    def run_finished(self, record: RunRecord, index: int, total: int) -> None:
+        self.console.print(f"[{index}/{total}] {record.label} {record.status} "
+                           f"({record.seconds:.1f} s){_headline(record)}", markup=False)
+
+
+class QuietObserver(PlainObserver):
+    def run_finished(self, record: RunRecord, index: int, total: int) -> None:
+        pass
+
+
+class RichObserver(PlainObserver):
+    """Two progress bars on a terminal: the suite's runs and the current run's steps."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+        )
+        self.suite_bar = self.progress.add_task("suite", total=None)
+        self.run_bar = self.progress.add_task("run", total=None)
+
+    def __enter__(self) -> RichObserver:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def run_started(self, spec: RunSpec, index: int, total: int) -> None:
+        self.progress.update(self.suite_bar, total=total, description=f"suite {spec.suite}")
+        self.progress.reset(self.run_bar, total=None, description=spec.label)
+
+    def training_step(self, step: int, total: int) -> None:
+        if step % 10 == 0 or step == total:
+            self.progress.update(self.run_bar, completed=step, total=total)
+
+    def run_finished(self, record: RunRecord, index: int, total: int) -> None:
+        self.progress.update(self.suite_bar, completed=index)
+        self.progress.console.print(f"{record.label} {record.status} "
+                                    f"({record.seconds:.1f} s){_headline(record)}", markup=False)
+
+
+def _headline(record: RunRecord) -> str:
+    value = record.metrics.get("test_loss")
+    return f" test_loss={format_value(value)}" if isinstance(value, float) else ""
+
+
+def make_observer(console: Console, quiet: bool) -> PlainObserver:
+    if quiet:
+        return QuietObserver(console)
+    if console.is_terminal:
+        return RichObserver(console)
+    return PlainObserver(console)
+
+
+def entry_point() -> None:
+    """Console-script entry: ``rnnbench``."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    entry_point()
+

@@ -1,0 +1,137 @@
+"""Specs and records: what a run is (RunSpec), and what it produced (RunRecord).
+
+A RunSpec is fully resolved: every default filled in, so its id (a hash of its configuration)
+is stable across machines, sessions and suite-file formatting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How one run is trained. Exactly one of ``steps`` and ``epochs`` is set after resolution."""
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    batch_size: int = 32
+    steps: int | None = None
+    epochs: int | None = None
+    clip: float | None = None
+    eval_every: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+#: The matrix axes of a suite, in the order they appear in run labels and tables.
+CONFIG_AXES = ("cell", "backend", "task", "hidden_size", "num_layers", "bias", "dtype", "seed")
+TRAINING_AXES = tuple(f.name for f in fields(TrainingConfig))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One fully resolved run of a suite."""
+
+    cell: str
+    backend: str
+    task: str
+    task_params: tuple[tuple[str, Any], ...]
+    hidden_size: int
+    num_layers: int
+    bias: bool
+    dtype: str
+    seed: int
+    training: TrainingConfig
+    metrics: tuple[str, ...] = ()
+    suite: str = ""
+
+    def config(self) -> dict[str, Any]:
+        """The configuration that determines the run's numbers (and so its id).
+
+        The suite name and the metric list are left out: renaming a suite or adding a metric
+        does not change what a run computes.
+        """
+        return {
+            "cell": self.cell,
+            "backend": self.backend,
+            "task": self.task,
+            "task_params": dict(self.task_params),
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "bias": self.bias,
+            "dtype": self.dtype,
+            "seed": self.seed,
+            "training": self.training.to_dict(),
+        }
+
+    @property
+    def run_id(self) -> str:
+        """A stable 12-hex-digit id derived from :meth:`config`."""
+        canonical = json.dumps(self.config(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    @property
+    def label(self) -> str:
+        """A human-readable name, unique within a suite together with the id."""
+        task = self.task
+        if self.task_params:
+            task += "[" + ",".join(f"{k}={v}" for k, v in self.task_params) + "]"
+        return (
+            f"{self.cell}/{self.backend}/{task}/h{self.hidden_size}x{self.num_layers}"
+            f"/{self.dtype}/seed{self.seed}"
+        )
+
+    def flat(self) -> dict[str, Any]:
+        """One flat row of configuration columns: task parameters as ``task.NAME``, training
+        settings by their own names. Used by tables, filters and include/exclude."""
+        row: dict[str, Any] = {axis: getattr(self, axis) for axis in CONFIG_AXES}
+        for key, value in self.task_params:
+            row[f"task.{key}"] = value
+        row.update(self.training.to_dict())
+        return row
+
+
+#: Run statuses. ``diverged`` is a result (the loss went NaN/inf), ``failed`` an error.
+STATUSES = ("ok", "diverged", "failed")
+
+
+@dataclass
+class RunRecord:
+    """What one run produced; one line of ``results.jsonl``."""
+
+    run_id: str
+    label: str
+    suite: str
+    config: dict[str, Any]
+    status: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    curve: list[dict[str, float]] = field(default_factory=list)
+    started: str = ""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def flat_config(self) -> dict[str, Any]:
+        """The configuration as flat columns, as :meth:`RunSpec.flat` gives them."""
+        config = dict(self.config)
+        task_params = config.pop("task_params", {}) or {}
+        training = config.pop("training", {}) or {}
+        row = dict(config)
+        row.update({f"task.{k}": v for k, v in task_params.items()})
+        row.update(training)
+        return row

@@ -1,0 +1,232 @@
+"""Executes RunSpecs: one run from data to metrics, and a suite of them behind an executor.
+
+Failures are isolated: an exception inside one run becomes a ``failed`` record with its error,
+and the suite goes on. Every finished record is appended to the store before the next run
+starts, so an interrupted suite loses nothing it finished.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+
+from harness.cell import CellConfig, parameter_count
+from harness.model import Evaluation, SequenceModel
+from harness.plugins import PluginHost, Registry
+from harness.records import RunRecord, RunSpec
+from harness.results import ResultStore
+from harness.task import Task, TaskData
+from harness.training import TrainingResult, train
+
+
+@dataclass
+class RunOutcome:
+    """Everything a metric may look at after a run: the spec, the task and its data, the trained
+    model and parameters, the training history and the final evaluation on the test split."""
+
+    spec: RunSpec
+    task: Task
+    data: TaskData
+    model: SequenceModel
+    initial_params: dict[str, np.ndarray]
+    training: TrainingResult
+    test: Evaluation
+    baseline_loss: float
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        return self.training.params
+
+    @property
+    def parameter_count(self) -> int:
+        return parameter_count(self.training.params)
+
+
+class RunObserver(Protocol):
+    """Progress display (the CLI's); every method is optional to act on."""
+
+    def run_started(self, spec: RunSpec, index: int, total: int) -> None: ...
+    def training_step(self, step: int, total: int) -> None: ...
+    def run_finished(self, record: RunRecord, index: int, total: int) -> None: ...
+
+
+class SilentObserver:
+    def run_started(self, spec: RunSpec, index: int, total: int) -> None:
+        pass
+
+    def training_step(self, step: int, total: int) -> None:
+        pass
+
+    def run_finished(self, record: RunRecord, index: int, total: int) -> None:
+        pass
+
+
+class Executor(Protocol):
+    """Runs a function over run specs and yields records as they finish (any order)."""
+
+    def map(
+        self, function: Callable[[RunSpec], RunRecord], runs: Sequence[RunSpec]
+    ) -> Iterator[RunRecord]: ...
+
+
+class SerialExecutor:
+    """One run after the other, in this process. Parallel executors come later."""
+
+    def map(
+        self, function: Callable[[RunSpec], RunRecord], runs: Sequence[RunSpec]
+    ) -> Iterator[RunRecord]:
+        for spec in runs:
+            yield function(spec)
+
+
+def seeds_for(seed: int) -> tuple[int, int]:
+    """Independent streams from one run seed: (data, model init + batch order).
+
+    Data depends on the seed alone, so every cell of a suite sees the same data for a seed.
+    """
+    data_seq, model_seq = np.random.SeedSequence(seed).spawn(2)
+    return int(data_seq.generate_state(1)[0]), int(model_seq.generate_state(1)[0])
+
+
+def execute_run(
+    spec: RunSpec,
+    host: PluginHost,
+    observer: RunObserver | None = None,
+) -> tuple[RunRecord, RunOutcome | None]:
+    """Run one spec to completion and compute its metrics. Never raises for a run's own error:
+    it is returned as a ``failed`` record. KeyboardInterrupt propagates."""
+    registry = host.registry
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    clock = time.perf_counter()
+    record = RunRecord(
+        run_id=spec.run_id,
+        label=spec.label,
+        suite=spec.suite,
+        config=spec.config(),
+        status="ok",
+        started=started_at,
+    )
+    outcome = None
+    try:
+        outcome = _train_and_evaluate(spec, registry, host, observer)
+        record.curve = outcome.training.curve
+        if outcome.training.diverged:
+            record.status = "diverged"
+            record.error = outcome.training.divergence
+        record.metrics = compute_metrics(outcome, spec.metrics, registry)
+    except Exception as exc:  # one run's failure must not stop the suite
+        record.status = "failed"
+        record.error = f"{type(exc).__name__}: {exc}\n" + "".join(
+            traceback.format_exception(exc)[-6:]
+        )
+    record.seconds = round(time.perf_counter() - clock, 4)
+    return record, outcome
+
+
+def _train_and_evaluate(
+    spec: RunSpec, registry: Registry, host: PluginHost, observer: RunObserver | None
+) -> RunOutcome:
+    task = registry.tasks[spec.task].task_class(**dict(spec.task_params))
+    data_seed, model_seed = seeds_for(spec.seed)
+    data = task.make_data(data_seed)
+    cell_entry = registry.cells[(spec.cell, spec.backend)]
+    cell = cell_entry.factory(
+        CellConfig(
+            input_size=data.input_size,
+            hidden_size=spec.hidden_size,
+            num_layers=spec.num_layers,
+            bias=spec.bias,
+            dtype=spec.dtype,
+        )
+    )
+    model = SequenceModel(cell, task, data.output_size)
+    rng = np.random.default_rng(model_seed)
+    params = model.init_params(rng)
+    initial = {name: value.copy() for name, value in params.items()}
+
+    def on_evaluation(step: int, logs: dict[str, float]) -> bool:
+        answers = host.hook.rnnbench_epoch_end(run=spec, step=step, logs=dict(logs))
+        return any(answer is True for answer in answers)
+
+    training = train(
+        model,
+        data,
+        params,
+        spec.training,
+        rng,
+        on_evaluation=on_evaluation,
+        on_step=observer.training_step if observer is not None else None,
+    )
+    if training.diverged:
+        test = Evaluation(loss=math.nan, accuracy=None)
+    else:
+        test = model.evaluate(training.params, data.test)
+    return RunOutcome(
+        spec=spec,
+        task=task,
+        data=data,
+        model=model,
+        initial_params=initial,
+        training=training,
+        test=test,
+        baseline_loss=float(task.baseline_loss(data)),
+    )
+
+
+def compute_metrics(
+    outcome: RunOutcome, names: Iterable[str], registry: Registry
+) -> dict[str, Any]:
+    """Each named metric's value; a metric that raises is recorded as an error string, so one
+    broken metric plugin does not lose the run."""
+    values: dict[str, Any] = {}
+    for name in names:
+        try:
+            value = registry.metrics[name].function(outcome)
+        except Exception as exc:
+            value = f"error: {type(exc).__name__}: {exc}"
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None if math.isnan(value) else value
+        values[name] = value
+    return values
+
+
+def run_suite(
+    suite: Any,
+    runs: Sequence[RunSpec],
+    host: PluginHost,
+    store: ResultStore,
+    executor: Executor | None = None,
+    observer: RunObserver | None = None,
+) -> list[RunRecord]:
+    """Run ``runs`` (already filtered and resume-skipped) and append each record to ``store``
+    as soon as it finishes. Returns the records of this invocation."""
+    executor = executor or SerialExecutor()
+    observer = observer or SilentObserver()
+    host.hook.rnnbench_suite_start(suite=suite, runs=list(runs))
+    records: list[RunRecord] = []
+    position = {spec.run_id: index for index, spec in enumerate(runs, start=1)}
+
+    def one(spec: RunSpec) -> RunRecord:
+        observer.run_started(spec, position[spec.run_id], len(runs))
+        host.hook.rnnbench_run_start(run=spec)
+        record, _ = execute_run(spec, host, observer)
+        return record
+
+    by_id = {spec.run_id: spec for spec in runs}
+    for record in executor.map(one, runs):
+        store.append(record)
+        records.append(record)
+        host.hook.rnnbench_run_end(run=by_id[record.run_id], record=record)
+        observer.run_finished(record, position[record.run_id], len(runs))
+    host.hook.rnnbench_suite_end(suite=suite, records=records)
+    return records

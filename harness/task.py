@@ -1,0 +1,112 @@
+"""The task protocol: data, readout, loss and trivial baseline of one benchmark problem.
+
+A task is a dataclass whose fields are its parameters (each with a default, and a ``help`` in its
+field metadata, see :func:`param`), so ``rnnbench list`` can show them and a suite can set them
+by name. The harness builds the model around the cell from what the task declares: a linear
+readout from the hidden state to ``output_size`` values, applied to the last step (``many``-to-one
+tasks, ``readout = "last"``) or to every step (``readout = "all"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+class Topology(enum.StrEnum):
+    """The input/output shape of a recurrent problem."""
+
+    ONE_TO_ONE = "one-to-one"
+    ONE_TO_MANY = "one-to-many"
+    MANY_TO_ONE = "many-to-one"
+    MANY_TO_MANY = "many-to-many"
+
+
+def param(default: Any, help: str) -> Any:
+    """Declare a task parameter: a dataclass field with a default and a one-line help text."""
+    if isinstance(default, (list, dict, set)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class Split:
+    """One split of a task's data: ``inputs`` ``(T, N, I)`` and ``targets``.
+
+    ``targets`` is ``(N, O)`` for ``readout = "last"`` and ``(T, N, O)`` for ``"all"``; class
+    labels are integer arrays without the ``O`` axis (``(N,)`` or ``(T, N)``). ``targets_axis``
+    says which axis of ``targets`` runs over sequences (0 or 1).
+    """
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    targets_axis: int = 0
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[1])
+
+    def batch(self, index: np.ndarray) -> Split:
+        """The sequences at ``index``."""
+        return Split(
+            self.inputs[:, index],
+            np.take(self.targets, index, axis=self.targets_axis),
+            self.targets_axis,
+        )
+
+
+@dataclass
+class TaskData:
+    """A task's data for one seed: three splits and the sizes the model must match."""
+
+    train: Split
+    validation: Split
+    test: Split
+    input_size: int
+    output_size: int
+
+
+@dataclass
+class Task:
+    """Base class of every task. Subclasses are dataclasses; their fields are the parameters.
+
+    Class attributes a subclass sets:
+
+    - ``name``: the name a suite uses;
+    - ``topology``: a :class:`Topology`;
+    - ``readout``: ``"last"`` or ``"all"`` (which outputs the readout sees);
+    - ``description``: one line for ``rnnbench list``.
+    """
+
+    name: ClassVar[str]
+    topology: ClassVar[Topology]
+    readout: ClassVar[str] = "last"
+    description: ClassVar[str] = ""
+
+    def make_data(self, seed: int) -> TaskData:
+        """Generate (or load) the data for ``seed``; the same seed must give the same arrays."""
+        raise NotImplementedError
+
+    def loss(self, predictions: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+        """The mean loss over the batch and dLoss/d predictions (same shape as ``predictions``).
+
+        ``predictions`` is the readout's output: ``(N, O)`` or ``(T, N, O)``.
+        """
+        raise NotImplementedError
+
+    def baseline_loss(self, data: TaskData) -> float:
+        """The test loss of the trivial predictor (best constant or naive forecast), *computed*
+        from the data, so a result reads as "learned something" or not."""
+        raise NotImplementedError
+
+    def accuracy(self, predictions: np.ndarray, targets: np.ndarray) -> float | None:
+        """Fraction correct, for classification tasks; ``None`` where accuracy does not apply."""
+        return None
+
+    @classmethod
+    def parameters(cls) -> list[dataclasses.Field]:
+        """The task's parameters, in declaration order."""
+        return [f for f in dataclasses.fields(cls) if f.init]

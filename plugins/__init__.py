@@ -1,0 +1,1 @@
+"""Built-in rnnbench plugins: cells, tasks, metrics and reporters."""

@@ -1,0 +1,1 @@
+"""Built-in cell implementations, one module per backend."""

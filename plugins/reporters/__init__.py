@@ -1,0 +1,1 @@
+"""Built-in reporters: the formats result tables are written in."""

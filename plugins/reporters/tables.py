@@ -1,0 +1,109 @@
+"""Built-in reporters: Markdown, CSV and JSON result tables, written atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from harness import ResultTable, atomic_write_text, format_mean_std, format_value, hookimpl
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    return "\n".join([line(header), line(["---"] * len(header)), *map(line, rows)])
+
+
+def summary_cells(table: ResultTable) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the seed-aggregated summary, varying configuration columns only."""
+    columns = [c for c in table.varying if c != "seed"]
+    header = [*columns, "runs", *table.metrics]
+    rows = []
+    for row in table.summary():
+        counts = f"{row['ok']}/{row['runs']}"
+        if row["diverged"]:
+            counts += f" ({row['diverged']} diverged)"
+        if row["failed"]:
+            counts += f" ({row['failed']} failed)"
+        rows.append(
+            [format_value(row[c]) for c in columns]
+            + [counts]
+            + [format_mean_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in table.metrics]
+        )
+    return header, rows
+
+
+def write_markdown(table: ResultTable, out_dir: Path) -> list[Path]:
+    parts = [f"# Results: {table.suite}", ""]
+    constant = table.constant
+    if constant:
+        parts += ["Fixed settings: " + ", ".join(
+            f"{key}={format_value(value)}" for key, value in constant.items()
+        ), ""]
+    env = table.environment or {}
+    if env:
+        packages = ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items())
+        git = env.get("git") or {}
+        commit = git.get("commit", "")[:12] + (" (modified)" if git.get("dirty") else "")
+        parts += [
+            f"Ran {env.get('date', '?')} on {env.get('cpu', '?')} ({env.get('cpu_count', '?')} "
+            f"CPUs), Python {env.get('python', '?')}, {packages}"
+            + (f", commit {commit}" if commit else "") + ".",
+            "",
+        ]
+    header, rows = summary_cells(table)
+    parts += ["## Summary (mean ± std over seeds; runs: ok/total)", "",
+              _markdown_table(header, rows), ""]
+    run_columns = table.varying
+    run_header = ["run_id", *run_columns, "status", *table.metrics]
+    run_rows = [
+        [row["run_id"], *(format_value(row[c]) for c in run_columns), row["status"],
+         *(format_value(row[m]) for m in table.metrics)]
+        for row in table.rows()
+    ]
+    parts += ["## Runs", "", _markdown_table(run_header, run_rows), ""]
+    failures = [row for row in table.rows() if row["error"]]
+    if failures:
+        parts += ["## Failures", ""]
+        parts += [f"- `{row['run_id']}` ({row['status']}): {row['error']}" for row in failures]
+        parts.append("")
+    return [atomic_write_text(out_dir / "results.md", "\n".join(parts))]
+
+
+def _csv_text(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_csv(table: ResultTable, out_dir: Path) -> list[Path]:
+    return [
+        atomic_write_text(out_dir / "runs.csv", _csv_text(table.rows())),
+        atomic_write_text(out_dir / "summary.csv", _csv_text(table.summary())),
+    ]
+
+
+def write_json(table: ResultTable, out_dir: Path) -> list[Path]:
+    document = {
+        "suite": table.suite,
+        "metrics": table.metrics,
+        "environment": table.environment,
+        "runs": table.rows(),
+        "summary": table.summary(),
+    }
+    text = json.dumps(document, indent=2, default=str) + "\n"
+    return [atomic_write_text(out_dir / "results.json", text)]
+
+
+@hookimpl
+def rnnbench_register_reporters(register):
+    register("markdown", write_markdown, "results.md: summary over seeds and one row per run")
+    register("csv", write_csv, "runs.csv (one row per run) and summary.csv (over seeds)")
+    register("json", write_json, "results.json: runs, summary and environment")

@@ -1,0 +1,8 @@
+"""Passes a factory that is not callable: must be refused with this plugin's name."""
+
+from harness import hookimpl
+
+
+@hookimpl
+def rnnbench_register_cells(register):
+    register("broken_cell", "numpy", "not a factory")

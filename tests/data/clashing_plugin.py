@@ -1,0 +1,8 @@
+"""Registers a cell name and backend the reference plugin already has: must be refused."""
+
+from harness import hookimpl
+
+
+@hookimpl
+def rnnbench_register_cells(register):
+    register("lstm", "numpy", lambda config: None)

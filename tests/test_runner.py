@@ -1,0 +1,174 @@
+"""The runner: determinism, failure isolation, divergence, resume, the results store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.records import RunSpec, TrainingConfig
+from harness.results import ResultStore
+from harness.runner import execute_run, run_suite
+
+TIMING = {"step_ms", "train_seconds", "sequences_per_second"}
+
+
+def make_spec(host, cell="lstm", hidden_size=8, seed=0, steps=30, length=5):
+    return RunSpec(
+        cell=cell,
+        backend="numpy",
+        task="adding",
+        task_params=(("length", length), ("test_size", 50), ("train_size", 100),
+                     ("validation_size", 50)),
+        hidden_size=hidden_size,
+        num_layers=1,
+        bias=True,
+        dtype="float64",
+        seed=seed,
+        training=TrainingConfig(optimizer="adam", lr=0.01, batch_size=20, steps=steps,
+                                eval_every=10),
+        metrics=tuple(sorted(host.registry.metrics)),
+        suite="test",
+    )
+
+
+def deterministic(record):
+    return {k: v for k, v in record.metrics.items() if k not in TIMING}
+
+
+def test_same_seed_same_numbers(host):
+    spec = make_spec(host)
+    first, _ = execute_run(spec, host)
+    second, _ = execute_run(spec, host)
+    assert first.status == "ok", first.error
+    assert deterministic(first) == deterministic(second)
+    assert first.curve == second.curve
+    assert first.metrics["test_loss"] > 0
+    assert TIMING <= set(first.metrics)
+
+
+def test_different_seed_different_numbers(host):
+    first, _ = execute_run(make_spec(host, seed=0), host)
+    second, _ = execute_run(make_spec(host, seed=1), host)
+    assert first.metrics["test_loss"] != second.metrics["test_loss"]
+
+
+def test_run_ids_are_stable_and_distinct(host):
+    assert make_spec(host).run_id == make_spec(host).run_id
+    assert make_spec(host).run_id != make_spec(host, seed=1).run_id
+    assert len(make_spec(host).run_id) == 12
+
+
+def test_failing_run_is_recorded_and_suite_goes_on(host, tmp_path):
+    runs = [make_spec(host, "toy_boom", 8), make_spec(host, "toy_boom", 13),
+            make_spec(host, "toy", 8)]
+    store = ResultStore(tmp_path)
+    store.start_fresh()
+    records = run_suite(None, runs, host, store)
+    assert [r.status for r in records] == ["ok", "failed", "ok"]
+    assert "boom: this cell refuses hidden_size 13" in records[1].error
+    assert [r.status for r in store.records()] == ["ok", "failed", "ok"]
+
+
+def test_nan_run_is_diverged_with_metrics(host):
+    record, _ = execute_run(make_spec(host, "toy_nan"), host)
+    assert record.status == "diverged"
+    assert record.metrics["diverged"] is True
+    assert record.metrics["test_loss"] is None
+    assert "non-finite" in record.error
+
+
+def test_results_are_appended_as_runs_finish_and_resume_skips_them(host, tmp_path):
+    runs = [make_spec(host, seed=s, steps=10) for s in range(3)]
+    store = ResultStore(tmp_path)
+    store.start_fresh()
+
+    class Interrupt:
+        def __init__(self):
+            self.seen = 0
+
+        def run_started(self, spec, index, total):
+            if index == 3:
+                raise KeyboardInterrupt
+
+        def training_step(self, step, total):
+            pass
+
+        def run_finished(self, record, index, total):
+            # the record is on disk before the next run starts
+            assert record.run_id in {r.run_id for r in store.records()}
+
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(None, runs, host, store, observer=Interrupt())
+    assert [r.run_id for r in store.records()] == [runs[0].run_id, runs[1].run_id]
+
+    remaining = [r for r in runs if r.run_id not in store.finished_ids()]
+    assert remaining == [runs[2]]
+    run_suite(None, remaining, host, store)
+    assert [r.run_id for r in store.records()] == [r.run_id for r in runs]
+
+
+def test_failed_runs_are_retried_on_resume(host, tmp_path):
+    store = ResultStore(tmp_path)
+    store.start_fresh()
+    spec = make_spec(host, "toy_boom", 13, steps=5)
+    run_suite(None, [spec], host, store)
+    assert spec.run_id not in store.finished_ids()
+
+
+def test_torn_last_line_is_skipped_with_warning(host, tmp_path):
+    store = ResultStore(tmp_path)
+    store.start_fresh()
+    run_suite(None, [make_spec(host, steps=5)], host, store)
+    with open(store.path, "a") as handle:
+        handle.write('{"run_id": "abc", "lab')
+    with pytest.warns(UserWarning, match="unreadable record"):
+        records = store.records()
+    assert len(records) == 1
+
+
+def test_start_fresh_keeps_the_previous_file(host, tmp_path):
+    store = ResultStore(tmp_path)
+    store.start_fresh()
+    run_suite(None, [make_spec(host, steps=5)], host, store)
+    store.start_fresh()
+    assert store.records() == []
+    previous = (tmp_path / "results.previous.jsonl").read_text().splitlines()
+    assert json.loads(previous[0])["status"] == "ok"
+
+
+def test_event_hooks_see_every_run(host, tmp_path, data_dir):
+    events = []
+
+    class Recorder:
+        from harness import hookimpl
+
+        @hookimpl
+        def rnnbench_suite_start(self, runs):
+            events.append(("suite_start", len(runs)))
+
+        @hookimpl
+        def rnnbench_run_start(self, run):
+            events.append(("run_start", run.run_id))
+
+        @hookimpl
+        def rnnbench_run_end(self, run, record):
+            events.append(("run_end", record.status))
+
+        @hookimpl
+        def rnnbench_suite_end(self, records):
+            events.append(("suite_end", len(records)))
+
+    host.pm.register(Recorder(), name="recorder")
+    store = ResultStore(tmp_path)
+    spec = make_spec(host, steps=5)
+    run_suite(None, [spec], host, store)
+    assert events == [("suite_start", 1), ("run_start", spec.run_id), ("run_end", "ok"),
+                      ("suite_end", 1)]
+
+
+def test_epoch_end_hook_stops_early(host, data_dir):
+    host.load_local(str(data_dir / "stopper_plugin.py"))
+    record, _ = execute_run(make_spec(host, steps=30), host)
+    assert record.metrics["stopped_early"] is True
+    assert record.metrics["steps"] == 10
