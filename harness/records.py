@@ -52,6 +52,9 @@ class RunSpec:
     training: TrainingConfig
     metrics: tuple[str, ...] = ()
     suite: str = ""
+    #: Task parameters to show in the label (those the suite set away from their defaults);
+    #: ``None`` shows them all. Presentation only: not part of the configuration or the id.
+    label_params: tuple[str, ...] | None = field(default=None, compare=False)
 
     def config(self) -> dict[str, Any]:
         """The configuration that determines the run's numbers (and so its id).
@@ -82,8 +85,12 @@ class RunSpec:
     def label(self) -> str:
         """A human-readable name, unique within a suite together with the id."""
         task = self.task
-        if self.task_params:
-            task += "[" + ",".join(f"{k}={v}" for k, v in self.task_params) + "]"
+        shown = [
+            (k, v) for k, v in self.task_params
+            if self.label_params is None or k in self.label_params
+        ]
+        if shown:
+            task += "[" + ",".join(f"{k}={v}" for k, v in shown) + "]"
         return (
             f"{self.cell}/{self.backend}/{task}/h{self.hidden_size}x{self.num_layers}"
             f"/{self.dtype}/seed{self.seed}"

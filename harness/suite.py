@@ -558,6 +558,7 @@ class _TaskChoice:
 
     entry: TaskEntry
     combos: list[tuple[tuple[str, Any], ...]]
+    defaults: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -895,7 +896,7 @@ class _Validation:
                 ok = False
                 continue
             combos.append(tuple(sorted({**defaults, **chosen}.items())))
-        return _TaskChoice(entry, combos) if ok else None
+        return _TaskChoice(entry, combos, defaults) if ok else None
 
     def type_hints(self, cls: type) -> dict[str, Any]:
         if cls not in self._hints_cache:
@@ -996,6 +997,9 @@ class _Validation:
                 dtype=dtype.value,
                 seed=seed.value,
                 training=training,
+                label_params=tuple(
+                    key for key, value in combo if not _same(value, choice.defaults.get(key))
+                ),
             )
             yield spec, cell, backend
 
