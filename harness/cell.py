@@ -136,6 +136,13 @@ class Cell(Protocol):
         ...
 
 
+#: The members of :class:`Cell`; the runner checks a factory's product has them all.
+CELL_MEMBERS = (
+    "config", "state_size", "init_params", "to_backend", "to_host", "initial_state",
+    "forward", "backward", "step",
+)
+
+
 def parameter_count(params: dict[str, np.ndarray]) -> int:
     """Total number of scalars in a parameter dict."""
     return int(sum(np.size(p) for p in params.values()))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -63,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", type=Path, help="results folder (default: the suite's "
                      "'output', else results/SUITE_NAME)")
     run.add_argument("-k", dest="select", metavar="EXPR",
-                     help="only runs whose label or id match, e.g. -k 'lstm and not seed1'")
+                     help="only runs whose label or id match, e.g. -k 'lstm and not seed1'; "
+                     "their records replace earlier ones, the others are kept")
     run.add_argument("--resume", action="store_true",
                      help="keep the results folder's records and skip runs already finished")
     run.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
@@ -153,6 +155,8 @@ def command_run(args: argparse.Namespace, host: PluginHost, console: Console) ->
     suite = load_validated_suite(args.suite, host)
     out_dir = args.output or suite.output or Path("results") / suite.name
     store = ResultStore(out_dir)
+    # Before the results folder is touched, so "git dirty" speaks of the code, not the results.
+    environment = capture_environment()
     runs = select(suite.runs, args.select)
     if args.select and not runs:
         raise RnnbenchError(
@@ -164,12 +168,13 @@ def command_run(args: argparse.Namespace, host: PluginHost, console: Console) ->
         runs = [run for run in runs if run.run_id not in done]
         if skipped and not args.quiet:
             console.print(f"resume: {skipped} runs already finished in {out_dir}")
-    else:
+    elif not args.select:
+        # A full run starts a fresh results file; a -k run updates the selected runs' records
+        # and keeps the others, so the tables still show the whole suite.
         store.start_fresh()
     if not args.quiet:
         for spec, reason in suite.skipped:
             console.print(f"skipped {spec.label}: {reason}")
-    environment = capture_environment()
     environment["resumed"] = bool(args.resume)
     write_json(out_dir / ENVIRONMENT_FILE, environment)
     atomic_write_text(out_dir / SUITE_COPY, Path(args.suite).read_text(encoding="utf-8"))
@@ -315,7 +320,7 @@ class RichObserver(PlainObserver):
 
     def run_started(self, spec: RunSpec, index: int, total: int) -> None:
         self.progress.update(self.suite_bar, total=total, description=f"suite {spec.suite}")
-        self.progress.reset(self.run_bar, total=None, description=spec.label)
+        self.progress.reset(self.run_bar, total=None, description=escape(spec.label))
 
     def training_step(self, step: int, total: int) -> None:
         if step % 10 == 0 or step == total:

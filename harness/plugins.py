@@ -188,17 +188,9 @@ class PluginHost:
             _require(plugin, f"factory of cell {name!r}", factory, callable)
             if available is not None:
                 _require(plugin, f"'available' of cell {name!r}", available, callable)
-            key = (name, backend)
-            if key in self.registry.cells:
-                other = self.registry.cells[key].plugin
-                raise PluginError(
-                    plugin,
-                    f"registers cell {name!r} on backend {backend!r}, which plugin {other!r} "
-                    f"already registered; disable one with -p no:{plugin} or -p no:{other}",
-                )
-            self.registry.cells[key] = CellEntry(
-                name, backend, factory, plugin, description, available
-            )
+            entry = CellEntry(name, backend, factory, plugin, description, available)
+            _claim(self.registry.cells, (name, backend), entry,
+                   f"cell {name!r} on backend {backend!r}")
 
         return register
 
@@ -226,12 +218,7 @@ class PluginHost:
                     raise PluginError(
                         plugin, f"parameter {f.name!r} of task {name!r} has no default"
                     )
-            if name in self.registry.tasks:
-                other = self.registry.tasks[name].plugin
-                raise PluginError(
-                    plugin, f"registers task {name!r}, which plugin {other!r} already registered"
-                )
-            self.registry.tasks[name] = TaskEntry(name, task_class, plugin)
+            _claim(self.registry.tasks, name, TaskEntry(name, task_class, plugin), f"task {name!r}")
 
         return register
 
@@ -249,14 +236,8 @@ class PluginHost:
                 raise PluginError(
                     plugin, f"metric {name!r}: better={better!r}; use 'lower', 'higher' or None"
                 )
-            if name in self.registry.metrics:
-                other = self.registry.metrics[name].plugin
-                raise PluginError(
-                    plugin, f"registers metric {name!r}, which plugin {other!r} already registered"
-                )
-            self.registry.metrics[name] = MetricEntry(
-                name, function, plugin, description, better, bool(timing)
-            )
+            entry = MetricEntry(name, function, plugin, description, better, bool(timing))
+            _claim(self.registry.metrics, name, entry, f"metric {name!r}")
 
         return register
 
@@ -264,15 +245,22 @@ class PluginHost:
         def register(name: str, function: Callable[..., Any], description: str = "") -> None:
             _require(plugin, "reporter name", name, is_name)
             _require(plugin, f"function of reporter {name!r}", function, callable)
-            if name in self.registry.reporters:
-                other = self.registry.reporters[name].plugin
-                raise PluginError(
-                    plugin,
-                    f"registers reporter {name!r}, which plugin {other!r} already registered",
-                )
-            self.registry.reporters[name] = ReporterEntry(name, function, plugin, description)
+            entry = ReporterEntry(name, function, plugin, description)
+            _claim(self.registry.reporters, name, entry, f"reporter {name!r}")
 
         return register
+
+
+def _claim(table: dict[Any, Any], key: Any, entry: Any, what: str) -> None:
+    """Add ``entry`` under ``key``; a name another plugin holds already is an error naming both."""
+    if key in table:
+        other = table[key].plugin
+        raise PluginError(
+            entry.plugin,
+            f"registers {what}, which plugin {other!r} already registered; disable one with "
+            f"-p no:{entry.plugin} or -p no:{other}",
+        )
+    table[key] = entry
 
 
 def is_name(value: Any) -> bool:

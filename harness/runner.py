@@ -17,9 +17,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from harness.cell import CellConfig, parameter_count
+from harness.cell import CELL_MEMBERS, CellConfig, parameter_count
+from harness.errors import PluginError
 from harness.model import Evaluation, SequenceModel
-from harness.plugins import PluginHost, Registry
+from harness.plugins import CellEntry, PluginHost, Registry
 from harness.records import RunRecord, RunSpec
 from harness.results import ResultStore
 from harness.task import Task, TaskData
@@ -147,6 +148,7 @@ def _train_and_evaluate(
             dtype=spec.dtype,
         )
     )
+    check_cell_contract(cell, cell_entry)
     model = SequenceModel(cell, task, data.output_size)
     rng = np.random.default_rng(model_seed)
     params = model.init_params(rng)
@@ -181,6 +183,17 @@ def _train_and_evaluate(
     )
 
 
+def check_cell_contract(cell: Any, entry: CellEntry) -> None:
+    """A factory must return a harness.Cell; say which plugin broke the contract, and how."""
+    missing = [name for name in CELL_MEMBERS if not hasattr(cell, name)]
+    if missing:
+        raise PluginError(
+            entry.plugin,
+            f"registered a factory for cell {entry.name!r} on {entry.backend!r} that returned "
+            f"{type(cell).__name__!r}, which lacks {', '.join(missing)} (see harness.Cell)",
+        )
+
+
 def compute_metrics(
     outcome: RunOutcome, names: Iterable[str], registry: Registry
 ) -> dict[str, Any]:
@@ -188,12 +201,18 @@ def compute_metrics(
     broken metric plugin does not lose the run."""
     values: dict[str, Any] = {}
     for name in names:
+        entry = registry.metrics[name]
         try:
-            value = registry.metrics[name].function(outcome)
+            value = entry.function(outcome)
         except Exception as exc:
             value = f"error: {type(exc).__name__}: {exc}"
         if isinstance(value, np.generic):
             value = value.item()
+        if value is not None and not isinstance(value, (bool, int, float, str)):
+            value = (
+                f"error: plugin {entry.plugin!r} metric {name!r} returned "
+                f"{type(value).__name__}, not a number, bool or None"
+            )
         if isinstance(value, float) and not math.isfinite(value):
             value = None if math.isnan(value) else value
         values[name] = value

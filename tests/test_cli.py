@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from harness.results import ResultStore
 
 SUITE = """\
 name: tiny
@@ -61,6 +62,17 @@ def test_filter_and_resume(tmp_path, capsys):
     assert len(lines) == 4
     assert len({json.loads(line)["run_id"] for line in lines}) == 4
     assert "resume: 1 runs already finished" in capsys.readouterr().err
+
+
+def test_filtered_rerun_keeps_the_other_records(tmp_path):
+    suite, out = write_suite(tmp_path), tmp_path / "out"
+    assert main(["run", str(suite), "-o", str(out), "-q"]) == 0
+    assert main(["run", str(suite), "-o", str(out), "-q", "-k", "rnn"]) == 0
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 6
+    assert len(ResultStore(out).records()) == 4
+    assert main(["run", str(suite), "-o", str(out), "-q"]) == 0
+    assert len((out / "results.jsonl").read_text().splitlines()) == 4
 
 
 def test_failed_run_exits_1_and_keeps_the_others(tmp_path, data_dir, capsys):

@@ -172,3 +172,47 @@ def test_epoch_end_hook_stops_early(host, data_dir):
     record, _ = execute_run(make_spec(host, steps=30), host)
     assert record.metrics["stopped_early"] is True
     assert record.metrics["steps"] == 10
+
+
+def test_factory_breaking_the_cell_contract_names_the_plugin(host, tmp_path):
+    plugin = tmp_path / "lazy_plugin.py"
+    plugin.write_text(
+        "from harness import hookimpl\n"
+        "class HalfCell:\n"
+        "    def __init__(self, config):\n"
+        "        self.config = config\n"
+        "@hookimpl\n"
+        "def rnnbench_register_cells(register):\n"
+        "    register('half', 'numpy', HalfCell)\n"
+    )
+    host.load_local(str(plugin))
+    record, _ = execute_run(make_spec(host, "half"), host)
+    assert record.status == "failed"
+    assert "plugin 'lazy_plugin'" in record.error
+    assert "lacks state_size, init_params" in record.error
+
+
+def test_metric_returning_garbage_is_an_error_value_not_a_crash(host, tmp_path):
+    plugin = tmp_path / "odd_metric.py"
+    plugin.write_text(
+        "from harness import hookimpl\n"
+        "@hookimpl\n"
+        "def rnnbench_register_metrics(register):\n"
+        "    register('odd', lambda run: [1, 2])\n"
+        "    register('raises', lambda run: 1 / 0)\n"
+    )
+    host.load_local(str(plugin))
+    spec = make_spec(host, steps=5)
+    record, _ = execute_run(spec, host)
+    assert record.status == "ok"
+    assert "returned list" in record.metrics["odd"]
+    assert record.metrics["raises"].startswith("error: ZeroDivisionError")
+    assert isinstance(record.metrics["test_loss"], float)
+
+
+def test_cell_protocol_members_are_complete():
+    from harness.cell import CELL_MEMBERS, Cell
+
+    declared = {name for name in vars(Cell) if not name.startswith("_")}
+    declared |= set(Cell.__annotations__)
+    assert declared == set(CELL_MEMBERS)
