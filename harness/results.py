@@ -284,7 +284,7 @@ def format_value(value: Any, digits: int = 4) -> str:
 def format_mean_std(mean: float | None, std: float | None, digits: int = 4) -> str:
     if mean is None:
         return ""
-    if std is None:
+    if std is None or std == 0:
         return format_value(mean, digits)
     return f"{format_value(mean, digits)} ± {format_value(std, 2)}"
 

@@ -102,3 +102,4 @@ def test_format_mean_std():
     assert format_mean_std(0.123456, 0.01) == "0.1235 ± 0.01"
     assert format_mean_std(None, None) == ""
     assert format_mean_std(2.0, None) == "2"
+    assert format_mean_std(400.0, 0.0) == "400"

@@ -42,7 +42,7 @@ def write_markdown(table: ResultTable, out_dir: Path) -> list[Path]:
     constant = table.constant
     if constant:
         parts += ["Fixed settings: " + ", ".join(
-            f"{key}={format_value(value)}" for key, value in constant.items()
+            f"{key}={format_value(value)}" for key, value in constant.items() if value is not None
         ), ""]
     env = table.environment or {}
     if env:
