@@ -5,6 +5,7 @@ Everything a plugin needs comes from here::
     from harness import hookimpl, Cell, CellConfig, ForwardResult, BackwardResult
     from harness import Task, TaskData, Split, Topology, param, mse, cross_entropy
     from harness import RunOutcome, ResultTable, atomic_write_text
+    from harness import save_params, load_params, ParamsFileError
 
 The hooks themselves are documented in :mod:`harness.hookspecs`.
 """
@@ -25,6 +26,7 @@ from harness.cell import (
 )
 from harness.errors import PluginError, RnnbenchError, SuiteError
 from harness.losses import accuracy, cross_entropy, mse
+from harness.params_io import ParamsFileError, load_params, save_params
 from harness.records import RunRecord, RunSpec, TrainingConfig
 from harness.results import ResultTable, atomic_write_text, format_mean_std, format_value
 from harness.runner import RunOutcome
@@ -39,6 +41,7 @@ __all__ = [
     "Cell",
     "CellConfig",
     "ForwardResult",
+    "ParamsFileError",
     "PluginError",
     "ResultTable",
     "RnnbenchError",
@@ -58,8 +61,10 @@ __all__ = [
     "format_value",
     "hookimpl",
     "init_uniform",
+    "load_params",
     "mse",
     "param",
     "param_shapes",
     "parameter_count",
+    "save_params",
 ]

@@ -14,6 +14,7 @@ from harness.task import Topology
 
 BUILTINS = {
     "reference_cells",
+    "numba_cpu_cells",
     "many_to_one_tasks",
     "training_metrics",
     "table_reporters",
