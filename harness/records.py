@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 OPTIMIZERS = ("sgd", "adam")
+#: Initialisations of the recurrent weights (see harness.initialisation).
+INITS = ("pytorch", "orthogonal", "identity")
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,13 @@ class TrainingConfig:
     epochs: int | None = None
     clip: float | None = None
     eval_every: int | None = None
+    #: Stop once the validation loss reaches this (early stopping on a target); None: never.
+    target_loss: float | None = None
+    #: How the recurrent weights start: "pytorch" (uniform), "orthogonal" or "identity".
+    init: str = "pytorch"
+    #: Rescale every gate's recurrent matrix to this spectral radius after ``init`` (above 1
+    #: provokes exploding gradients, below 1 vanishing ones); None: leave as initialised.
+    spectral_radius: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -19,6 +19,7 @@ import numpy as np
 
 from harness.cell import CELL_MEMBERS, CellConfig, parameter_count
 from harness.errors import PluginError
+from harness.initialisation import initialise
 from harness.model import Evaluation, SequenceModel
 from harness.plugins import CellEntry, PluginHost, Registry
 from harness.records import RunRecord, RunSpec
@@ -152,6 +153,7 @@ def _train_and_evaluate(
     model = SequenceModel(cell, task, data.output_size)
     rng = np.random.default_rng(model_seed)
     params = model.init_params(rng)
+    initialise(params, spec.training.init, spec.training.spectral_radius, rng)
     initial = {name: value.copy() for name, value in params.items()}
 
     def on_evaluation(step: int, logs: dict[str, float]) -> bool:

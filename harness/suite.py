@@ -26,6 +26,9 @@ the runs are the cartesian product of the axes, plus ``include`` sets, minus ``e
       steps: 200                     # exactly one of steps / epochs (the other absent or null)
       clip: 1.0                      # > 0 or null (no clipping), default null
       eval_every: 50                 # null: once per epoch, decided by the trainer
+      target_loss: 0.01              # stop early once the validation loss reaches it; default null
+      init: orthogonal               # pytorch | orthogonal | identity, default pytorch
+      spectral_radius: 1.5           # rescale recurrent matrices to this radius; default null
     metrics: [final_loss, test_loss] # default: every registered metric, sorted
     include:                         # extra run sets: keys override the suite's axes
       - {cell: lstm, hidden_size: 128, lr: 0.1}   # training keys are given flat here
@@ -68,7 +71,14 @@ import yaml
 from harness.cell import DTYPES
 from harness.errors import SuiteError, SuiteProblem, did_you_mean
 from harness.plugins import CellEntry, Registry, TaskEntry
-from harness.records import CONFIG_AXES, OPTIMIZERS, TRAINING_AXES, RunSpec, TrainingConfig
+from harness.records import (
+    CONFIG_AXES,
+    INITS,
+    OPTIMIZERS,
+    TRAINING_AXES,
+    RunSpec,
+    TrainingConfig,
+)
 
 __all__ = [
     "SUITE_SCHEMA",
@@ -448,6 +458,13 @@ _TRAINING: dict[str, dict[str, Any]] = {
         {"type": ["number", "null"], "exclusiveMinimum": 0}, "a number > 0 or null (no clipping)"
     ),
     "eval_every": _axis({"type": ["integer", "null"], "minimum": 1}, "a positive integer or null"),
+    "target_loss": _axis(
+        {"type": ["number", "null"], "exclusiveMinimum": 0}, "a number > 0 or null (no target)"
+    ),
+    "init": _axis({"enum": list(INITS)}, "one of " + ", ".join(INITS)),
+    "spectral_radius": _axis(
+        {"type": ["number", "null"], "exclusiveMinimum": 0}, "a number > 0 or null"
+    ),
 }
 assert tuple(_TRAINING) == TRAINING_AXES and tuple(_AXES) == CONFIG_AXES, "schema out of date"
 

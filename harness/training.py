@@ -100,6 +100,9 @@ class TrainingResult:
     diverged: bool = False
     divergence: str | None = None
     stopped_early: bool = False
+    #: (optimizer steps, training seconds) when the validation loss first reached
+    #: ``target_loss``; None when there is no target or it was not reached.
+    reached_target_at: tuple[int, float] | None = None
 
 
 def resolve_schedule(config: TrainingConfig, n_train: int) -> tuple[int, int]:
@@ -130,8 +133,8 @@ def train(
 ) -> TrainingResult:
     """Train ``params`` in place with minibatches reshuffled every epoch.
 
-    Evaluates on the validation split every ``eval_every`` steps and at the end; ``on_evaluation``
-    returning ``True`` stops early. A non-finite loss or gradient stops the run as *diverged*
+    Evaluates on the validation split every ``eval_every`` steps and at the end; reaching
+    ``target_loss`` there, or ``on_evaluation`` returning ``True``, stops early. A non-finite loss or gradient stops the run as *diverged*
     (a result, not a crash). ``train_seconds`` counts optimizer steps only, not evaluation.
     """
     total, eval_every = resolve_schedule(config, len(data.train))
@@ -169,6 +172,7 @@ def train(
             evaluation = model.evaluate(params, data.validation)
             logs = {
                 "step": float(step),
+                "seconds": result.train_seconds,
                 "train_loss": float(np.mean(losses)),
                 "grad_norm": float(np.mean(norms)),
                 "val_loss": evaluation.loss,
@@ -182,7 +186,11 @@ def train(
                 result.diverged = True
                 result.divergence = f"non-finite validation loss at step {step}"
                 break
-            if on_evaluation is not None and on_evaluation(step, logs) and step < total:
+            reached = config.target_loss is not None and evaluation.loss <= config.target_loss
+            if reached and result.reached_target_at is None:
+                result.reached_target_at = (step, result.train_seconds)
+            asked = on_evaluation is not None and on_evaluation(step, logs)
+            if (reached or asked) and step < total:
                 result.stopped_early = True
                 break
     return result
