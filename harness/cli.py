@@ -22,7 +22,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
+from harness.compare import (
+    DEFAULT_ATOL,
+    DEFAULT_RTOL,
+    Comparison,
+    Difference,
+    compare_folders,
+)
 from harness.errors import PluginError, RnnbenchError, SuiteError, SuiteProblem
 from harness.plugins import PluginHost, build_host
 from harness.records import RunRecord, RunSpec
@@ -82,6 +90,30 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", parents=[plugins], help="print a results folder's table "
                                "and rewrite its Markdown/CSV/JSON tables from its records")
     show.add_argument("results", type=Path, help="results folder (holding results.jsonl)")
+
+    compare = commands.add_parser(
+        "compare", parents=[plugins],
+        help="compare two results folders run by run (e.g. committed results and a re-run); "
+        "exit 0 when they match, 1 when they differ",
+    )
+    compare.add_argument("a", type=Path, metavar="A", help="reference results folder")
+    compare.add_argument("b", type=Path, metavar="B", help="results folder to check, e.g. a re-run")
+    compare_mode = compare.add_mutually_exclusive_group()
+    compare_mode.add_argument(
+        "--exact", dest="mode", action="store_const", const="exact",
+        help="require bitwise-identical values (default when both ran on the same platform with "
+        "the same numeric packages)",
+    )
+    compare_mode.add_argument(
+        "--tolerant", dest="mode", action="store_const", const="tolerant",
+        help="floats need only agree within --rtol/--atol (default otherwise)",
+    )
+    compare.add_argument("--rtol", type=float, metavar="R",
+                         help=f"relative tolerance in tolerant mode (default {DEFAULT_RTOL:g})")
+    compare.add_argument("--atol", type=float, metavar="A",
+                         help=f"absolute tolerance in tolerant mode (default {DEFAULT_ATOL:g})")
+    compare.add_argument("--subset", action="store_true",
+                         help="B may hold only some of A's runs (e.g. a -k re-run)")
     return parser
 
 
@@ -98,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_list(host)
         if args.command == "show":
             return command_show(args, host)
+        if args.command == "compare":
+            return command_compare(args, host, console)
     except RnnbenchError as exc:
         console.print(f"[red]error:[/red] {exc}", markup=True, soft_wrap=True)
         return EXIT_BAD_INPUT
@@ -197,6 +231,68 @@ def command_show(args: argparse.Namespace, host: PluginHost) -> int:
     table = write_tables(args.results, host)
     print_table(table, make_console())
     return EXIT_OK
+
+
+def command_compare(args: argparse.Namespace, host: PluginHost, console: Console) -> int:
+    """Exit 0 when the folders match, 1 (as for a failed run) when they differ."""
+    warn_broken(host, console)
+    comparison = compare_folders(
+        args.a, args.b, host.registry, mode=args.mode,
+        rtol=DEFAULT_RTOL if args.rtol is None else args.rtol,
+        atol=DEFAULT_ATOL if args.atol is None else args.atol,
+        subset=args.subset,
+    )
+    if comparison.mode == "exact" and (args.rtol is not None or args.atol is not None):
+        console.print("note: --rtol/--atol apply in tolerant mode only; add --tolerant to use "
+                      "them")
+    print_comparison(comparison, make_console())
+    return EXIT_OK if comparison.ok else EXIT_RUN_FAILED
+
+
+def print_comparison(comparison: Comparison, console: Console, max_rows: int = 50) -> None:
+    """The mode and why, a table of the first ``max_rows`` differences (by run, then metric),
+    the runs found on one side only, and the one-line verdict."""
+    console.print(f"A: {comparison.a}\nB: {comparison.b}", markup=False)
+    console.print(comparison.mode_line, markup=False)
+    if comparison.differences:
+        view = Table(title="differences", title_justify="left")
+        # Labels are folded, never cut: the seed at their end is what tells runs apart.
+        view.add_column("run", overflow="fold")
+        view.add_column("metric", no_wrap=True)
+        view.add_column("A", justify="right", no_wrap=True)
+        view.add_column("B", justify="right", no_wrap=True)
+        view.add_column("difference", no_wrap=True)
+        for difference in comparison.differences[:max_rows]:
+            view.add_row(*(Text(cell) for cell in (
+                difference.label, difference.what, _exact_text(difference.a),
+                _exact_text(difference.b), _difference_text(difference),
+            )))
+        console.print(view)
+        hidden = len(comparison.differences) - max_rows
+        if hidden > 0:
+            console.print(f"... and {hidden} more", markup=False)
+    for side, records in (("A", comparison.only_in_a), ("B", comparison.only_in_b)):
+        if not records:
+            continue
+        allowed = " (allowed by --subset)" if side == "A" and comparison.subset else ""
+        console.print(f"only in {side}{allowed}: {len(records)} runs", markup=False)
+        for record in records[:max_rows]:
+            console.print(f"  {record.label} ({record.run_id})", markup=False)
+        if len(records) > max_rows:
+            console.print(f"  ... and {len(records) - max_rows} more", markup=False)
+    console.print(comparison.verdict, markup=False)
+
+
+def _exact_text(value: Any) -> str:
+    """Floats in full (repr round-trips), so a last-bit difference is visible."""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _difference_text(difference: Difference) -> str:
+    if difference.abs_diff is None:
+        return ""
+    rel = difference.rel_diff
+    return f"abs {difference.abs_diff:.3g}" + ("" if rel is None else f", rel {rel:.3g}")
 
 
 def write_tables(out_dir: Path, host: PluginHost, metrics: list[str] | None = None) -> ResultTable:

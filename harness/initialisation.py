@@ -42,7 +42,8 @@ def initialise(
     if scheme not in INITS:
         raise ValueError(f"unknown init {scheme!r}; use one of {', '.join(INITS)}")
     for name, weight in params.items():
-        if not name.startswith("weight_hh_l"):
+        prefix, marker, layer = name.rpartition("weight_hh_l")  # "encoder." etc. may lead
+        if not marker:
             continue
         for block in gate_blocks(weight):
             if scheme == "orthogonal":
@@ -55,7 +56,6 @@ def initialise(
                 if current > 0:
                     block *= block.dtype.type(radius / current)
         if scheme == "identity":
-            layer = name.removeprefix("weight_hh_l")
-            for bias in (f"bias_ih_l{layer}", f"bias_hh_l{layer}"):
+            for bias in (f"{prefix}bias_ih_l{layer}", f"{prefix}bias_hh_l{layer}"):
                 if bias in params:
                     params[bias][...] = 0

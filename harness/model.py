@@ -1,28 +1,143 @@
-"""The model a run trains: a cell, plus the task's linear readout and loss.
+"""The models a run trains: cells plus the task's linear readout and loss, for every topology.
 
-The cell may run on a device; the readout and loss run on the host. Per training step exactly one
-copy goes each way (outputs to the host, their gradient back), never one per time step.
+- :class:`SequenceModel`: one cell; the readout sees the last step (many-to-one, one-to-one) or
+  every step (many-to-many aligned, one-to-many). For tasks marked ``free_running`` (generation)
+  training is teacher-forced and evaluation feeds the model's own outputs back, one
+  :meth:`Cell.step` at a time.
+- :class:`EncoderDecoderModel`: an encoder cell reads the input sequence, its final state starts
+  a decoder cell, and gradients flow back through that hand-over (the initial-state gradient of
+  the cell protocol) into the encoder.
+
+Cells may run on a device; the readout and loss run on the host. Per training step exactly one
+copy goes each way per cell (outputs to the host, their gradient back), never one per time step.
+Free-running evaluation is the exception by nature: each step's input is the last step's output.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from harness.cell import Cell
-from harness.task import Split, Task
+from harness.cell import Cell, CellConfig
+from harness.task import Split, Task, TaskData
 
 READOUT_WEIGHT = "readout.weight"
 READOUT_BIAS = "readout.bias"
+ENCODER, DECODER = "encoder.", "decoder."
 #: Sequences per forward pass when evaluating a whole split, to bound memory.
 EVAL_CHUNK = 1024
+
+Params = dict[str, np.ndarray]
 
 
 @dataclass
 class Evaluation:
     loss: float
     accuracy: float | None
+
+
+class Readout:
+    """The linear map from hidden states to the task's outputs, on the host."""
+
+    def __init__(self, hidden_size: int, output_size: int, dtype: np.dtype) -> None:
+        self.hidden_size, self.output_size, self.dtype = hidden_size, output_size, dtype
+
+    def init_params(self, rng: np.random.Generator) -> Params:
+        bound = 1.0 / np.sqrt(self.hidden_size)  # PyTorch's nn.Linear default
+        shape = (self.output_size, self.hidden_size)
+        return {
+            READOUT_WEIGHT: rng.uniform(-bound, bound, shape).astype(self.dtype),
+            READOUT_BIAS: rng.uniform(-bound, bound, self.output_size).astype(self.dtype),
+        }
+
+    @staticmethod
+    def apply(params: Params, hidden: np.ndarray) -> np.ndarray:
+        return hidden @ params[READOUT_WEIGHT].T + params[READOUT_BIAS]
+
+    def backward(
+        self, params: Params, hidden: np.ndarray, d_predictions: np.ndarray, grads: Params
+    ) -> np.ndarray:
+        """Adds the readout's gradients to ``grads``; returns dLoss/d ``hidden``."""
+        d = d_predictions.astype(self.dtype, copy=False)
+        flat_d = d.reshape(-1, self.output_size)
+        grads[READOUT_WEIGHT] = flat_d.T @ hidden.reshape(-1, self.hidden_size)
+        grads[READOUT_BIAS] = flat_d.sum(axis=0)
+        return d @ params[READOUT_WEIGHT]
+
+
+class CellRunner:
+    """One cell and the parameters under a prefix: host <-> backend, forward, backward, step."""
+
+    def __init__(self, cell: Cell, prefix: str = "") -> None:
+        self.cell, self.prefix = cell, prefix
+        self.dtype = cell.config.np_dtype
+
+    def init_params(self, rng: np.random.Generator) -> Params:
+        return {self.prefix + name: value for name, value in self.cell.init_params(rng).items()}
+
+    def backend_params(self, params: Params) -> dict[str, Any]:
+        prefix = self.prefix
+        return {
+            name[len(prefix):]: self.cell.to_backend(value)
+            for name, value in params.items()
+            if name.startswith(prefix) and not name.startswith("readout.")
+            and (prefix or not name.startswith((ENCODER, DECODER)))
+        }
+
+    def to_backend_state(self, state: tuple[np.ndarray, ...] | None, batch: int):
+        if state is None:
+            return self.cell.initial_state(batch)
+        return tuple(self.cell.to_backend(s) for s in state)
+
+    def forward(self, cell_params: dict, inputs: np.ndarray, state=None):
+        """Forward over ``inputs`` (host); returns the result and the outputs on the host."""
+        x = self.cell.to_backend(inputs.astype(self.dtype, copy=False))
+        result = self.cell.forward(cell_params, x, self.to_backend_state(state, inputs.shape[1]))
+        return result, self.cell.to_host(result.outputs)
+
+    def host_state(self, state) -> tuple[np.ndarray, ...]:
+        return tuple(self.cell.to_host(s) for s in state)
+
+    def backward(self, cell_params: dict, result, d_outputs: np.ndarray, grads: Params,
+                 d_final_state: tuple[np.ndarray, ...] | None = None) -> tuple[np.ndarray, ...]:
+        """Adds the cell's parameter gradients to ``grads``; returns dLoss/d initial state
+        (host)."""
+        d_final = None if d_final_state is None else tuple(
+            self.cell.to_backend(d.astype(self.dtype, copy=False)) for d in d_final_state
+        )
+        back = self.cell.backward(
+            cell_params, result.cache, self.cell.to_backend(d_outputs), d_final
+        )
+        for name, grad in back.param_grads.items():
+            grads[self.prefix + name] = self.cell.to_host(grad)
+        return self.host_state(back.d_initial_state)
+
+    def generate(
+        self,
+        cell_params: dict,
+        readout_params: Params,
+        first_input: np.ndarray,
+        steps: int,
+        feedback: Callable[[np.ndarray, int], np.ndarray],
+        state=None,
+    ) -> np.ndarray:
+        """Free-running: ``steps`` readout predictions, each step's input made by ``feedback``
+        from the previous step's prediction. Returns ``(steps, N, O)``."""
+        state = self.to_backend_state(state, first_input.shape[0])
+        x_t = first_input
+        predictions = []
+        for t in range(steps):
+            output, state = self.cell.step(
+                cell_params, self.cell.to_backend(x_t.astype(self.dtype, copy=False)), state
+            )
+            prediction = Readout.apply(readout_params, self.cell.to_host(output))
+            predictions.append(prediction)
+            if t + 1 < steps:
+                x_t = feedback(prediction, t + 1)
+        return np.stack(predictions)
 
 
 class SequenceModel:
@@ -37,77 +152,156 @@ class SequenceModel:
         self.task = task
         self.output_size = output_size
         self.dtype = cell.config.np_dtype
+        self.runner = CellRunner(cell)
+        self.readout = Readout(cell.config.hidden_size, output_size, self.dtype)
 
-    def init_params(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        params = dict(self.cell.init_params(rng))
-        hidden = self.cell.config.hidden_size
-        bound = 1.0 / np.sqrt(hidden)  # PyTorch's nn.Linear default
-        shape = (self.output_size, hidden)
-        params[READOUT_WEIGHT] = rng.uniform(-bound, bound, shape).astype(self.dtype)
-        params[READOUT_BIAS] = rng.uniform(-bound, bound, self.output_size).astype(self.dtype)
+    def init_params(self, rng: np.random.Generator) -> Params:
+        params = self.runner.init_params(rng)
+        params.update(self.readout.init_params(rng))
         return params
 
-    def _cell_params(self, params: dict[str, np.ndarray]) -> dict:
-        return {
-            name: self.cell.to_backend(value)
-            for name, value in params.items()
-            if not name.startswith("readout.")
-        }
+    def _seen(self, outputs: np.ndarray) -> np.ndarray:
+        return outputs[-1] if self.task.readout == "last" else outputs
 
-    def _hidden_outputs(self, cell_params: dict, inputs: np.ndarray):
-        x = self.cell.to_backend(inputs.astype(self.dtype, copy=False))
-        state = self.cell.initial_state(inputs.shape[1])
-        result = self.cell.forward(cell_params, x, state)
-        outputs = self.cell.to_host(result.outputs)
-        seen = outputs[-1] if self.task.readout == "last" else outputs
-        return result, outputs, seen
+    def predict(self, params: Params, inputs: np.ndarray) -> np.ndarray:
+        """Teacher-forced predictions for ``inputs`` ``(T, N, I)``."""
+        _, outputs = self.runner.forward(self.runner.backend_params(params), inputs)
+        return Readout.apply(params, self._seen(outputs))
 
-    def predict(self, params: dict[str, np.ndarray], inputs: np.ndarray) -> np.ndarray:
-        """The readout's predictions for ``inputs`` ``(T, N, I)``."""
-        _, _, seen = self._hidden_outputs(self._cell_params(params), inputs)
-        return seen @ params[READOUT_WEIGHT].T + params[READOUT_BIAS]
-
-    def loss_and_grads(
-        self, params: dict[str, np.ndarray], batch: Split
-    ) -> tuple[float, dict[str, np.ndarray]]:
+    def loss_and_grads(self, params: Params, batch: Split) -> tuple[float, Params]:
         """The batch's mean loss and its gradient for every parameter (host arrays)."""
-        cell_params = self._cell_params(params)
-        result, outputs, seen = self._hidden_outputs(cell_params, batch.inputs)
-        weight = params[READOUT_WEIGHT]
-        predictions = seen @ weight.T + params[READOUT_BIAS]
-        loss, d_predictions = self.task.loss(predictions, batch.targets)
-        d_predictions = d_predictions.astype(self.dtype, copy=False)
-        flat_d = d_predictions.reshape(-1, self.output_size)
-        flat_seen = seen.reshape(-1, seen.shape[-1])
-        grads = {
-            READOUT_WEIGHT: flat_d.T @ flat_seen,
-            READOUT_BIAS: flat_d.sum(axis=0),
-        }
-        d_seen = d_predictions @ weight
+        cell_params = self.runner.backend_params(params)
+        result, outputs = self.runner.forward(cell_params, batch.inputs)
+        seen = self._seen(outputs)
+        loss, d_predictions = self.task.loss(Readout.apply(params, seen), batch.targets)
+        grads: Params = {}
+        d_seen = self.readout.backward(params, seen, d_predictions, grads)
         if self.task.readout == "last":
             d_outputs = np.zeros_like(outputs)
             d_outputs[-1] = d_seen
         else:
             d_outputs = d_seen
-        backward = self.cell.backward(cell_params, result.cache, self.cell.to_backend(d_outputs))
-        for name, grad in backward.param_grads.items():
-            grads[name] = self.cell.to_host(grad)
+        self.runner.backward(cell_params, result, d_outputs, grads)
         return loss, grads
 
-    def evaluate(self, params: dict[str, np.ndarray], split: Split) -> Evaluation:
-        """Loss and accuracy over a whole split, in chunks; weighted by chunk size."""
-        total_loss, total_correct, count = 0.0, 0.0, len(split)
-        has_accuracy = True
-        for start in range(0, count, EVAL_CHUNK):
-            chunk = split.batch(np.arange(start, min(start + EVAL_CHUNK, count)))
-            predictions = self.predict(params, chunk.inputs)
-            loss, _ = self.task.loss(predictions, chunk.targets)
-            total_loss += loss * len(chunk)
-            accuracy = self.task.accuracy(predictions, chunk.targets)
-            if accuracy is None:
-                has_accuracy = False
-            else:
-                total_correct += accuracy * len(chunk)
-        return Evaluation(
-            loss=total_loss / count, accuracy=total_correct / count if has_accuracy else None
+    def evaluation_predictions(self, params: Params, split: Split) -> np.ndarray:
+        """What evaluation scores: free-running generation for ``free_running`` tasks (the
+        first input given, every later one made from the model's last output), else
+        teacher-forced predictions."""
+        if not self.task.free_running:
+            return self.predict(params, split.inputs)
+        return self.runner.generate(
+            self.runner.backend_params(params), params, split.inputs[0],
+            split.inputs.shape[0], self.task.feedback,
         )
+
+    def evaluate(self, params: Params, split: Split) -> Evaluation:
+        return evaluate_in_chunks(self, params, split)
+
+
+class EncoderDecoderModel:
+    """Encoder cell -> its final state starts the decoder cell -> readout on every decoder
+    step -> the task's loss. Training is teacher-forced (``split.decoder_inputs``); evaluation
+    decodes free-running from the first decoder input, through ``task.feedback``.
+
+    Parameters: ``encoder.<PyTorch name>``, ``decoder.<PyTorch name>``, ``readout.*``.
+    """
+
+    def __init__(self, encoder: Cell, decoder: Cell, task: Task, output_size: int) -> None:
+        if encoder.config.hidden_size != decoder.config.hidden_size:
+            raise ValueError("encoder and decoder must have the same hidden size")
+        self.task = task
+        self.output_size = output_size
+        self.dtype = encoder.config.np_dtype
+        self.encoder = CellRunner(encoder, ENCODER)
+        self.decoder = CellRunner(decoder, DECODER)
+        self.cell = encoder  # what metrics that look at "the cell" see
+        self.readout = Readout(decoder.config.hidden_size, output_size, self.dtype)
+
+    def init_params(self, rng: np.random.Generator) -> Params:
+        params = self.encoder.init_params(rng)
+        params.update(self.decoder.init_params(rng))
+        params.update(self.readout.init_params(rng))
+        return params
+
+    def _encode(self, params: Params, inputs: np.ndarray):
+        enc_params = self.encoder.backend_params(params)
+        result, outputs = self.encoder.forward(enc_params, inputs)
+        return enc_params, result, outputs
+
+    def predict(self, params: Params, split: Split) -> np.ndarray:
+        """Teacher-forced decoder predictions ``(T_out, N, O)``."""
+        _, encoded, _ = self._encode(params, split.inputs)
+        _, outputs = self.decoder.forward(
+            self.decoder.backend_params(params), split.decoder_inputs, encoded.final_state
+        )
+        return Readout.apply(params, outputs)
+
+    def loss_and_grads(self, params: Params, batch: Split) -> tuple[float, Params]:
+        enc_params, encoded, enc_outputs = self._encode(params, batch.inputs)
+        dec_params = self.decoder.backend_params(params)
+        decoded, outputs = self.decoder.forward(
+            dec_params, batch.decoder_inputs, encoded.final_state
+        )
+        loss, d_predictions = self.task.loss(Readout.apply(params, outputs), batch.targets)
+        grads: Params = {}
+        d_outputs = self.readout.backward(params, outputs, d_predictions, grads)
+        d_handover = self.decoder.backward(dec_params, decoded, d_outputs, grads)
+        self.encoder.backward(enc_params, encoded, np.zeros_like(enc_outputs), grads, d_handover)
+        return loss, grads
+
+    def evaluation_predictions(self, params: Params, split: Split) -> np.ndarray:
+        """Free-running decoding: only the first decoder input (the start symbol) is given."""
+        _, encoded, _ = self._encode(params, split.inputs)
+        return self.decoder.generate(
+            self.decoder.backend_params(params), params, split.decoder_inputs[0],
+            split.decoder_inputs.shape[0], self.task.feedback, encoded.final_state,
+        )
+
+    def evaluate(self, params: Params, split: Split) -> Evaluation:
+        return evaluate_in_chunks(self, params, split)
+
+
+Model = SequenceModel | EncoderDecoderModel
+
+
+def evaluate_in_chunks(model: Model, params: Params, split: Split) -> Evaluation:
+    """Loss and accuracy over a whole split, in chunks; weighted by chunk size."""
+    total_loss, total_correct, count = 0.0, 0.0, len(split)
+    has_accuracy = True
+    for start in range(0, count, EVAL_CHUNK):
+        chunk = split.batch(np.arange(start, min(start + EVAL_CHUNK, count)))
+        predictions = model.evaluation_predictions(params, chunk)
+        loss, _ = model.task.loss(predictions, chunk.targets)
+        total_loss += loss * len(chunk)
+        accuracy = model.task.accuracy(predictions, chunk.targets)
+        if accuracy is None:
+            has_accuracy = False
+        else:
+            total_correct += accuracy * len(chunk)
+    return Evaluation(
+        loss=total_loss / count, accuracy=total_correct / count if has_accuracy else None
+    )
+
+
+def build_model(
+    task: Task,
+    data: TaskData,
+    factory: Callable[[CellConfig], Cell],
+    hidden_size: int,
+    num_layers: int = 1,
+    bias: bool = True,
+    dtype: str = "float32",
+) -> Model:
+    """The model the task's topology asks for, with cells made by ``factory``."""
+
+    def cell(input_size: int) -> Cell:
+        return factory(CellConfig(input_size, hidden_size, num_layers, bias, dtype))
+
+    if task.model == "encoder-decoder":
+        if data.decoder_input_size is None:
+            raise ValueError(f"task {task.name!r} is encoder-decoder but has no decoder inputs")
+        return EncoderDecoderModel(
+            cell(data.input_size), cell(data.decoder_input_size), task, data.output_size
+        )
+    return SequenceModel(cell(data.input_size), task, data.output_size)

@@ -26,6 +26,7 @@ from harness.task import Task, Topology
 
 ENTRY_POINT_GROUP = "rnnbench"
 READOUTS = ("last", "all")
+MODELS = ("sequence", "encoder-decoder")
 BETTER = ("lower", "higher", None)
 
 
@@ -207,6 +208,14 @@ class PluginHost:
             if not isinstance(getattr(task_class, "topology", None), Topology):
                 raise PluginError(
                     plugin, f"task {name!r} has no topology (set topology = harness.Topology.X)"
+                )
+            if task_class.model not in MODELS:
+                raise PluginError(
+                    plugin, f"task {name!r} has model {task_class.model!r}; use one of {MODELS}"
+                )
+            if task_class.free_running and task_class.feedback is Task.feedback:
+                raise PluginError(
+                    plugin, f"task {name!r} is free_running but does not implement feedback()"
                 )
             if task_class.readout not in READOUTS:
                 raise PluginError(

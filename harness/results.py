@@ -194,6 +194,16 @@ class ResultTable:
     metrics: list[str]
     better: dict[str, str | None] = field(default_factory=dict)
     environment: dict[str, Any] | None = None
+    #: Metrics whose values are lists (curves such as gradient norm by lag): not table columns.
+    profiles: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        listed = {
+            name for record in self.records for name, value in record.metrics.items()
+            if isinstance(value, list)
+        }
+        self.profiles = [m for m in self.metrics if m in listed]
+        self.metrics = [m for m in self.metrics if m not in listed]
 
     @property
     def config_columns(self) -> list[str]:

@@ -20,7 +20,7 @@ import numpy as np
 from harness.cell import CELL_MEMBERS, CellConfig, parameter_count
 from harness.errors import PluginError
 from harness.initialisation import initialise
-from harness.model import Evaluation, SequenceModel
+from harness.model import Evaluation, Model, build_model
 from harness.plugins import CellEntry, PluginHost, Registry
 from harness.records import RunRecord, RunSpec
 from harness.results import ResultStore
@@ -36,7 +36,7 @@ class RunOutcome:
     spec: RunSpec
     task: Task
     data: TaskData
-    model: SequenceModel
+    model: Model
     initial_params: dict[str, np.ndarray]
     training: TrainingResult
     test: Evaluation
@@ -140,17 +140,14 @@ def _train_and_evaluate(
     data_seed, model_seed = seeds_for(spec.seed)
     data = task.make_data(data_seed)
     cell_entry = registry.cells[(spec.cell, spec.backend)]
-    cell = cell_entry.factory(
-        CellConfig(
-            input_size=data.input_size,
-            hidden_size=spec.hidden_size,
-            num_layers=spec.num_layers,
-            bias=spec.bias,
-            dtype=spec.dtype,
-        )
-    )
-    check_cell_contract(cell, cell_entry)
-    model = SequenceModel(cell, task, data.output_size)
+
+    def checked_factory(config: CellConfig) -> Any:
+        cell = cell_entry.factory(config)
+        check_cell_contract(cell, cell_entry)
+        return cell
+
+    model = build_model(task, data, checked_factory, spec.hidden_size, spec.num_layers,
+                        spec.bias, spec.dtype)
     rng = np.random.default_rng(model_seed)
     params = model.init_params(rng)
     initialise(params, spec.training.init, spec.training.spectral_radius, rng)
@@ -208,17 +205,31 @@ def compute_metrics(
             value = entry.function(outcome)
         except Exception as exc:
             value = f"error: {type(exc).__name__}: {exc}"
-        if isinstance(value, np.generic):
-            value = value.item()
-        if value is not None and not isinstance(value, (bool, int, float, str)):
+        if isinstance(value, (np.generic, np.ndarray)):
+            value = value.tolist()
+        if isinstance(value, tuple):
+            value = list(value)
+        if not (value is None or isinstance(value, (bool, int, float, str)) or is_profile(value)):
             value = (
                 f"error: plugin {entry.plugin!r} metric {name!r} returned "
-                f"{type(value).__name__}, not a number, bool or None"
+                f"{type(value).__name__}, not a number, bool, None or a list of numbers"
             )
         if isinstance(value, float) and not math.isfinite(value):
             value = None if math.isnan(value) else value
         values[name] = value
     return values
+
+
+def is_profile(value: Any) -> bool:
+    """A list of numbers (or of lists of numbers, or None): a metric that is a curve, such as
+    gradient norm by time lag. Kept in the records and JSON, left out of the tables."""
+    if not isinstance(value, list):
+        return False
+    return all(
+        item is None or (isinstance(item, (int, float)) and not isinstance(item, bool))
+        or (isinstance(item, list) and all(isinstance(x, (int, float)) for x in item))
+        for item in value
+    )
 
 
 def run_suite(

@@ -45,6 +45,9 @@ class Split:
     inputs: np.ndarray
     targets: np.ndarray
     targets_axis: int = 0
+    #: Encoder-decoder tasks only: the decoder's teacher-forced inputs ``(T_out, N, I_dec)``,
+    #: whose first step (the start symbol) is all that free-running decoding is given.
+    decoder_inputs: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.inputs.shape[1])
@@ -55,6 +58,7 @@ class Split:
             self.inputs[:, index],
             np.take(self.targets, index, axis=self.targets_axis),
             self.targets_axis,
+            None if self.decoder_inputs is None else self.decoder_inputs[:, index],
         )
 
 
@@ -67,6 +71,8 @@ class TaskData:
     test: Split
     input_size: int
     output_size: int
+    #: Encoder-decoder tasks only: the size of one decoder input step.
+    decoder_input_size: int | None = None
 
 
 @dataclass
@@ -78,13 +84,19 @@ class Task:
     - ``name``: the name a suite uses;
     - ``topology``: a :class:`Topology`;
     - ``readout``: ``"last"`` or ``"all"`` (which outputs the readout sees);
-    - ``description``: one line for ``rnnbench list``.
+    - ``description``: one line for ``rnnbench list``;
+    - ``model``: ``"sequence"`` (one cell, the default) or ``"encoder-decoder"`` (an encoder
+      cell whose final state starts a decoder cell; the splits carry ``decoder_inputs``);
+    - ``free_running``: ``True`` when evaluation must feed the model's own outputs back as its
+      next inputs (generation, decoding); such a task implements :meth:`feedback`.
     """
 
     name: ClassVar[str]
     topology: ClassVar[Topology]
     readout: ClassVar[str] = "last"
     description: ClassVar[str] = ""
+    model: ClassVar[str] = "sequence"
+    free_running: ClassVar[bool] = False
 
     def make_data(self, seed: int) -> TaskData:
         """Generate (or load) the data for ``seed``; the same seed must give the same arrays."""
@@ -105,6 +117,12 @@ class Task:
     def accuracy(self, predictions: np.ndarray, targets: np.ndarray) -> float | None:
         """Fraction correct, for classification tasks; ``None`` where accuracy does not apply."""
         return None
+
+    def feedback(self, predictions: np.ndarray, step: int) -> np.ndarray:
+        """Free-running tasks: the input ``(N, I)`` for ``step`` made from the readout's
+        predictions ``(N, O)`` at ``step - 1`` (e.g. the sample just generated, or the one-hot
+        of the symbol just decoded)."""
+        raise NotImplementedError(f"task {self.name!r} is free-running but has no feedback()")
 
     @classmethod
     def parameters(cls) -> list[dataclasses.Field]:

@@ -103,3 +103,14 @@ def test_format_mean_std():
     assert format_mean_std(None, None) == ""
     assert format_mean_std(2.0, None) == "2"
     assert format_mean_std(400.0, 0.0) == "400"
+
+
+def test_list_metrics_are_profiles_not_columns(tmp_path):
+    records = [record("lstm", 0, 1.0), record("gru", 0, 2.0)]
+    records[0].metrics["grad_by_lag"] = [[0, 1.0], [1, 0.5]]
+    t = ResultTable("demo", records, ["test_loss", "grad_by_lag"])
+    assert t.metrics == ["test_loss"] and t.profiles == ["grad_by_lag"]
+    assert "grad_by_lag" not in t.rows()[0]
+    write_json(t, tmp_path)
+    document = json.loads((tmp_path / "results.json").read_text())
+    assert document["profiles"]["lstm0"]["grad_by_lag"] == [[0, 1.0], [1, 0.5]]

@@ -199,14 +199,16 @@ def test_metric_returning_garbage_is_an_error_value_not_a_crash(host, tmp_path):
         "from harness import hookimpl\n"
         "@hookimpl\n"
         "def rnnbench_register_metrics(register):\n"
-        "    register('odd', lambda run: [1, 2])\n"
+        "    register('odd', lambda run: {'a': 1})\n"
+        "    register('curve', lambda run: [[0, 1.5], [1, 0.5]])\n"
         "    register('raises', lambda run: 1 / 0)\n"
     )
     host.load_local(str(plugin))
     spec = make_spec(host, steps=5)
     record, _ = execute_run(spec, host)
     assert record.status == "ok"
-    assert "returned list" in record.metrics["odd"]
+    assert "returned dict" in record.metrics["odd"]
+    assert record.metrics["curve"] == [[0, 1.5], [1, 0.5]]
     assert record.metrics["raises"].startswith("error: ZeroDivisionError")
     assert isinstance(record.metrics["test_loss"], float)
 

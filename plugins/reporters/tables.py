@@ -97,6 +97,10 @@ def write_json(table: ResultTable, out_dir: Path) -> list[Path]:
         "environment": table.environment,
         "runs": table.rows(),
         "summary": table.summary(),
+        "profiles": {
+            record.run_id: {name: record.metrics.get(name) for name in table.profiles}
+            for record in table.records
+        } if table.profiles else {},
     }
     text = json.dumps(document, indent=2, default=str) + "\n"
     return [atomic_write_text(out_dir / "results.json", text)]

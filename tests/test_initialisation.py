@@ -1,0 +1,59 @@
+"""Initialisation schemes and spectral-radius rescaling of the recurrent weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.cell import CellConfig
+from harness.initialisation import gate_blocks, initialise, spectral_radius
+from plugins.cells.reference import GRUCell, LSTMCell, RNNCell
+
+
+def params_of(cell_class, hidden=6, layers=2, prefix=""):
+    cell = cell_class(CellConfig(3, hidden, layers, True, "float64"))
+    return {prefix + k: v for k, v in cell.init_params(np.random.default_rng(0)).items()}
+
+
+@pytest.mark.parametrize("cell_class", [RNNCell, LSTMCell, GRUCell])
+def test_orthogonal_blocks(cell_class):
+    params = params_of(cell_class)
+    initialise(params, "orthogonal", None, np.random.default_rng(1))
+    for k in range(2):
+        for block in gate_blocks(params[f"weight_hh_l{k}"]):
+            np.testing.assert_allclose(block @ block.T, np.eye(6), atol=1e-12)
+            assert spectral_radius(block) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("prefix", ["", "encoder."])
+def test_identity_zeroes_biases_under_any_prefix(prefix):
+    params = params_of(LSTMCell, prefix=prefix)
+    input_weights = params[f"{prefix}weight_ih_l0"].copy()
+    initialise(params, "identity", None, np.random.default_rng(1))
+    for block in gate_blocks(params[f"{prefix}weight_hh_l1"]):
+        np.testing.assert_array_equal(block, np.eye(6))
+    assert not params[f"{prefix}bias_ih_l0"].any() and not params[f"{prefix}bias_hh_l1"].any()
+    np.testing.assert_array_equal(params[f"{prefix}weight_ih_l0"], input_weights)
+
+
+@pytest.mark.parametrize("scheme", ["pytorch", "orthogonal", "identity"])
+def test_spectral_radius_rescaling(scheme):
+    params = params_of(GRUCell)
+    initialise(params, scheme, 1.7, np.random.default_rng(2))
+    for block in gate_blocks(params["weight_hh_l0"]):
+        assert spectral_radius(block) == pytest.approx(1.7)
+
+
+def test_default_leaves_params_and_rng_alone():
+    params = params_of(RNNCell)
+    before = {k: v.copy() for k, v in params.items()}
+    rng = np.random.default_rng(3)
+    initialise(params, "pytorch", None, rng)
+    for name in params:
+        np.testing.assert_array_equal(params[name], before[name])
+    assert rng.uniform() == np.random.default_rng(3).uniform()
+
+
+def test_unknown_scheme():
+    with pytest.raises(ValueError, match="unknown init"):
+        initialise(params_of(RNNCell), "xavier", None, np.random.default_rng(0))
