@@ -134,8 +134,9 @@ def train(
     """Train ``params`` in place with minibatches reshuffled every epoch.
 
     Evaluates on the validation split every ``eval_every`` steps and at the end; reaching
-    ``target_loss`` there, or ``on_evaluation`` returning ``True``, stops early. A non-finite loss or gradient stops the run as *diverged*
-    (a result, not a crash). ``train_seconds`` counts optimizer steps only, not evaluation.
+    ``target_loss`` there, or ``on_evaluation`` returning ``True``, stops early. A non-finite
+    loss or gradient stops the run as *diverged* (a result, not a crash). ``train_seconds``
+    counts optimizer steps only, not evaluation.
     """
     total, eval_every = resolve_schedule(config, len(data.train))
     optimizer = make_optimizer(config)
