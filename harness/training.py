@@ -1,4 +1,4 @@
-"""Optimizers, gradient clipping and the training loop, for any backend through SequenceModel.
+"""Optimizers, gradient clipping and the training loop, for any backend and topology.
 
 The loop knows nothing of YAML or of plugins: it receives a model, data, a TrainingConfig, a
 random generator and an ``on_evaluation`` callback (the runner turns that into the
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.model import SequenceModel
+from harness.model import Model
 from harness.records import TrainingConfig
 from harness.task import TaskData
 
@@ -123,7 +123,7 @@ def _finite(value: float) -> bool:
 
 
 def train(
-    model: SequenceModel,
+    model: Model,
     data: TaskData,
     params: Params,
     config: TrainingConfig,
@@ -138,6 +138,21 @@ def train(
     loss or gradient stops the run as *diverged* (a result, not a crash). ``train_seconds``
     counts optimizer steps only, not evaluation.
     """
+    # Overflow and NaN are detected below and recorded as divergence; numpy's warnings about
+    # them would only repeat that, once per array, into the user's terminal.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _train(model, data, params, config, rng, on_evaluation, on_step)
+
+
+def _train(
+    model: Model,
+    data: TaskData,
+    params: Params,
+    config: TrainingConfig,
+    rng: np.random.Generator,
+    on_evaluation: Callable[[int, dict[str, float]], bool] | None,
+    on_step: Callable[[int, int], None] | None,
+) -> TrainingResult:
     total, eval_every = resolve_schedule(config, len(data.train))
     optimizer = make_optimizer(config)
     result = TrainingResult(params=params, steps_done=0, total_steps=total, train_seconds=0.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -219,3 +220,20 @@ def test_cell_protocol_members_are_complete():
     declared = {name for name in vars(Cell) if not name.startswith("_")}
     declared |= set(Cell.__annotations__)
     assert declared == set(CELL_MEMBERS)
+
+
+def test_provoked_explosion_is_recorded_as_diverged(host):
+    """A learning rate far past stability, recurrent weights scaled to spectral radius 3 and no
+    clipping: the loss overflows, and the run is a *diverged* result with its metrics, not a
+    crash."""
+    spec = dataclasses.replace(
+        make_spec(host, cell="rnn", steps=300),
+        dtype="float32",
+        training=TrainingConfig(optimizer="sgd", lr=50.0, batch_size=20, steps=300,
+                                eval_every=10, init="orthogonal", spectral_radius=3.0),
+    )
+    record, _ = execute_run(spec, host)
+    assert record.status == "diverged", record.metrics
+    assert record.metrics["diverged"] is True
+    assert "non-finite" in record.error
+    assert record.metrics["steps"] < 300
