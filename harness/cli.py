@@ -108,9 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--tolerant", dest="mode", action="store_const", const="tolerant",
         help="floats need only agree within --rtol/--atol (default otherwise)",
     )
-    compare.add_argument("--rtol", type=float, metavar="R",
+    compare.add_argument("--rtol", type=float,
                          help=f"relative tolerance in tolerant mode (default {DEFAULT_RTOL:g})")
-    compare.add_argument("--atol", type=float, metavar="A",
+    compare.add_argument("--atol", type=float,
                          help=f"absolute tolerance in tolerant mode (default {DEFAULT_ATOL:g})")
     compare.add_argument("--subset", action="store_true",
                          help="B may hold only some of A's runs (e.g. a -k re-run)")
@@ -262,11 +262,15 @@ def print_comparison(comparison: Comparison, console: Console, max_rows: int = 5
         view.add_column("A", justify="right", no_wrap=True)
         view.add_column("B", justify="right", no_wrap=True)
         view.add_column("difference", no_wrap=True)
-        for difference in comparison.differences[:max_rows]:
+        shown = comparison.differences[:max_rows]
+        for index, difference in enumerate(shown):
+            # Each run's label once, on its first row; a rule after its last.
+            first = index == 0 or shown[index - 1].run_id != difference.run_id
+            last = index == len(shown) - 1 or shown[index + 1].run_id != difference.run_id
             view.add_row(*(Text(cell) for cell in (
-                difference.label, difference.what, _exact_text(difference.a),
+                difference.label if first else "", difference.what, _exact_text(difference.a),
                 _exact_text(difference.b), _difference_text(difference),
-            )))
+            )), end_section=last)
         console.print(view)
         hidden = len(comparison.differences) - max_rows
         if hidden > 0:
@@ -280,6 +284,8 @@ def print_comparison(comparison: Comparison, console: Console, max_rows: int = 5
             console.print(f"  {record.label} ({record.run_id})", markup=False)
         if len(records) > max_rows:
             console.print(f"  ... and {len(records) - max_rows} more", markup=False)
+    if comparison.hint:
+        console.print(f"note: {comparison.hint}", markup=False)
     console.print(comparison.verdict, markup=False)
 
 

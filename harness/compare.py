@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import math
 import struct
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,7 @@ from typing import Any, Literal
 
 from harness.errors import RnnbenchError
 from harness.records import RunRecord
-from harness.results import ENVIRONMENT_FILE, RESULTS_FILE, ResultStore
+from harness.results import ENVIRONMENT_FILE, RESULTS_FILE
 
 Mode = Literal["exact", "tolerant"]
 MODES: tuple[Mode, ...] = ("exact", "tolerant")
@@ -74,8 +73,9 @@ MISSING: Any = _Missing()
 
 @dataclass(frozen=True)
 class Difference:
-    """One value that does not agree: ``what`` is ``status``, a metric name,
-    ``curve[I].KEY`` (point I of the learning curve) or ``curve points`` (their number)."""
+    """One value that does not agree: ``what`` is ``status``, a metric name (``NAME[I]`` for
+    element I of a list-valued metric), ``curve[I].KEY`` (point I of the learning curve) or
+    ``curve points`` (their number)."""
 
     run_id: str
     label: str
@@ -119,7 +119,8 @@ class Comparison:
     subset: bool = False
     #: Runs found in both folders.
     matched: int = 0
-    #: Values checked over the matched runs: statuses, metrics and curve values.
+    #: Values checked over the matched runs: statuses, metrics (each element of a list-valued
+    #: one) and curve values.
     values_compared: int = 0
     differences: list[Difference] = field(default_factory=list)
     only_in_a: list[RunRecord] = field(default_factory=list)
@@ -139,6 +140,34 @@ class Comparison:
         if self.subset:
             return self.matched > 0 or not self.only_in_a
         return not self.only_in_a
+
+    @property
+    def hint(self) -> str | None:
+        """Why runs of the same label are on one side each: the configuration keys in which
+        their (differently hashed) configurations differ, e.g. a training setting added since A
+        was produced, which changes every run id. None when no label is on both sides."""
+        by_label = {record.label: record for record in self.only_in_b}
+        pairs = [(r, by_label[r.label]) for r in self.only_in_a if r.label in by_label]
+        if not pairs:
+            return None
+        changes: dict[str, str] = {}
+        for record_a, record_b in pairs:
+            flat_a, flat_b = _flatten(record_a.config), _flatten(record_b.config)
+            for key in sorted(flat_a.keys() | flat_b.keys()):
+                x, y = flat_a.get(key, MISSING), flat_b.get(key, MISSING)
+                if key in changes or (x is not MISSING and y is not MISSING and identical(x, y)):
+                    continue
+                if x is MISSING:
+                    changes[key] = f"{key} (only in B)"
+                elif y is MISSING:
+                    changes[key] = f"{key} (only in A)"
+                else:
+                    changes[key] = f"{key} {x!r} vs {y!r}"
+        shown = list(changes.values())
+        listed = ", ".join(shown[:8]) + (f" and {len(shown) - 8} more" if len(shown) > 8 else "")
+        verb = "has" if len(pairs) == 1 else "have"
+        return (f"{_plural(len(pairs), 'run')} of the same label {verb} different ids in A and "
+                f"B: their configurations differ in {listed}")
 
     @property
     def mode_line(self) -> str:
@@ -171,6 +200,17 @@ class Comparison:
         if self.subset and self.matched == 0 and self.only_in_a:
             parts.append("no run of A is in B")
         return "DIFFER: " + "; ".join(parts)
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"training": {"lr": 0.1}}`` -> ``{"training.lr": 0.1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _plural(count: int, noun: str) -> str:
@@ -277,19 +317,32 @@ def read_folder(folder: Path) -> tuple[list[RunRecord], dict[str, Any] | None]:
         raise RnnbenchError(f"{folder}: no such folder")
     if not (folder / RESULTS_FILE).is_file():
         raise RnnbenchError(f"{folder}: no {RESULTS_FILE} here; is it a results folder?")
+    path = folder / RESULTS_FILE
+    latest: dict[str, RunRecord] = {}
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            records = ResultStore(folder).records()
-    except (OSError, UnicodeDecodeError, AttributeError, TypeError, ValueError) as exc:
-        raise RnnbenchError(f"{folder / RESULTS_FILE}: cannot read: {exc}") from exc
-    if caught:
-        raise RnnbenchError(str(caught[0].message))
+        # As ResultStore.records (the latest record of each run id, in first-recorded order), but
+        # strict: a line it would skip with a warning is an error here.
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = RunRecord.from_dict(json.loads(line))
+                except (json.JSONDecodeError, TypeError, AttributeError) as exc:
+                    raise RnnbenchError(
+                        f"{path}:{number}: unreadable record ({exc}); a torn last line is what "
+                        "an interrupted run leaves: finish it with --resume or delete the line"
+                    ) from exc
+                latest[record.run_id] = record
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RnnbenchError(f"{path}: cannot read: {exc}") from exc
+    records = list(latest.values())
     for record in records:
-        if not isinstance(record.metrics, dict) or not isinstance(record.curve, list):
+        if not (isinstance(record.metrics, dict) and isinstance(record.curve, list)
+                and all(isinstance(point, dict) for point in record.curve)):
             raise RnnbenchError(
-                f"{folder / RESULTS_FILE}: run {record.run_id}: 'metrics' must be an object and "
-                "'curve' a list"
+                f"{path}: run {record.run_id}: 'metrics' must be an object and 'curve' a list "
+                "of objects"
             )
     environment = None
     env_path = folder / ENVIRONMENT_FILE
@@ -322,22 +375,34 @@ def compare_records(a: RunRecord, b: RunRecord, metrics: Mapping[str, Any] | Non
         differences.append(Difference(a.run_id, a.label, "status", a.status, b.status))
     names = [n for n in dict.fromkeys([*a.metrics, *b.metrics]) if not is_timing(n, metrics)]
     for name in sorted(names):
-        x, y = a.metrics.get(name, MISSING), b.metrics.get(name, MISSING)
-        compared += 1
-        if not agree(x, y):
-            differences.append(Difference(a.run_id, a.label, name, x, y, (1, 0, name)))
+        for what, x, y in _leaves(name, a.metrics.get(name, MISSING),
+                                  b.metrics.get(name, MISSING)):
+            compared += 1
+            if not agree(x, y):
+                differences.append(Difference(a.run_id, a.label, what, x, y, (1, 0, name)))
     if len(a.curve) != len(b.curve):
         differences.append(Difference(a.run_id, a.label, "curve points", len(a.curve),
                                       len(b.curve), (2, 0, "")))
     for index, (point_a, point_b) in enumerate(zip(a.curve, b.curve, strict=False)):
         keys = dict.fromkeys([*point_a, *point_b])
         for key in (k for k in keys if not is_timing(k, metrics)):
-            x, y = point_a.get(key, MISSING), point_b.get(key, MISSING)
-            compared += 1
-            if not agree(x, y):
-                differences.append(Difference(a.run_id, a.label, f"curve[{index}].{key}", x, y,
-                                              (3, index, key)))
+            for what, x, y in _leaves(f"curve[{index}].{key}", point_a.get(key, MISSING),
+                                      point_b.get(key, MISSING)):
+                compared += 1
+                if not agree(x, y):
+                    differences.append(Difference(a.run_id, a.label, what, x, y,
+                                                  (3, index, key)))
     return differences, compared
+
+
+def _leaves(what: str, a: Any, b: Any) -> list[tuple[str, Any, Any]]:
+    """Pairs to compare one by one: two lists of one length element by element (``name[i]``;
+    list-valued metrics such as a gradient profile), so a difference names the element and has
+    numbers; anything else (lists of different lengths included) as one value."""
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [leaf for i, (x, y) in enumerate(zip(a, b, strict=True))
+                for leaf in _leaves(f"{what}[{i}]", x, y)]
+    return [(what, a, b)]
 
 
 def compare_folders(a: Path, b: Path, registry: Any = None, mode: Mode | None = None,

@@ -34,7 +34,7 @@ SUITE_COPY = "suite.yaml"
 #: Distributions whose versions every environment records (when installed).
 KEY_PACKAGES = (
     "rnnbench", "numpy", "numba", "numba-cuda", "llvmlite", "pluggy", "PyYAML", "jsonschema",
-    "rich", "torch",
+    "rich", "scipy", "torch",
 )
 
 

@@ -109,11 +109,12 @@ def probe_lags(length: int) -> list[int]:
     return lags
 
 
-def gradient_by_lag(
+def state_gradients(
     model: SequenceModel, params: dict[str, np.ndarray], batch: Split, lags: Sequence[int]
-) -> list[float | None]:
-    """Mean per-sequence ``||dLoss/dh_t||`` at each lag ``T - 1 - t`` (see the module docstring),
-    through the cell protocol only. ``None`` where the norm is not finite."""
+) -> dict[int, np.ndarray]:
+    """``dLoss/dh_t`` ``(N, H)`` (float64) for each lag ``T - 1 - t``, through the cell protocol
+    only (see the module docstring): ``Loss`` is the task's loss times the batch's size, ``h_t``
+    the top layer's hidden state at step ``t``."""
     cell, task = model.cell, model.task
     dtype = cell.config.np_dtype
     steps, count = batch.inputs.shape[:2]
@@ -150,19 +151,27 @@ def gradient_by_lag(
     else:
         direct = d_seen
 
-    d_h: dict[int, np.ndarray] = {steps - 1: direct[steps - 1].astype(np.float64)}
+    by_step = {steps - 1: direct[steps - 1].astype(np.float64)}
     d_final = None
     for (start, end), result in zip(reversed(bounds), reversed(results), strict=True):
         back = cell.backward(cell_params, result.cache, cell.to_backend(direct[start:end]), d_final)
         d_final = back.d_initial_state
         if start > 0:
             through_time = cell.to_host(d_final[0])[-1].astype(np.float64)  # top layer's h
-            d_h[start - 1] = direct[start - 1].astype(np.float64) + through_time
+            by_step[start - 1] = direct[start - 1].astype(np.float64) + through_time
+    return {lag: by_step[steps - 1 - lag] for lag in lags}
 
+
+def gradient_by_lag(
+    model: SequenceModel, params: dict[str, np.ndarray], batch: Split, lags: Sequence[int]
+) -> list[float | None]:
+    """Mean over the sequences of ``||dLoss/dh_t||`` at each lag (see :func:`state_gradients`);
+    ``None`` where that is not finite (overflow, NaN)."""
     norms: list[float | None] = []
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # an explosion is a result, not an error
+        gradients = state_gradients(model, params, batch, lags)
         for lag in lags:
-            norm = float(np.mean(np.linalg.norm(d_h[steps - 1 - lag], axis=-1)))
+            norm = float(np.mean(np.linalg.norm(gradients[lag], axis=-1)))
             norms.append(norm if math.isfinite(norm) else None)
     return norms
 
@@ -316,7 +325,10 @@ def rnnbench_register_metrics(register):
              f"{profile}, initial parameters (list aligned with grad_lags)", better=None)
     register("grad_norm_by_lag_trained", grad_norm_by_lag_trained,
              f"{profile}, trained parameters (list aligned with grad_lags)", better=None)
-    decay = "per-step gradient factor through time, exp(slope of log norm vs lag): <1 vanishes, >1 explodes"
+    decay = (
+        "per-step gradient factor through time, exp(slope of log norm vs lag): "
+        "<1 vanishes, >1 explodes"
+    )
     register("grad_decay_init", grad_decay_init, f"{decay}; initial parameters", better=None)
     register("grad_decay_trained", grad_decay_trained, f"{decay}; trained parameters",
              better=None)
