@@ -28,7 +28,13 @@ from harness.errors import PluginError, RnnbenchError, SuiteError
 from harness.losses import accuracy, cross_entropy, mse
 from harness.params_io import ParamsFileError, load_params, save_params
 from harness.records import RunRecord, RunSpec, TrainingConfig
-from harness.results import ResultTable, atomic_write_text, format_mean_std, format_value
+from harness.results import (
+    ResultTable,
+    atomic_write_bytes,
+    atomic_write_text,
+    format_mean_std,
+    format_value,
+)
 from harness.runner import RunOutcome
 from harness.task import Split, Task, TaskData, Topology, param
 
@@ -55,6 +61,7 @@ __all__ = [
     "Topology",
     "TrainingConfig",
     "accuracy",
+    "atomic_write_bytes",
     "atomic_write_text",
     "cross_entropy",
     "format_mean_std",
