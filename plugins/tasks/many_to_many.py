@@ -1,0 +1,205 @@
+"""Aligned many-to-many tasks: one output per input step, read from every step.
+
+Both tasks here are symbol problems scored by the mean cross-entropy over *all* steps. Their
+trivial baseline is the best *memoryless* predictor: one that knows the position in the sequence
+but nothing about the inputs, i.e. the per-position class distribution of the training targets
+(see :func:`positional_cross_entropy`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness import Split, Task, TaskData, Topology, accuracy, cross_entropy, hookimpl, param
+
+#: Class 0 of every symbol task: "no symbol here".
+BLANK = 0
+
+
+def check_sizes(task: Task) -> None:
+    """The three split sizes of ``task`` must be at least 1."""
+    for name in ("train_size", "validation_size", "test_size"):
+        if getattr(task, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(task, name)}")
+
+
+def one_hot(indices: np.ndarray, size: int) -> np.ndarray:
+    """``indices`` (any shape, integers in ``[0, size)``) as float64 one-hot vectors on a new
+    last axis."""
+    return np.eye(size)[indices]
+
+
+def positional_distribution(labels: np.ndarray, classes: int, axis: int = 1) -> np.ndarray:
+    """The per-position class distribution of integer ``labels`` (sequences along ``axis``),
+    ``(positions, classes)``; one pseudo-observation is spread evenly over the classes, so a
+    class never seen at a position costs a finite amount rather than infinity."""
+    labels = np.moveaxis(np.asarray(labels), axis, -1)  # (positions, N)
+    labels = labels.reshape(-1, labels.shape[-1])
+    counts = np.zeros((labels.shape[0], classes))
+    for position, row in enumerate(labels):
+        counts[position] = np.bincount(row, minlength=classes)[:classes]
+    return (counts + 1.0 / classes) / (labels.shape[1] + 1.0)
+
+
+def positional_cross_entropy(train: Split, test: Split, classes: int) -> float:
+    """Test cross-entropy of the best memoryless predictor: at each position, the class
+    frequencies of the training targets there (:func:`positional_distribution`)."""
+    probs = positional_distribution(train.targets, classes, train.targets_axis)
+    labels = np.moveaxis(np.asarray(test.targets), test.targets_axis, -1)
+    labels = labels.reshape(-1, labels.shape[-1])  # (positions, N)
+    picked = np.take_along_axis(probs, labels, axis=1)
+    return float(-np.mean(np.log(picked)))
+
+
+@dataclass
+class CopyMemory(Task):
+    """The copy-memory problem exactly as Arjovsky, Shah & Bengio (2016), "Unitary evolution
+    recurrent neural networks", section 4.1; it probes long-term memory over a span of T steps.
+
+    The input has ``T + 2 * recall`` steps, one-hot over ``symbols + 2`` categories (0 = blank,
+    ``1..symbols`` = data symbols, ``symbols + 1`` = delimiter): ``recall`` symbols drawn
+    uniformly from ``1..symbols``, then ``T - 1`` blanks, the delimiter (at index
+    ``recall + T - 1``), then ``recall`` more blanks. The target (``symbols + 1`` classes, 0 =
+    blank) is blank for the first ``T + recall`` steps and the ``recall`` symbols, in order, for
+    the last ``recall``. Loss: mean cross-entropy over all ``T + 2 * recall`` steps. With the
+    paper's settings (8 symbols, recall 10) the memoryless strategy (blanks, then uniform
+    guesses) scores ``10 ln 8 / (T + 20)``.
+
+    Baseline: the test cross-entropy of the per-position class frequencies of the *training*
+    targets, computed from the data; it approximates ``recall ln(symbols) / (T + 2 recall)``.
+    """
+
+    name = "copy_memory"
+    topology = Topology.MANY_TO_MANY
+    readout = "all"
+    description = "recall 10 symbols after T blanks (Arjovsky et al. 2016); memoryless 10ln8/(T+20)"
+
+    length: int = param(10, "delay T: blanks plus delimiter between the symbols and their recall")
+    symbols: int = param(8, "number of distinct data symbols (the paper: 8)")
+    recall: int = param(10, "symbols to remember and reproduce (the paper: 10)")
+    train_size: int = param(2000, "training sequences")
+    validation_size: int = param(500, "validation sequences")
+    test_size: int = param(1000, "test sequences")
+
+    def __post_init__(self) -> None:
+        if self.length < 1:
+            raise ValueError(f"length (T) must be at least 1, got {self.length}")
+        if self.symbols < 1:
+            raise ValueError(f"symbols must be at least 1, got {self.symbols}")
+        if self.recall < 1:
+            raise ValueError(f"recall must be at least 1, got {self.recall}")
+        check_sizes(self)
+
+    @property
+    def steps(self) -> int:
+        return self.length + 2 * self.recall
+
+    @property
+    def delimiter(self) -> int:
+        return self.symbols + 1
+
+    def _split(self, rng: np.random.Generator, count: int) -> Split:
+        recall, steps = self.recall, self.steps
+        data = rng.integers(1, self.symbols + 1, size=(recall, count))
+        tokens = np.full((steps, count), BLANK)
+        tokens[:recall] = data
+        tokens[recall + self.length - 1] = self.delimiter
+        targets = np.full((steps, count), BLANK)
+        targets[-recall:] = data
+        return Split(one_hot(tokens, self.symbols + 2), targets, targets_axis=1)
+
+    def make_data(self, seed: int) -> TaskData:
+        rng = np.random.default_rng(seed)
+        return TaskData(
+            train=self._split(rng, self.train_size),
+            validation=self._split(rng, self.validation_size),
+            test=self._split(rng, self.test_size),
+            input_size=self.symbols + 2,
+            output_size=self.symbols + 1,
+        )
+
+    def loss(self, predictions: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+        return cross_entropy(predictions, targets)
+
+    def accuracy(self, predictions: np.ndarray, targets: np.ndarray) -> float:
+        return accuracy(predictions, targets)
+
+    def baseline_loss(self, data: TaskData) -> float:
+        """Test cross-entropy of the per-position target frequencies of the training split
+        (the memoryless predictor), about ``recall ln(symbols) / (T + 2 recall)``."""
+        return positional_cross_entropy(data.train, data.test, self.symbols + 1)
+
+
+@dataclass
+class Echo(Task):
+    """A fixed-delay echo: the output at step t is the input symbol at step t - delay. It probes
+    a short, exact memory (a delay line) that must be kept up at every step.
+
+    Inputs: ``length`` symbols drawn uniformly from ``1..symbols``, one-hot over ``symbols``
+    (symbol s at index s - 1). Targets: ``symbols + 1`` classes; class 0 (blank) for the first
+    ``delay`` steps, where there is nothing to echo yet, then the input symbol from ``delay``
+    steps earlier (class s for symbol s). Loss: mean cross-entropy over all steps.
+
+    Baseline: the test cross-entropy of the per-position class frequencies of the training
+    targets (the memoryless predictor), computed; about ``(length - delay) ln(symbols) /
+    length``.
+    """
+
+    name = "echo"
+    topology = Topology.MANY_TO_MANY
+    readout = "all"
+    description = "output the input symbol from `delay` steps earlier; blank before that"
+
+    delay: int = param(3, "echo delay k: the output at step t is the input at step t - k")
+    symbols: int = param(8, "number of distinct symbols")
+    length: int = param(20, "sequence length")
+    train_size: int = param(2000, "training sequences")
+    validation_size: int = param(500, "validation sequences")
+    test_size: int = param(1000, "test sequences")
+
+    def __post_init__(self) -> None:
+        if self.delay < 0:
+            raise ValueError(f"delay must be at least 0, got {self.delay}")
+        if self.length <= self.delay:
+            raise ValueError(
+                f"length must exceed delay (else nothing is echoed), got length={self.length}, "
+                f"delay={self.delay}"
+            )
+        if self.symbols < 1:
+            raise ValueError(f"symbols must be at least 1, got {self.symbols}")
+        check_sizes(self)
+
+    def _split(self, rng: np.random.Generator, count: int) -> Split:
+        tokens = rng.integers(1, self.symbols + 1, size=(self.length, count))
+        targets = np.full((self.length, count), BLANK)
+        targets[self.delay:] = tokens[: self.length - self.delay]
+        return Split(one_hot(tokens - 1, self.symbols), targets, targets_axis=1)
+
+    def make_data(self, seed: int) -> TaskData:
+        rng = np.random.default_rng(seed)
+        return TaskData(
+            train=self._split(rng, self.train_size),
+            validation=self._split(rng, self.validation_size),
+            test=self._split(rng, self.test_size),
+            input_size=self.symbols,
+            output_size=self.symbols + 1,
+        )
+
+    def loss(self, predictions: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+        return cross_entropy(predictions, targets)
+
+    def accuracy(self, predictions: np.ndarray, targets: np.ndarray) -> float:
+        return accuracy(predictions, targets)
+
+    def baseline_loss(self, data: TaskData) -> float:
+        """Test cross-entropy of the per-position target frequencies of the training split
+        (the memoryless predictor), about ``(length - delay) ln(symbols) / length``."""
+        return positional_cross_entropy(data.train, data.test, self.symbols + 1)
+
+
+@hookimpl
+def rnnbench_register_tasks(register):
+    register(CopyMemory)
+    register(Echo)

@@ -1,0 +1,84 @@
+"""One-to-one tasks: a single input step, a single answer (T = 1).
+
+The recurrence is not exercised (there is no previous state but the zero one); these tasks check
+that a cell works as a plain feed-forward layer and give the simplest point of comparison.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness import Split, Task, TaskData, Topology, accuracy, cross_entropy, hookimpl, param
+from plugins.tasks.many_to_many import check_sizes, positional_cross_entropy
+
+
+@dataclass
+class Blobs(Task):
+    """Classify a point from one of K Gaussian clusters in D dimensions.
+
+    For each seed, K cluster centres are drawn with independent coordinates ~ N(0,
+    separation²); each point picks a class uniformly at random and is its centre plus N(0,
+    spread²) noise per coordinate. Input: the point, as one step ``(1, N, D)``; target: the
+    class ``(N,)``. Loss: cross-entropy; accuracy reported. It probes plain, single-step
+    classification: nothing recurrent.
+
+    Baseline (computed): the test cross-entropy of predicting the training split's class
+    frequencies for every point (the best input-blind predictor), about ``ln K``.
+    """
+
+    name = "blobs"
+    topology = Topology.ONE_TO_ONE
+    readout = "last"
+    description = "classify a point from K Gaussian clusters in D dimensions (one step)"
+
+    classes: int = param(4, "number of clusters K (classes)")
+    dims: int = param(2, "dimension D of the points")
+    spread: float = param(1.0, "standard deviation of each cluster around its centre")
+    separation: float = param(3.0, "standard deviation of the cluster centres' coordinates")
+    train_size: int = param(1000, "training points")
+    validation_size: int = param(250, "validation points")
+    test_size: int = param(500, "test points")
+
+    def __post_init__(self) -> None:
+        if self.classes < 2:
+            raise ValueError(f"classes must be at least 2, got {self.classes}")
+        if self.dims < 1:
+            raise ValueError(f"dims must be at least 1, got {self.dims}")
+        if not self.spread > 0:
+            raise ValueError(f"spread must be positive, got {self.spread}")
+        if not self.separation >= 0:
+            raise ValueError(f"separation must be at least 0, got {self.separation}")
+        check_sizes(self)
+
+    def _split(self, rng: np.random.Generator, centres: np.ndarray, count: int) -> Split:
+        labels = rng.integers(0, self.classes, size=count)
+        points = centres[labels] + rng.normal(0.0, self.spread, size=(count, self.dims))
+        return Split(points[None], labels)
+
+    def make_data(self, seed: int) -> TaskData:
+        rng = np.random.default_rng(seed)
+        centres = rng.normal(0.0, self.separation, size=(self.classes, self.dims))
+        return TaskData(
+            train=self._split(rng, centres, self.train_size),
+            validation=self._split(rng, centres, self.validation_size),
+            test=self._split(rng, centres, self.test_size),
+            input_size=self.dims,
+            output_size=self.classes,
+        )
+
+    def loss(self, predictions: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+        return cross_entropy(predictions, targets)
+
+    def accuracy(self, predictions: np.ndarray, targets: np.ndarray) -> float:
+        return accuracy(predictions, targets)
+
+    def baseline_loss(self, data: TaskData) -> float:
+        """Test cross-entropy of predicting the training class frequencies for every point."""
+        return positional_cross_entropy(data.train, data.test, self.classes)
+
+
+@hookimpl
+def rnnbench_register_tasks(register):
+    register(Blobs)
