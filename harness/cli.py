@@ -312,13 +312,13 @@ def write_tables(out_dir: Path, host: PluginHost, metrics: list[str] | None = No
 
 def print_table(table: ResultTable, console: Console) -> None:
     shown = [m for m in TERMINAL_METRICS if m in table.metrics] or table.metrics[:4]
-    columns = [c for c in table.varying if c != "seed"]
+    columns = [c for c in table.display_columns if c != "seed"]
     view = Table(title=f"{table.suite}: mean ± std over seeds", title_justify="left")
     for column in [*columns, "runs", *shown]:
         view.add_column(column, justify="left" if column in columns else "right")
     for row in table.summary():
         view.add_row(
-            *(format_value(row[c]) for c in columns),
+            *(escape(format_value(table.display_value(row, c))) for c in columns),
             f"{row['ok']}/{row['runs']}",
             *(format_mean_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in shown),
         )
@@ -333,7 +333,7 @@ def command_list(host: PluginHost) -> int:
         cells.add_column(column)
     for (name, backend), entry in sorted(registry.cells.items()):
         reason = entry.unavailable_reason()
-        cells.add_row(name, backend, "available" if reason is None else f"unavailable: {reason}",
+        _add_row(cells, name, backend, "available" if reason is None else f"unavailable: {reason}",
                       entry.plugin, entry.description)
     tasks = Table(title="Tasks", title_justify="left")
     for column in ("task", "topology", "parameters (default)", "plugin", "description"):
@@ -343,7 +343,7 @@ def command_list(host: PluginHost) -> int:
             f"{f.name}={_default_of(f)!r}: {f.metadata.get('help', '')}"
             for f in entry.task_class.parameters()
         )
-        tasks.add_row(name, str(entry.topology), params, entry.plugin, entry.description)
+        _add_row(tasks, name, str(entry.topology), params, entry.plugin, entry.description)
     metrics = Table(title="Metrics", title_justify="left")
     for column in ("metric", "better", "plugin", "description"):
         metrics.add_column(column)
@@ -351,18 +351,23 @@ def command_list(host: PluginHost) -> int:
         better = entry.better or ""
         if entry.timing:
             better += " (timing)"
-        metrics.add_row(name, better, entry.plugin, entry.description)
+        _add_row(metrics, name, better, entry.plugin, entry.description)
     reporters = Table(title="Reporters", title_justify="left")
     for column in ("reporter", "plugin", "description"):
         reporters.add_column(column)
     for name, entry in sorted(registry.reporters.items()):
-        reporters.add_row(name, entry.plugin, entry.description)
+        _add_row(reporters, name, entry.plugin, entry.description)
     for view in (cells, tasks, metrics, reporters):
         console.print(view)
     console.print("plugins loaded: " + ", ".join(host.plugin_names()))
     for name, reason in registry.broken.items():
         console.print(f"plugin {name!r} failed to load: {reason}")
     return EXIT_OK
+
+
+def _add_row(table: Table, *cells: Any) -> None:
+    """A table row of plain text: brackets in names and help are not rich markup."""
+    table.add_row(*(escape(str(cell)) for cell in cells))
 
 
 def _default_of(field: Any) -> Any:

@@ -91,17 +91,22 @@ class RunSpec:
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     @property
-    def label(self) -> str:
-        """A human-readable name, unique within a suite together with the id."""
-        task = self.task
+    def task_label(self) -> str:
+        """The task with the parameters the suite set away from their defaults:
+        ``adding[length=30]``."""
         shown = [
             (k, v) for k, v in self.task_params
             if self.label_params is None or k in self.label_params
         ]
-        if shown:
-            task += "[" + ",".join(f"{k}={v}" for k, v in shown) + "]"
+        if not shown:
+            return self.task
+        return self.task + "[" + ",".join(f"{k}={v}" for k, v in shown) + "]"
+
+    @property
+    def label(self) -> str:
+        """A human-readable name, unique within a suite together with the id."""
         return (
-            f"{self.cell}/{self.backend}/{task}/h{self.hidden_size}x{self.num_layers}"
+            f"{self.cell}/{self.backend}/{self.task_label}/h{self.hidden_size}x{self.num_layers}"
             f"/{self.dtype}/seed{self.seed}"
         )
 
@@ -133,6 +138,8 @@ class RunRecord:
     curve: list[dict[str, float]] = field(default_factory=list)
     started: str = ""
     seconds: float = 0.0
+    #: The task and its non-default parameters, for tables (``RunSpec.task_label``).
+    task_label: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -227,6 +227,23 @@ class ResultTable:
         return [c for c in self.config_columns if len({_key(v) for v in self._values(c)}) > 1]
 
     @property
+    def display_columns(self) -> list[str]:
+        """The varying configuration columns for human-facing tables, with the task and its
+        parameters folded into one ``task`` column (``adding[length=30]``): a suite of several
+        tasks would otherwise get a column for every parameter of every task."""
+        varying = self.varying
+        columns = [c for c in varying if not c.startswith("task")]
+        if any(c.startswith("task") for c in varying):
+            columns.insert(min(2, len(columns)), "task")
+        return columns
+
+    @staticmethod
+    def display_value(record_or_row: dict[str, Any], column: str) -> Any:
+        if column == "task" and record_or_row.get("task_label"):
+            return record_or_row["task_label"]
+        return record_or_row.get(column)
+
+    @property
     def constant(self) -> dict[str, Any]:
         return {
             c: self._values(c)[0] for c in self.config_columns if c not in self.varying
@@ -239,6 +256,7 @@ class ResultTable:
             row: dict[str, Any] = {"run_id": record.run_id}
             config = record.flat_config()
             row.update({c: config.get(c) for c in self.config_columns})
+            row["task_label"] = record.task_label or config.get("task")
             row["status"] = record.status
             row.update({m: record.metrics.get(m) for m in self.metrics})
             row["seconds"] = record.seconds
@@ -258,6 +276,7 @@ class ResultTable:
         for members in groups.values():
             config = members[0].flat_config()
             row: dict[str, Any] = {c: config.get(c) for c in group_columns}
+            row["task_label"] = members[0].task_label or config.get("task")
             row["runs"] = len(members)
             row["ok"] = sum(r.status == "ok" for r in members)
             row["diverged"] = sum(r.status == "diverged" for r in members)

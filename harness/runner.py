@@ -115,6 +115,7 @@ def execute_run(
         config=spec.config(),
         status="ok",
         started=started_at,
+        task_label=spec.task_label,
     )
     outcome = None
     try:

@@ -35,7 +35,7 @@ def _label(record: RunRecord, varying: list[str]) -> str:
 def _groups(table: ResultTable) -> dict[str, dict[str, list[RunRecord]]]:
     """task -> line label -> the records (seeds) of that configuration."""
     grouped: dict[str, dict[str, list[RunRecord]]] = defaultdict(lambda: defaultdict(list))
-    varying = table.varying
+    varying = table.display_columns
     for record in table.records:
         if record.status == "failed":
             continue

@@ -20,7 +20,7 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 def summary_cells(table: ResultTable) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the seed-aggregated summary, varying configuration columns only."""
-    columns = [c for c in table.varying if c != "seed"]
+    columns = [c for c in table.display_columns if c != "seed"]
     header = [*columns, "runs", *table.metrics]
     rows = []
     for row in table.summary():
@@ -30,7 +30,7 @@ def summary_cells(table: ResultTable) -> tuple[list[str], list[list[str]]]:
         if row["failed"]:
             counts += f" ({row['failed']} failed)"
         rows.append(
-            [format_value(row[c]) for c in columns]
+            [format_value(table.display_value(row, c)) for c in columns]
             + [counts]
             + [format_mean_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in table.metrics]
         )
@@ -58,10 +58,11 @@ def write_markdown(table: ResultTable, out_dir: Path) -> list[Path]:
     header, rows = summary_cells(table)
     parts += ["## Summary (mean ± std over seeds; runs: ok/total)", "",
               _markdown_table(header, rows), ""]
-    run_columns = table.varying
+    run_columns = table.display_columns
     run_header = ["run_id", *run_columns, "status", *table.metrics]
     run_rows = [
-        [row["run_id"], *(format_value(row[c]) for c in run_columns), row["status"],
+        [row["run_id"], *(format_value(table.display_value(row, c)) for c in run_columns),
+         row["status"],
          *(format_value(row[m]) for m in table.metrics)]
         for row in table.rows()
     ]
