@@ -36,7 +36,17 @@ from harness.results import (
     format_value,
 )
 from harness.runner import RunOutcome
-from harness.task import Split, Task, TaskData, Topology, param
+from harness.task import (
+    Split,
+    Task,
+    TaskData,
+    Topology,
+    check_sizes,
+    one_hot,
+    param,
+    positional_cross_entropy,
+    positional_distribution,
+)
 
 #: Marks a function as a hook implementation: ``@hookimpl def rnnbench_register_cells(...)``.
 hookimpl = pluggy.HookimplMarker("rnnbench")
@@ -63,6 +73,7 @@ __all__ = [
     "accuracy",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_sizes",
     "cross_entropy",
     "format_mean_std",
     "format_value",
@@ -70,8 +81,11 @@ __all__ = [
     "init_uniform",
     "load_params",
     "mse",
+    "one_hot",
     "param",
     "param_shapes",
     "parameter_count",
+    "positional_cross_entropy",
+    "positional_distribution",
     "save_params",
 ]

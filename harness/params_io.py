@@ -28,9 +28,9 @@ Files are read with ``allow_pickle=False``: loading a parameters file never runs
 
 from __future__ import annotations
 
+import io
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,6 +39,7 @@ import numpy as np
 
 from harness.cell import GATES, CellConfig, param_shapes
 from harness.errors import RnnbenchError, did_you_mean
+from harness.results import atomic_write_bytes
 
 #: The cell a number of gates suggests, for hints: a (3H, I) matrix was probably saved from a GRU.
 _CELL_OF_GATES = {1: "an RNN", 3: "a GRU", 4: "an LSTM"}
@@ -95,19 +96,9 @@ def save_params(path: str | os.PathLike[str], params: Mapping[str, np.ndarray]) 
                 " arrays can be saved (object arrays would need pickle to load)"
             )
         arrays[name] = array
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            # To an open handle, so numpy writes to exactly this file and adds no ".npz".
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buffer = io.BytesIO()  # numpy writes to a handle as given: no ".npz" appended
+    np.savez(buffer, **arrays)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_params(

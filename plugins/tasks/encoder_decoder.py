@@ -22,8 +22,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness import Split, Task, TaskData, Topology, accuracy, cross_entropy, hookimpl, param
-from plugins.tasks.many_to_many import check_sizes, one_hot, positional_cross_entropy
+from harness import (
+    Split,
+    Task,
+    TaskData,
+    Topology,
+    accuracy,
+    check_sizes,
+    cross_entropy,
+    hookimpl,
+    one_hot,
+    param,
+    positional_cross_entropy,
+)
 
 END = 0
 

@@ -12,45 +12,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness import Split, Task, TaskData, Topology, accuracy, cross_entropy, hookimpl, param
+from harness import (
+    Split,
+    Task,
+    TaskData,
+    Topology,
+    accuracy,
+    check_sizes,
+    cross_entropy,
+    hookimpl,
+    one_hot,
+    param,
+    positional_cross_entropy,
+)
 
 #: Class 0 of every symbol task: "no symbol here".
 BLANK = 0
-
-
-def check_sizes(task: Task) -> None:
-    """The three split sizes of ``task`` must be at least 1."""
-    for name in ("train_size", "validation_size", "test_size"):
-        if getattr(task, name) < 1:
-            raise ValueError(f"{name} must be at least 1, got {getattr(task, name)}")
-
-
-def one_hot(indices: np.ndarray, size: int) -> np.ndarray:
-    """``indices`` (any shape, integers in ``[0, size)``) as float64 one-hot vectors on a new
-    last axis."""
-    return np.eye(size)[indices]
-
-
-def positional_distribution(labels: np.ndarray, classes: int, axis: int = 1) -> np.ndarray:
-    """The per-position class distribution of integer ``labels`` (sequences along ``axis``),
-    ``(positions, classes)``; one pseudo-observation is spread evenly over the classes, so a
-    class never seen at a position costs a finite amount rather than infinity."""
-    labels = np.moveaxis(np.asarray(labels), axis, -1)  # (positions, N)
-    labels = labels.reshape(-1, labels.shape[-1])
-    counts = np.zeros((labels.shape[0], classes))
-    for position, row in enumerate(labels):
-        counts[position] = np.bincount(row, minlength=classes)[:classes]
-    return (counts + 1.0 / classes) / (labels.shape[1] + 1.0)
-
-
-def positional_cross_entropy(train: Split, test: Split, classes: int) -> float:
-    """Test cross-entropy of the best memoryless predictor: at each position, the class
-    frequencies of the training targets there (:func:`positional_distribution`)."""
-    probs = positional_distribution(train.targets, classes, train.targets_axis)
-    labels = np.moveaxis(np.asarray(test.targets), test.targets_axis, -1)
-    labels = labels.reshape(-1, labels.shape[-1])  # (positions, N)
-    picked = np.take_along_axis(probs, labels, axis=1)
-    return float(-np.mean(np.log(picked)))
 
 
 @dataclass

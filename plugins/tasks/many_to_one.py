@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import Split, Task, TaskData, Topology, hookimpl, mse, param
+from harness import Split, Task, TaskData, Topology, check_sizes, hookimpl, mse, param
 
 
 @dataclass
@@ -37,9 +37,7 @@ class AddingProblem(Task):
     def __post_init__(self) -> None:
         if self.length < 2:
             raise ValueError(f"length must be at least 2 (two markers), got {self.length}")
-        for name in ("train_size", "validation_size", "test_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        check_sizes(self)
 
     def _split(self, rng: np.random.Generator, count: int) -> Split:
         length = self.length

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness import Split, Task, TaskData, Topology, hookimpl, mse, param
-from plugins.tasks.many_to_many import check_sizes
+from harness import Split, Task, TaskData, Topology, check_sizes, hookimpl, mse, param
 
 
 @dataclass

@@ -10,8 +10,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness import Split, Task, TaskData, Topology, accuracy, cross_entropy, hookimpl, param
-from plugins.tasks.many_to_many import check_sizes, positional_cross_entropy
+from harness import (
+    Split,
+    Task,
+    TaskData,
+    Topology,
+    accuracy,
+    check_sizes,
+    cross_entropy,
+    hookimpl,
+    param,
+    positional_cross_entropy,
+)
 
 
 @dataclass
