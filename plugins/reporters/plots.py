@@ -39,7 +39,8 @@ def _groups(table: ResultTable) -> dict[str, dict[str, list[RunRecord]]]:
     for record in table.records:
         if record.status == "failed":
             continue
-        grouped[str(record.config.get("task"))][_label(record, varying)].append(record)
+        task = record.task_label or str(record.config.get("task"))
+        grouped[task][_label(record, varying)].append(record)
     return grouped
 
 
@@ -55,7 +56,7 @@ def _panels(count: int):
 
     columns = min(count, 3)
     rows = math.ceil(count / columns)
-    figure = Figure(figsize=(5 * columns, 3.6 * rows))
+    figure = Figure(figsize=(5 * columns, 3.8 * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False)
     for extra in axes.flat[count:]:
         extra.set_visible(False)
@@ -89,7 +90,7 @@ def plot_learning_curves(table: ResultTable, out_dir: Path) -> Path | None:
                          (0, len(steps) - len(c)), constant_values=np.nan) for c in curves]
             _mean_band(axis, steps, ys, label)
         axis.set(title=task, xlabel="optimizer steps", ylabel="validation loss", yscale="log")
-        axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        axis.legend(fontsize="small")
     figure.suptitle(f"{table.suite}: learning curves (mean over seeds, band = min..max)")
     return _save(figure, out_dir / PLOTS / "learning_curves.png")
 
@@ -120,7 +121,7 @@ def plot_gradient_by_lag(table: ResultTable, out_dir: Path) -> Path | None:
                 _mean_band(axis, lags, ys, label)
         axis.set(title=f"{task}: {when}", xlabel="lag (steps back from the last)",
                  ylabel="|dLoss/dh_t|", yscale="log")
-        axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        axis.legend(fontsize="small")
     figure.suptitle(f"{table.suite}: gradient norm by time lag (mean over seeds)")
     return _save(figure, out_dir / PLOTS / "gradient_by_lag.png")
 
