@@ -1,0 +1,463 @@
+"""The ``numba-cuda`` backend: PyTorch's RNN (tanh), LSTM and GRU as CUDA kernels (Numba).
+
+Same equations, parameter names and layout as the numpy reference (and PyTorch). Arrays live on
+the GPU: :meth:`CudaCell.to_backend` copies a host array there, :meth:`CudaCell.to_host` copies
+one back, and ``forward``/``backward``/``step`` return device arrays. They accept parameters,
+inputs and states either as device arrays or as host numpy arrays (copied over first), always
+of the cell's dtype. A whole sequence runs on the device: see :mod:`plugins.cells.cuda_kernels`.
+
+The layer stack and the protocol's shape conventions are the reference's own (its ``_run`` and
+layer loop); this module replaces the validation (device arrays), the per-layer forward and
+backward, and the stacking of per-layer states.
+
+Without a GPU the cells are registered but unavailable, with the reason; with
+``NUMBA_ENABLE_CUDASIM=1`` they run on Numba's CUDA simulator (slowly: every GPU thread is a
+Python thread), which is how the tests run without a GPU. Importing this module does not import
+``numba.cuda``; the availability check and the first use of a cell do.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from harness import hookimpl
+from harness.cell import BackwardResult, ForwardResult
+from plugins.cells.reference import (
+    GRUCell,
+    LayerState,
+    LSTMCell,
+    ReferenceCache,
+    ReferenceCell,
+    RNNCell,
+    _check_array,
+    _shape_text,
+)
+
+BACKEND = "numba-cuda"
+
+#: The device array type, by name, for messages.
+DEVICE_ARRAY = "a CUDA device array"
+
+
+@functools.cache
+def unavailable_reason() -> str | None:
+    """``None`` when ``numba.cuda`` can run kernels here (a GPU, or the simulator), else why not."""
+    try:
+        from numba import cuda
+    except Exception as exc:  # an unusable CUDA installation must not break a listing
+        return f"numba.cuda cannot be imported: {type(exc).__name__}: {exc}"
+    try:
+        if cuda.is_available():
+            return None
+    except Exception as exc:
+        return f"numba.cuda.is_available() failed: {type(exc).__name__}: {exc}"
+    return (
+        "no CUDA GPU found (numba.cuda.is_available() is False); set NUMBA_ENABLE_CUDASIM=1 to"
+        " run on Numba's CUDA simulator"
+    )
+
+
+def on_simulator() -> bool:
+    """Whether ``numba.cuda`` is (or will be, when imported) Numba's CUDA simulator."""
+    from numba.core import config
+
+    return bool(config.ENABLE_CUDASIM)
+
+
+def _cuda() -> Any:
+    from numba import cuda
+
+    return cuda
+
+
+def _kernels_module() -> Any:
+    from plugins.cells import cuda_kernels
+
+    return cuda_kernels
+
+
+def is_device_array(array: Any) -> bool:
+    """Whether ``array`` is a Numba CUDA device array (a simulator's fake one included)."""
+    if isinstance(array, np.ndarray):
+        return False
+    return bool(_cuda().devicearray.is_cuda_ndarray(array))
+
+
+@dataclass(frozen=True)
+class CudaLayerCache:
+    """What one layer's forward keeps for backward, all on the device."""
+
+    inputs: Any  # (T, B, I_k): the sequence this layer read, C-contiguous
+    h_all: Any  # (T+1, B, H): the initial hidden state, then every step's
+    buffers: tuple[Any, ...]  # per cell: activated gates, cell states, ...
+
+
+class CudaCell(ReferenceCell):
+    """A reference cell whose arrays live on a CUDA device and whose layers run as kernels."""
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        #: Thread-block shapes (a :class:`plugins.cells.cuda_kernels.Geometry`); ``None``: the
+        #: default for the GPU, or small blocks on the simulator.
+        self.geometry = None
+
+    # --- Protocol: arrays and state -------------------------------------------------------------
+
+    def to_backend(self, array: np.ndarray) -> Any:
+        if is_device_array(array):
+            if array.dtype != self.config.np_dtype:
+                raise ValueError(
+                    f"device array has dtype {array.dtype}, the cell's is {self.config.dtype}"
+                )
+            return array
+        return _cuda().to_device(np.ascontiguousarray(array, dtype=self.config.np_dtype))
+
+    def to_host(self, array: Any) -> np.ndarray:
+        if is_device_array(array):
+            return array.copy_to_host()
+        return np.asarray(array)
+
+    def initial_state(self, batch_size: int) -> tuple[Any, ...]:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        shape = (self.config.num_layers, batch_size, self.config.hidden_size)
+        return tuple(self._zeros(*shape) for _ in range(self.state_size))
+
+    # --- Protocol: computation ------------------------------------------------------------------
+
+    def forward(self, params: Mapping[str, Any], x: Any, initial_state: Sequence[Any]):
+        params = self._device_params(params)
+        x = self._device("x", x, ("T", "B", self.config.input_size), contiguous=True)
+        if x.shape[0] < 1 or x.shape[1] < 1:
+            raise ValueError(f"x must have at least one time step and one sequence, got {x.shape}")
+        state = self._device_state("initial_state", initial_state, x.shape[1])
+        outputs, final_state, cache = self._run(params, x, state)
+        return ForwardResult(outputs=outputs, final_state=final_state, cache=cache)
+
+    def step(self, params: Mapping[str, Any], x_t: Any, state: Sequence[Any]):
+        params = self._device_params(params)
+        x_t = self._device("x_t", x_t, ("B", self.config.input_size), contiguous=True)
+        if x_t.shape[0] < 1:
+            raise ValueError(f"x_t must hold at least one sequence, got {x_t.shape}")
+        state = self._device_state("state", state, x_t.shape[0])
+        outputs, new_state, _ = self._run(params, x_t.reshape(1, *x_t.shape), state)
+        return outputs[0], new_state
+
+    def backward(
+        self,
+        params: Mapping[str, Any],
+        cache: Any,
+        d_outputs: Any,
+        d_final_state: Sequence[Any] | None = None,
+    ) -> BackwardResult:
+        params = self._device_params(params)
+        if (
+            not isinstance(cache, ReferenceCache)
+            or (cache.kind, cache.config) != (self.kind, self.config)
+            or not all(isinstance(layer, CudaLayerCache) for layer in cache.layers)
+        ):
+            raise ValueError(f"cache must come from forward() of an identical {self!r}")
+        seq_len, batch = cache.layers[0].inputs.shape[:2]
+        hidden = self.config.hidden_size
+        d_outputs = self._device("d_outputs", d_outputs, (seq_len, batch, hidden), True)
+        if d_final_state is None:
+            d_final_state = self.initial_state(batch)
+        d_final_state = self._device_state("d_final_state", d_final_state, batch)
+
+        grads: dict[str, Any] = {}
+        d_initial: list[LayerState] = []
+        d_layer_outputs = d_outputs
+        for k in reversed(range(self.config.num_layers)):
+            d_final_k = tuple(d[k] for d in d_final_state)
+            d_layer_outputs, d_state_k = self._layer_backward(
+                params, k, cache.layers[k], d_layer_outputs, d_final_k, grads
+            )
+            d_initial.insert(0, d_state_k)
+        return BackwardResult(
+            param_grads={name: grads[name] for name in self.param_shapes},
+            d_inputs=d_layer_outputs,
+            d_initial_state=self._stack_layers(d_initial),
+        )
+
+    # --- Layers ---------------------------------------------------------------------------------
+
+    def _layer_forward(
+        self, params: Mapping[str, Any], k: int, inputs: Any, state: LayerState
+    ) -> tuple[Any, LayerState, CudaLayerCache]:
+        """Layer ``k`` over the whole sequence ``inputs`` (T, B, I_k) from ``state``: one GEMM for
+        the input's share of every step, then one fused kernel per step."""
+        steps, batch, width_in = inputs.shape
+        hidden, width = self.config.hidden_size, self.gates * self.config.hidden_size
+        w_ih, w_hh, b_ih, b_hh = self._layer_params(params, k)
+        if b_ih is None:
+            b_ih = b_hh = self._zeros(width)
+        pre = self._empty(steps, batch, width)
+        self._matmul(
+            inputs.reshape(steps * batch, width_in), w_ih, pre.reshape(steps * batch, width),
+            bias=b_ih, trans_b=True,
+        )
+        w_hh_t = self._empty(hidden, width)
+        self._launch_2d(self._k.transpose, hidden, width, w_hh, w_hh_t)
+        h_all = self._empty(steps + 1, batch, hidden)
+        self._copy(state[0], h_all[0])
+        buffers = self._forward_steps(pre, w_hh_t, b_hh, h_all, state)
+        cache = CudaLayerCache(inputs=inputs, h_all=h_all, buffers=buffers)
+        return h_all[1:], self._final_state(cache), cache
+
+    def _layer_backward(
+        self,
+        params: Mapping[str, Any],
+        k: int,
+        cache: CudaLayerCache,
+        d_outputs: Any,
+        d_final: LayerState,
+        grads: dict[str, Any],
+    ) -> tuple[Any, LayerState]:
+        """BPTT through layer ``k``: one fused kernel per step (and one more for the initial
+        state), then every weight gradient as one GEMM over all ``T*B`` rows."""
+        w_ih, w_hh, _, _ = self._layer_params(params, k)
+        steps, batch, width_in = cache.inputs.shape
+        hidden, width = self.config.hidden_size, self.gates * self.config.hidden_size
+        rows = steps * batch
+        carries = tuple(self._copy(d, self._empty(batch, hidden)) for d in d_final)
+        d_in, d_hid = self._backward_steps(cache, w_hh, d_outputs, carries)
+        d_in2, d_hid2 = d_in.reshape(rows, width), d_hid.reshape(rows, width)
+        x2 = cache.inputs.reshape(rows, width_in)
+        h_prev2 = cache.h_all[:steps].reshape(rows, hidden)
+        dw_ih, dw_hh = self._empty(width, width_in), self._empty(width, hidden)
+        self._matmul(d_in2, x2, dw_ih, trans_a=True)
+        self._matmul(d_hid2, h_prev2, dw_hh, trans_a=True)
+        d_inputs = self._empty(steps, batch, width_in)
+        self._matmul(d_in2, w_ih, d_inputs.reshape(rows, width_in))
+        grads[f"weight_ih_l{k}"] = dw_ih
+        grads[f"weight_hh_l{k}"] = dw_hh
+        if self.config.bias:
+            grads[f"bias_ih_l{k}"] = self._column_sums(d_in2)
+            grads[f"bias_hh_l{k}"] = self._column_sums(d_hid2)
+        return d_inputs, carries
+
+    def _stack_layers(self, per_layer: list[LayerState]) -> tuple[Any, ...]:
+        """Per-layer states (each ``(B, H)``) to the protocol's state (each ``(L, B, H)``)."""
+        stacked = []
+        for i in range(self.state_size):
+            out = self._empty(len(per_layer), *per_layer[0][i].shape)
+            for k, layer in enumerate(per_layer):
+                self._copy(layer[i], out[k])
+            stacked.append(out)
+        return tuple(stacked)
+
+    # Per cell: the time loops.
+    _forward_steps: Callable[..., tuple[Any, ...]]
+    _backward_steps: Callable[..., tuple[Any, Any]]
+    _final_state: Callable[[CudaLayerCache], LayerState]
+
+    # --- Launching ------------------------------------------------------------------------------
+
+    @property
+    def _k(self) -> Any:
+        module = _kernels_module()
+        if self.geometry is None:
+            self.geometry = module.default_geometry()
+        return module.kernels(self.config.dtype, self.geometry)
+
+    def _blocks(self, n: int, per_block: int) -> int:
+        """Blocks of ``per_block`` to cover ``n``: at least one, at most ``max_blocks`` (the
+        kernels launched this way loop over the rest)."""
+        return min(max(1, -(-n // per_block)), self._k.geometry.max_blocks)
+
+    def _launch_2d(self, kernel: Any, n_cols: int, n_rows: int, *args: Any) -> None:
+        """A grid-stride helper over a ``(n_rows, n_cols)`` index space, x along the columns."""
+        tile = self._k.geometry.tile
+        kernel[(self._blocks(n_cols, tile), self._blocks(n_rows, tile)), (tile, tile)](*args)
+
+    def _launch_1d(self, kernel: Any, n: int, *args: Any) -> None:
+        threads = self._k.geometry.threads
+        kernel[self._blocks(n, threads), threads](*args)
+
+    def _launch_step(self, kernel: Any, batch: int, *args: Any) -> None:
+        """A step kernel: x over the hidden units, y over the batch (every block's grid point is
+        needed: these do not loop)."""
+        geometry = self._k.geometry
+        grid = (
+            -(-self.config.hidden_size // geometry.cols),
+            -(-batch // (geometry.rows * geometry.per_thread)),
+        )
+        kernel[grid, (geometry.cols, geometry.rows)](*args)
+
+    def _matmul(self, a, b, c, bias=None, trans_a=False, trans_b=False) -> None:
+        """``c = op(a) @ op(b) (+ bias)``, see :func:`plugins.cells.cuda_kernels.kernels`."""
+        geometry = self._k.geometry
+        block = geometry.tile * geometry.micro
+        grid = (self._blocks(c.shape[1], block), self._blocks(c.shape[0], block))
+        self._k.matmul[grid, (geometry.tile, geometry.tile)](
+            a, b, c, c[0] if bias is None else bias, int(trans_a), int(trans_b),
+            int(bias is not None),
+        )
+
+    def _column_sums(self, d: Any) -> Any:
+        out = self._empty(d.shape[1])
+        self._launch_1d(self._k.column_sums, d.shape[1], d, out)
+        return out
+
+    def _copy(self, src: Any, dst: Any) -> Any:
+        """``dst[:, :] = src`` for ``(B, H)`` arrays; returns ``dst``."""
+        self._launch_2d(self._k.copy2d, dst.shape[1], dst.shape[0], src, dst)
+        return dst
+
+    def _empty(self, *shape: int) -> Any:
+        return _cuda().device_array(shape, self.config.np_dtype)
+
+    def _zeros(self, *shape: int) -> Any:
+        array = self._empty(*shape)
+        flat = array.reshape(int(np.prod(shape)))
+        self._launch_1d(self._k.fill_zero, flat.shape[0], flat)
+        return array
+
+    # --- Validation -----------------------------------------------------------------------------
+
+    def _device(
+        self, name: str, array: Any, shape: Sequence[int | str], contiguous: bool = False
+    ) -> Any:
+        """``array`` on the device, checked: a host array is checked as the reference checks
+        it, then copied over; a device array must have the shape and dtype (and be
+        C-contiguous where ``contiguous``)."""
+        dtype = self.config.np_dtype
+        if isinstance(array, np.ndarray):
+            _check_array(name, array, shape, dtype)
+            return self.to_backend(array)
+        want = _shape_text(shape)
+        if not is_device_array(array):
+            raise TypeError(
+                f"{name} must be {DEVICE_ARRAY} or a numpy array of shape {want}, got"
+                f" {type(array).__name__}"
+            )
+        if len(array.shape) != len(shape) or any(
+            isinstance(d, int) and d != n for d, n in zip(shape, array.shape, strict=True)
+        ):
+            raise ValueError(f"{name} must have shape {want}, got {tuple(array.shape)}")
+        if array.dtype != dtype:
+            raise ValueError(
+                f"{name} must have dtype {dtype} (the cell's CellConfig.dtype), got {array.dtype}"
+            )
+        if contiguous and not array.is_c_contiguous():
+            raise ValueError(f"{name} must be a C-contiguous device array")
+        return array
+
+    def _device_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
+        missing = [n for n in self.param_shapes if n not in params]
+        extra = [n for n in params if n not in self.param_shapes]
+        if missing or extra:
+            raise ValueError(
+                f"params of {self!r} must have exactly the keys {list(self.param_shapes)};"
+                f" missing {missing}, unexpected {extra}"
+            )
+        return {
+            name: self._device(f"params[{name!r}]", params[name], shape)
+            for name, shape in self.param_shapes.items()
+        }
+
+    def _device_state(self, name: str, state: Any, batch: int) -> tuple[Any, ...]:
+        names = _shape_text(self.state_names)
+        if not isinstance(state, (tuple, list)) or len(state) != self.state_size:
+            raise ValueError(
+                f"{name} must be a tuple of {self.state_size} array(s) {names}, got {state!r:.80}"
+            )
+        shape = (self.config.num_layers, batch, self.config.hidden_size)
+        return tuple(
+            self._device(f"{name} {part}", array, shape)
+            for part, array in zip(self.state_names, state, strict=True)
+        )
+
+
+class CudaRNNCell(CudaCell, RNNCell):
+    description = "Elman RNN (tanh), PyTorch nn.RNN equations; Numba CUDA kernels (GPU)"
+
+    def _forward_steps(self, pre, w_hh_t, b_hh, h_all, state):
+        batch = h_all.shape[1]
+        for t in range(pre.shape[0]):
+            self._launch_step(self._k.rnn_forward_step, batch, t, pre, w_hh_t, b_hh, h_all)
+        return ()
+
+    def _final_state(self, cache):
+        return (cache.h_all[cache.h_all.shape[0] - 1],)
+
+    def _backward_steps(self, cache, w_hh, d_outputs, carries):
+        steps, batch, hidden = d_outputs.shape
+        d_pre = self._empty(steps, batch, hidden)
+        for t in range(steps - 1, -2, -1):
+            self._launch_step(
+                self._k.rnn_backward_step, batch, t, cache.h_all, d_outputs, w_hh, d_pre, *carries
+            )
+        return d_pre, d_pre
+
+
+class CudaLSTMCell(CudaCell, LSTMCell):
+    description = "LSTM, PyTorch nn.LSTM equations (gates i, f, g, o); Numba CUDA kernels (GPU)"
+
+    def _forward_steps(self, gates, w_hh_t, b_hh, h_all, state):
+        steps, batch = gates.shape[:2]
+        c_all = self._empty(*h_all.shape)
+        self._copy(state[1], c_all[0])
+        for t in range(steps):
+            self._launch_step(
+                self._k.lstm_forward_step, batch, t, gates, w_hh_t, b_hh, h_all, c_all
+            )
+        return (gates, c_all)
+
+    def _final_state(self, cache):
+        last = cache.h_all.shape[0] - 1
+        return (cache.h_all[last], cache.buffers[1][last])
+
+    def _backward_steps(self, cache, w_hh, d_outputs, carries):
+        gates, c_all = cache.buffers
+        d_pre = self._empty(*gates.shape)
+        batch = gates.shape[1]
+        for t in range(gates.shape[0] - 1, -2, -1):
+            self._launch_step(
+                self._k.lstm_backward_step, batch, t, gates, c_all, d_outputs, w_hh, d_pre,
+                *carries,
+            )
+        return d_pre, d_pre
+
+
+class CudaGRUCell(CudaCell, GRUCell):
+    description = "GRU, PyTorch nn.GRU equations (gates r, z, n); Numba CUDA kernels (GPU)"
+
+    def _forward_steps(self, gates, w_hh_t, b_hh, h_all, state):
+        steps, batch = gates.shape[:2]
+        gh_n = self._empty(steps, batch, self.config.hidden_size)
+        for t in range(steps):
+            self._launch_step(self._k.gru_forward_step, batch, t, gates, w_hh_t, b_hh, h_all, gh_n)
+        return (gates, gh_n)
+
+    def _final_state(self, cache):
+        return (cache.h_all[cache.h_all.shape[0] - 1],)
+
+    def _backward_steps(self, cache, w_hh, d_outputs, carries):
+        gates, gh_n = cache.buffers
+        d_in, d_hid = self._empty(*gates.shape), self._empty(*gates.shape)
+        batch = gates.shape[1]
+        for t in range(gates.shape[0] - 1, -2, -1):
+            self._launch_step(
+                self._k.gru_backward_step, batch, t, gates, gh_n, cache.h_all, d_outputs, w_hh,
+                d_in, d_hid, *carries,
+            )
+        return d_in, d_hid
+
+
+CELLS: tuple[type[CudaCell], ...] = (CudaRNNCell, CudaLSTMCell, CudaGRUCell)
+
+
+@hookimpl
+def rnnbench_register_cells(register: Callable[..., Any]) -> None:
+    for cell in CELLS:
+        register(
+            cell.kind, BACKEND, cell, description=cell.description, available=unavailable_reason
+        )
