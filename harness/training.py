@@ -136,7 +136,7 @@ def train(
     Evaluates on the validation split every ``eval_every`` steps and at the end; reaching
     ``target_loss`` there, or ``on_evaluation`` returning ``True``, stops early. A non-finite
     loss or gradient stops the run as *diverged* (a result, not a crash). ``train_seconds``
-    counts optimizer steps only, not evaluation.
+    counts optimizer steps only: not evaluation, and not a warm-up step taken before the first.
     """
     # Overflow and NaN are detected below and recorded as divergence; numpy's warnings about
     # them would only repeat that, once per array, into the user's terminal.
@@ -155,6 +155,11 @@ def _train(
 ) -> TrainingResult:
     total, eval_every = resolve_schedule(config, len(data.train))
     optimizer = make_optimizer(config)
+    # One untimed forward+backward first, so one-off costs (JIT compilation or loading its
+    # cache, first-touch allocation) stay out of train_seconds. It draws no random numbers and
+    # updates nothing, so the run's numbers are the same with or without it.
+    model.loss_and_grads(params, data.train.batch(np.arange(min(config.batch_size,
+                                                                len(data.train)))))
     result = TrainingResult(params=params, steps_done=0, total_steps=total, train_seconds=0.0)
     order = np.empty(0, dtype=np.intp)
     losses: list[float] = []
