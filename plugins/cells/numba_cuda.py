@@ -169,20 +169,7 @@ class CudaCell(ReferenceCell):
             d_final_state = self.initial_state(batch)
         d_final_state = self._device_state("d_final_state", d_final_state, batch)
 
-        grads: dict[str, Any] = {}
-        d_initial: list[LayerState] = []
-        d_layer_outputs = d_outputs
-        for k in reversed(range(self.config.num_layers)):
-            d_final_k = tuple(d[k] for d in d_final_state)
-            d_layer_outputs, d_state_k = self._layer_backward(
-                params, k, cache.layers[k], d_layer_outputs, d_final_k, grads
-            )
-            d_initial.insert(0, d_state_k)
-        return BackwardResult(
-            param_grads={name: grads[name] for name in self.param_shapes},
-            d_inputs=d_layer_outputs,
-            d_initial_state=self._stack_layers(d_initial),
-        )
+        return self._backward_layers(params, cache, d_outputs, d_final_state)
 
     # --- Layers ---------------------------------------------------------------------------------
 

@@ -180,7 +180,15 @@ class ReferenceCell:
             d_final_state = self.initial_state(batch)
         self._check_state("d_final_state", d_final_state, batch)
 
-        grads: dict[str, np.ndarray] = {}
+        return self._backward_layers(params, cache, d_outputs, d_final_state)
+
+    def _backward_layers(
+        self, params: Mapping[str, Any], cache: ReferenceCache, d_outputs: Any,
+        d_final_state: Sequence[Any],
+    ) -> BackwardResult:
+        """BPTT down the layer stack, top first; layer ``k``'s input gradient is layer
+        ``k - 1``'s output gradient. Shared by every backend built on this scaffolding."""
+        grads: dict[str, Any] = {}
         d_initial: list[LayerState] = []
         d_layer_outputs = d_outputs
         for k in reversed(range(self.config.num_layers)):
