@@ -311,6 +311,9 @@ def write_tables(out_dir: Path, host: PluginHost, metrics: list[str] | None = No
 
 
 def print_table(table: ResultTable, console: Console) -> None:
+    if not table.records:
+        console.print(f"{table.suite}: no runs recorded")
+        return
     shown = [m for m in TERMINAL_METRICS if m in table.metrics] or table.metrics[:4]
     columns = [c for c in table.display_columns if c != "seed"]
     view = Table(title=f"{table.suite}: mean ± std over seeds", title_justify="left")
