@@ -53,10 +53,10 @@ class Adam:
         correction1 = 1.0 - self.beta1**self.t
         correction2 = 1.0 - self.beta2**self.t
         for name, grad in grads.items():
-            m = self.m.get(name, np.zeros_like(grad))
-            v = self.v.get(name, np.zeros_like(grad))
-            m = self.beta1 * m + (1.0 - self.beta1) * grad
-            v = self.beta2 * v + (1.0 - self.beta2) * grad * grad
+            if name not in self.m:
+                self.m[name], self.v[name] = np.zeros_like(grad), np.zeros_like(grad)
+            m = self.beta1 * self.m[name] + (1.0 - self.beta1) * grad
+            v = self.beta2 * self.v[name] + (1.0 - self.beta2) * grad * grad
             self.m[name], self.v[name] = m, v
             step = self.lr * (m / correction1) / (np.sqrt(v / correction2) + self.eps)
             params[name] -= step.astype(params[name].dtype, copy=False)

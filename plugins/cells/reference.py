@@ -66,13 +66,14 @@ def _shape_text(shape: Sequence[int | str]) -> str:
 
 def _check_array(name: str, a: Any, shape: Sequence[int | str], dtype: np.dtype) -> None:
     """Raise unless ``a`` is a numpy array of ``shape`` (str entries match any size) and dtype."""
-    want = _shape_text(shape)
     if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array of shape {want}, got {type(a).__name__}")
+        raise TypeError(
+            f"{name} must be a numpy array of shape {_shape_text(shape)}, got {type(a).__name__}"
+        )
     if a.ndim != len(shape) or any(
         isinstance(d, int) and d != n for d, n in zip(shape, a.shape, strict=True)
     ):
-        raise ValueError(f"{name} must have shape {want}, got {a.shape}")
+        raise ValueError(f"{name} must have shape {_shape_text(shape)}, got {a.shape}")
     if a.dtype != dtype:
         raise ValueError(
             f"{name} must have dtype {dtype} (the cell's CellConfig.dtype), got {a.dtype};"
