@@ -61,8 +61,11 @@ def rnnbench_register_tasks(register: Any) -> None:
 
     Call ``register(task_class)`` once per task, where ``task_class`` is a dataclass subclass of
     ``harness.Task`` that sets the class attributes ``name``, ``topology`` (a
-    ``harness.Topology``), ``readout`` (``"last"`` or ``"all"``) and ``description``. Its fields
-    are its parameters, each with a default (use ``harness.param(default, help)``).
+    ``harness.Topology``), ``readout`` (``"last"`` or ``"all"``) and ``description``, and where
+    it needs them ``model`` (``"encoder-decoder"``) and ``free_running`` (with a ``feedback``
+    method). Its fields are its parameters, each with a default (use
+    ``harness.param(default, help)``); it implements ``make_data(seed)``, ``loss`` and
+    ``baseline_loss`` (computed from the data), and ``accuracy`` where it applies.
     """
 
 
