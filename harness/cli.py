@@ -46,7 +46,7 @@ from harness.results import (
     load_table,
     write_json,
 )
-from harness.runner import run_suite
+from harness.runner import SilentObserver, run_suite
 from harness.selection import select
 from harness.suite import Suite, read_suite, validate_suite
 
@@ -381,32 +381,15 @@ def _default_of(field: Any) -> Any:
     return field.default_factory()
 
 
-class PlainObserver:
+class PlainObserver(SilentObserver):
     """Progress as plain lines, for logs and pipes (output that is not a terminal)."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
 
-    def __enter__(self) -> PlainObserver:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def run_started(self, spec: RunSpec, index: int, total: int) -> None:
-        pass
-
-    def training_step(self, step: int, total: int) -> None:
-        pass
-
     def run_finished(self, record: RunRecord, index: int, total: int) -> None:
         self.console.print(f"[{index}/{total}] {record.label} {record.status} "
                            f"({record.seconds:.1f} s){_headline(record)}", markup=False)
-
-
-class QuietObserver(PlainObserver):
-    def run_finished(self, record: RunRecord, index: int, total: int) -> None:
-        pass
 
 
 class RichObserver(PlainObserver):
@@ -447,9 +430,9 @@ def _headline(record: RunRecord) -> str:
     return f" test_loss={format_value(value)}" if isinstance(value, float) else ""
 
 
-def make_observer(console: Console, quiet: bool) -> PlainObserver:
+def make_observer(console: Console, quiet: bool) -> SilentObserver:
     if quiet:
-        return QuietObserver(console)
+        return SilentObserver()
     if console.is_terminal:
         return RichObserver(console)
     return PlainObserver(console)

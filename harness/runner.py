@@ -61,6 +61,15 @@ class RunObserver(Protocol):
 
 
 class SilentObserver:
+    """Observes nothing; the base of the CLI's displays, which override what they show. A
+    context manager, so displays that hold a terminal can start and stop around a suite."""
+
+    def __enter__(self) -> SilentObserver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
     def run_started(self, spec: RunSpec, index: int, total: int) -> None:
         pass
 
