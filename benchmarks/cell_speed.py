@@ -90,9 +90,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.cell import DTYPES, GATES, CellConfig, init_uniform, param_shapes
-from harness.plugins import Registry, build_host
-from harness.results import atomic_write_text, capture_environment, format_value, write_json
+from rnnbench.cell import DTYPES, GATES, CellConfig, init_uniform, param_shapes
+from rnnbench.plugin_manager import Registry, build_host
+from rnnbench.results import atomic_write_text, capture_environment, format_value, write_json
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -396,7 +396,7 @@ def host_inputs(cell: str, point: Point, dtype: str, seed: int = 0) -> dict[str,
     """Parameters, input, random initial state and dLoss/d outputs, as host numpy arrays.
 
     The parameters are our ``init_params``: PyTorch's initialisation through
-    :func:`harness.cell.init_uniform`, identical on every backend for the same seed.
+    :func:`rnnbench.cell.init_uniform`, identical on every backend for the same seed.
     """
     t, b, i, h = point
     config = CellConfig(input_size=i, hidden_size=h, num_layers=1, bias=True, dtype=dtype)
@@ -699,8 +699,8 @@ FIRST_CALL_CODE = """
 import json, sys, time
 t0 = time.perf_counter()
 import numpy as np
-from harness.cell import CellConfig
-from harness.plugins import build_host
+from rnnbench.cell import CellConfig
+from rnnbench.plugin_manager import build_host
 cell_name, backend, dtype = sys.argv[1:4]
 host = build_host(plugins=sys.argv[4:])
 entry = host.registry.cells[(cell_name, backend)]

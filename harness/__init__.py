@@ -2,19 +2,19 @@
 
 Everything a plugin needs comes from here::
 
-    from harness import hookimpl, Cell, CellConfig, ForwardResult, BackwardResult
-    from harness import Task, TaskData, Split, Topology, param, mse, cross_entropy
-    from harness import RunOutcome, ResultTable, atomic_write_text
-    from harness import save_params, load_params, ParamsFileError
+    from rnnbench import hookimpl, Cell, CellConfig, ForwardResult, BackwardResult
+    from rnnbench import Task, TaskData, Split, Topology, param, mse, cross_entropy
+    from rnnbench import RunOutcome, ResultTable, atomic_write_text
+    from rnnbench import save_params, load_params, ParamsFileError
 
-The hooks themselves are documented in :mod:`harness.hookspecs`.
+The hooks themselves are documented in :mod:`rnnbench.hookspecs`.
 """
 
 from __future__ import annotations
 
 import pluggy
 
-from harness.cell import (
+from rnnbench.cell import (
     GATES,
     BackwardResult,
     Cell,
@@ -24,19 +24,19 @@ from harness.cell import (
     param_shapes,
     parameter_count,
 )
-from harness.errors import PluginError, RnnbenchError, SuiteError
-from harness.losses import accuracy, cross_entropy, mse
-from harness.params_io import ParamsFileError, load_params, save_params
-from harness.records import RunRecord, RunSpec, TrainingConfig
-from harness.results import (
+from rnnbench.errors import PluginError, RnnbenchError, SuiteError
+from rnnbench.losses import accuracy, cross_entropy, mse
+from rnnbench.params_io import ParamsFileError, load_params, save_params
+from rnnbench.records import RunRecord, RunSpec, TrainingConfig
+from rnnbench.results import (
     ResultTable,
     atomic_write_bytes,
     atomic_write_text,
     format_mean_std,
     format_value,
 )
-from harness.runner import RunOutcome
-from harness.task import (
+from rnnbench.runner import RunOutcome
+from rnnbench.task import (
     Split,
     Task,
     TaskData,

@@ -24,17 +24,17 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from harness.compare import (
+from rnnbench.compare import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
     Comparison,
     Difference,
     compare_folders,
 )
-from harness.errors import PluginError, RnnbenchError, SuiteError, SuiteProblem
-from harness.plugins import PluginHost, build_host
-from harness.records import RunRecord, RunSpec
-from harness.results import (
+from rnnbench.errors import PluginError, RnnbenchError, SuiteError, SuiteProblem
+from rnnbench.plugin_manager import PluginHost, build_host
+from rnnbench.records import RunRecord, RunSpec
+from rnnbench.results import (
     ENVIRONMENT_FILE,
     SUITE_COPY,
     ResultStore,
@@ -46,9 +46,9 @@ from harness.results import (
     load_table,
     write_json,
 )
-from harness.runner import SilentObserver, run_suite
-from harness.selection import select
-from harness.suite import Suite, read_suite, validate_suite
+from rnnbench.runner import SilentObserver, run_suite
+from rnnbench.selection import select
+from rnnbench.suite import Suite, read_suite, validate_suite
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: Metrics shown in the terminal summary when a suite does not narrow them (all go to files).

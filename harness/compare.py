@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from harness.errors import RnnbenchError
-from harness.records import RunRecord
-from harness.results import ENVIRONMENT_FILE, RESULTS_FILE
+from rnnbench.errors import RnnbenchError
+from rnnbench.records import RunRecord
+from rnnbench.results import ENVIRONMENT_FILE, RESULTS_FILE
 
 Mode = Literal["exact", "tolerant"]
 MODES: tuple[Mode, ...] = ("exact", "tolerant")
@@ -224,7 +224,7 @@ def _plural(count: int, noun: str) -> str:
 def is_timing(name: str, metrics: Mapping[str, Any] | None = None) -> bool:
     """Whether metric (or curve key) ``name`` is a wall-clock measurement, left out of every
     comparison. The registry's ``timing`` flag decides for names it knows (``metrics`` maps
-    names to :class:`~harness.plugins.MetricEntry`); other names are timing when they end in
+    names to :class:`~rnnbench.plugin_manager.MetricEntry`); other names are timing when they end in
     ``_seconds``, ``_ms``, ``seconds`` or ``per_second``, so a record written by a plugin that is
     not loaded now is still compared sensibly."""
     entry = (metrics or {}).get(name)
@@ -411,11 +411,11 @@ def compare_folders(a: Path, b: Path, registry: Any = None, mode: Mode | None = 
                     subset: bool = False) -> Comparison:
     """Compare results folder ``a`` (the reference) with ``b`` (e.g. a re-run).
 
-    ``registry`` (a :class:`~harness.plugins.Registry`, or None for the name rule alone) says
-    which metrics are timing. ``mode`` None picks exact or tolerant from the two environments
-    (:func:`choose_mode`); "exact" or "tolerant" forces it, and the reason says so. ``subset``
-    allows runs of A that B lacks. Raises :class:`RnnbenchError` for unreadable folders and
-    negative tolerances.
+    ``registry`` (a :class:`~rnnbench.plugin_manager.Registry`, or None for the name rule
+    alone) says which metrics are timing. ``mode`` None picks exact or tolerant from the two
+    environments (:func:`choose_mode`); "exact" or "tolerant" forces it, and the reason says
+    so. ``subset`` allows runs of A that B lacks. Raises :class:`RnnbenchError` for unreadable
+    folders and negative tolerances.
     """
     if mode is not None and mode not in MODES:
         raise RnnbenchError(f"unknown comparison mode {mode!r}; use one of {MODES}")

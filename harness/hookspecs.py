@@ -1,7 +1,7 @@
 """The plugin contract: every hook rnnbench calls, and what it expects of an implementation.
 
 This is the one file a plugin author needs to read. Implement a hook by writing a function of
-the same name decorated with ``harness.hookimpl`` in a module, and make the module known to
+the same name decorated with ``rnnbench.hookimpl`` in a module, and make the module known to
 rnnbench in one of three ways:
 
 - an entry point in the ``rnnbench`` group of your package (how the built-ins are loaded too)::
@@ -47,7 +47,7 @@ def rnnbench_register_cells(register: Any) -> None:
     - ``name``: the cell's name in suites, e.g. ``"lstm"``; implementations of the same
       equations on different backends share a name, so a suite switches backend with one word;
     - ``backend``: e.g. ``"numpy"``, ``"numba-cpu"``, ``"numba-cuda"``;
-    - ``factory``: a callable ``factory(config: harness.CellConfig) -> harness.Cell``;
+    - ``factory``: a callable ``factory(config: rnnbench.CellConfig) -> rnnbench.Cell``;
     - ``description``: one line for ``rnnbench list``;
     - ``available``: optional callable returning ``None`` when the backend can run here, or a
       string saying why not (e.g. "no CUDA device"); a suite asking for an unavailable backend
@@ -60,11 +60,11 @@ def rnnbench_register_tasks(register: Any) -> None:
     """Contribute tasks.
 
     Call ``register(task_class)`` once per task, where ``task_class`` is a dataclass subclass of
-    ``harness.Task`` that sets the class attributes ``name``, ``topology`` (a
-    ``harness.Topology``), ``readout`` (``"last"`` or ``"all"``) and ``description``, and where
+    ``rnnbench.Task`` that sets the class attributes ``name``, ``topology`` (a
+    ``rnnbench.Topology``), ``readout`` (``"last"`` or ``"all"``) and ``description``, and where
     it needs them ``model`` (``"encoder-decoder"``) and ``free_running`` (with a ``feedback``
     method). Its fields are its parameters, each with a default (use
-    ``harness.param(default, help)``); it implements ``make_data(seed)``, ``loss`` and
+    ``rnnbench.param(default, help)``); it implements ``make_data(seed)``, ``loss`` and
     ``baseline_loss`` (computed from the data), and ``accuracy`` where it applies.
     """
 
@@ -74,7 +74,7 @@ def rnnbench_register_metrics(register: Any) -> None:
     """Contribute metrics computed from a finished run.
 
     Call ``register(name, function, description="", better="lower", timing=False)`` once per
-    metric, where ``function(run: harness.RunOutcome) -> float | int | bool | None`` computes the
+    metric, where ``function(run: rnnbench.RunOutcome) -> float | int | bool | None`` computes the
     value (``None`` when the metric does not apply to that run, e.g. accuracy on a regression
     task), ``better`` is ``"lower"``, ``"higher"`` or ``None`` (for reporters that highlight),
     and ``timing=True`` marks a wall-clock measurement, which varies between identical runs and
@@ -88,8 +88,8 @@ def rnnbench_register_reporters(register: Any) -> None:
     """Contribute output formats for result tables.
 
     Call ``register(name, function, description="")`` once per format, where
-    ``function(table: harness.ResultTable, out_dir: pathlib.Path) -> list[pathlib.Path]`` writes
-    its files under ``out_dir`` (use ``harness.atomic_write_text``) and returns their paths.
+    ``function(table: rnnbench.ResultTable, out_dir: pathlib.Path) -> list[pathlib.Path]`` writes
+    its files under ``out_dir`` (use ``rnnbench.atomic_write_text``) and returns their paths.
     Reporters read records only: they never rerun or retrain anything.
     """
 
@@ -99,33 +99,33 @@ def rnnbench_register_reporters(register: Any) -> None:
 
 @hookspec
 def rnnbench_suite_start(suite: Any, runs: list[Any]) -> None:
-    """Called once before the first run of a suite, with the ``harness.Suite`` and the list of
-    ``harness.RunSpec`` about to run (after ``-k`` filtering and ``--resume`` skipping)."""
+    """Called once before the first run of a suite, with the ``rnnbench.Suite`` and the list of
+    ``rnnbench.RunSpec`` about to run (after ``-k`` filtering and ``--resume`` skipping)."""
 
 
 @hookspec
 def rnnbench_suite_end(suite: Any, records: list[Any]) -> None:
-    """Called once after the last run of a suite, with the ``harness.RunRecord`` of every run
+    """Called once after the last run of a suite, with the ``rnnbench.RunRecord`` of every run
     executed in this invocation (not those skipped by ``--resume``)."""
 
 
 @hookspec
 def rnnbench_run_start(run: Any) -> None:
     """Called before each run starts (before its data is generated), with its
-    ``harness.RunSpec``; ``run.run_id`` and ``run.label`` identify it in logs. The return value
+    ``rnnbench.RunSpec``; ``run.run_id`` and ``run.label`` identify it in logs. The return value
     is ignored."""
 
 
 @hookspec
 def rnnbench_run_end(run: Any, record: Any) -> None:
-    """Called after each run, with its ``harness.RunSpec`` and the ``harness.RunRecord`` just
+    """Called after each run, with its ``rnnbench.RunSpec`` and the ``rnnbench.RunRecord`` just
     appended to the results file (including failed and diverged runs)."""
 
 
 @hookspec
 def rnnbench_epoch_end(run: Any, step: int, logs: dict[str, float]) -> bool | None:
     """Called after every evaluation during training (every ``eval_every`` optimizer steps,
-    once per epoch by default), with the ``harness.RunSpec``, the number of optimizer steps done
+    once per epoch by default), with the ``rnnbench.RunSpec``, the number of optimizer steps done
     and ``logs`` (``train_loss``, ``val_loss``, and ``val_accuracy`` where it applies).
 
     Return ``True`` to stop training this run early (it is then evaluated and recorded as

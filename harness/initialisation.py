@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.records import INITS
+from rnnbench.records import INITS
 
 
 def gate_blocks(weight_hh: np.ndarray) -> list[np.ndarray]:

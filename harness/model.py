@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.cell import Cell, CellConfig
-from harness.task import Split, Task, TaskData
+from rnnbench.cell import Cell, CellConfig
+from rnnbench.task import Split, Task, TaskData
 
 READOUT_WEIGHT = "readout.weight"
 READOUT_BIAS = "readout.bias"

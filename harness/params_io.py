@@ -1,7 +1,7 @@
 """Parameters to and from ``.npz`` files, in PyTorch's names and shapes.
 
 A cell's parameters are a dict keyed by PyTorch's names (``weight_ih_l{k}``, ``weight_hh_l{k}``,
-``bias_ih_l{k}``, ``bias_hh_l{k}``; see :mod:`harness.cell`), so the ``state_dict`` of a
+``bias_ih_l{k}``, ``bias_hh_l{k}``; see :mod:`rnnbench.cell`), so the ``state_dict`` of a
 ``torch.nn.RNN`` (``nonlinearity="tanh"``), ``torch.nn.LSTM`` or ``torch.nn.GRU`` *is* such a dict.
 An uncompressed ``.npz`` of it is the interchange format: numpy reads and writes it, and PyTorch
 is needed only on the PyTorch side, never here.
@@ -37,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.cell import GATES, CellConfig, param_shapes
-from harness.errors import RnnbenchError, did_you_mean
-from harness.results import atomic_write_bytes
+from rnnbench.cell import GATES, CellConfig, param_shapes
+from rnnbench.errors import RnnbenchError, did_you_mean
+from rnnbench.results import atomic_write_bytes
 
 #: The cell a number of gates suggests, for hints: a (3H, I) matrix was probably saved from a GRU.
 _CELL_OF_GATES = {1: "an RNN", 3: "a GRU", 4: "an LSTM"}
@@ -106,7 +106,7 @@ def load_params(
 ) -> dict[str, np.ndarray]:
     """Read the parameters of a ``cell`` (``"rnn"``, ``"lstm"`` or ``"gru"``) of ``config``.
 
-    The file must hold exactly the keys of :func:`harness.cell.param_shapes` for the cell and
+    The file must hold exactly the keys of :func:`rnnbench.cell.param_shapes` for the cell and
     config, each a floating-point array of the expected shape; anything else raises
     :class:`ParamsFileError` listing every problem. The arrays come back C-contiguous, cast to
     ``config.dtype``, in PyTorch's order of names.

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 OPTIMIZERS = ("sgd", "adam")
-#: Initialisations of the recurrent weights (see harness.initialisation).
+#: Initialisations of the recurrent weights (see rnnbench.initialisation).
 INITS = ("pytorch", "orthogonal", "identity")
 
 

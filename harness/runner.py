@@ -17,15 +17,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from harness.cell import CELL_MEMBERS, CellConfig, parameter_count
-from harness.errors import PluginError
-from harness.initialisation import initialise
-from harness.model import Evaluation, Model, build_model
-from harness.plugins import CellEntry, PluginHost, Registry
-from harness.records import RunRecord, RunSpec
-from harness.results import ResultStore
-from harness.task import Task, TaskData
-from harness.training import TrainingResult, train
+from rnnbench.cell import CELL_MEMBERS, CellConfig, parameter_count
+from rnnbench.errors import PluginError
+from rnnbench.initialisation import initialise
+from rnnbench.model import Evaluation, Model, build_model
+from rnnbench.plugin_manager import CellEntry, PluginHost, Registry
+from rnnbench.records import RunRecord, RunSpec
+from rnnbench.results import ResultStore
+from rnnbench.task import Task, TaskData
+from rnnbench.training import TrainingResult, train
 
 
 @dataclass
@@ -193,13 +193,13 @@ def _train_and_evaluate(
 
 
 def check_cell_contract(cell: Any, entry: CellEntry) -> None:
-    """A factory must return a harness.Cell; say which plugin broke the contract, and how."""
+    """A factory must return a rnnbench.Cell; say which plugin broke the contract, and how."""
     missing = [name for name in CELL_MEMBERS if not hasattr(cell, name)]
     if missing:
         raise PluginError(
             entry.plugin,
             f"registered a factory for cell {entry.name!r} on {entry.backend!r} that returned "
-            f"{type(cell).__name__!r}, which lacks {', '.join(missing)} (see harness.Cell)",
+            f"{type(cell).__name__!r}, which lacks {', '.join(missing)} (see rnnbench.Cell)",
         )
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from harness.errors import RnnbenchError
-from harness.records import RunSpec
+from rnnbench.errors import RnnbenchError
+from rnnbench.records import RunSpec
 
 _TOKEN = re.compile(r"\s*(\(|\)|[^\s()]+)")
 _OPERATORS = {"and", "or", "not"}

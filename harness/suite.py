@@ -16,7 +16,7 @@ the runs are the cartesian product of the axes, plus ``include`` sets, minus ``e
     hidden_size: [16, 32]            # required: positive integer(s)
     num_layers: 1                    # default 1
     bias: true                       # default true
-    dtype: float64                   # default float32 (one of harness.cell.DTYPES)
+    dtype: float64                   # default float32 (one of rnnbench.cell.DTYPES)
     seed: [0, 1, 2]                  # default 0
     training:                        # every value may also be a list (expanded)
       optimizer: adam                # sgd | adam, default adam
@@ -40,7 +40,7 @@ the runs are the cartesian product of the axes, plus ``include`` sets, minus ``e
 Reading and validating are separate steps (:func:`read_suite`, :func:`validate_suite`) because a
 suite may name local plugins (``plugins:``) that must be loaded into the registry before its cell
 and task names can be checked. Validation collects *every* problem and raises one
-:class:`~harness.errors.SuiteError`; each problem names the file, the line and the field (a
+:class:`~rnnbench.errors.SuiteError`; each problem names the file, the line and the field (a
 dotted path such as ``training.lr`` or ``task[1].params.length``) and, where it can, a fix.
 
 Run ids must not depend on how a suite is spelt, so every default is filled in before a
@@ -68,10 +68,10 @@ from typing import Any
 import jsonschema
 import yaml
 
-from harness.cell import DTYPES
-from harness.errors import SuiteError, SuiteProblem, did_you_mean
-from harness.plugins import CellEntry, Registry, TaskEntry
-from harness.records import (
+from rnnbench.cell import DTYPES
+from rnnbench.errors import SuiteError, SuiteProblem, did_you_mean
+from rnnbench.plugin_manager import CellEntry, Registry, TaskEntry
+from rnnbench.records import (
     CONFIG_AXES,
     INITS,
     OPTIMIZERS,

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.model import Model
-from harness.records import TrainingConfig
-from harness.task import TaskData
+from rnnbench.model import Model
+from rnnbench.records import TrainingConfig
+from rnnbench.task import TaskData
 
 Params = dict[str, np.ndarray]
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.cell import CellConfig
-from plugins.cells.reference import GRUCell, LSTMCell, ReferenceCell, RNNCell
+from rnnbench.cell import CellConfig
+from rnnbench.plugins.cells.reference import GRUCell, LSTMCell, ReferenceCell, RNNCell
 
 CELLS: dict[str, type[ReferenceCell]] = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
 KINDS = list(CELLS)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.plugins import PluginHost, build_host
+from rnnbench.plugin_manager import PluginHost, build_host
 
 DATA = Path(__file__).parent / "data"
 

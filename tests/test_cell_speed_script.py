@@ -160,7 +160,7 @@ def test_time_calls_respects_rep_limits(cell_speed: ModuleType) -> None:
 
 
 def numba_cuda_unavailable() -> str | None:
-    from plugins.cells import numba_cuda
+    from rnnbench.plugins.cells import numba_cuda
 
     return numba_cuda.unavailable_reason()
 
@@ -225,7 +225,7 @@ def test_gpu_mode_without_a_cuda_backend_exits_2(
     cell_speed: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from plugins.cells import numba_cuda
+    from rnnbench.plugins.cells import numba_cuda
 
     monkeypatch.setattr(numba_cuda, "unavailable_reason", lambda: "no CUDA GPU found (test)")
     out = tmp_path / "out"

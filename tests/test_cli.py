@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.results import ResultStore
+from rnnbench.cli import main
+from rnnbench.results import ResultStore
 
 SUITE = """\
 name: tiny

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import pytest
 from rich.console import Console
 
-from harness.cli import main, make_console, print_comparison
-from harness.compare import (
+from rnnbench.cli import main, make_console, print_comparison
+from rnnbench.compare import (
     MISSING,
     Difference,
     choose_mode,
@@ -24,7 +24,7 @@ from harness.compare import (
     identical,
     is_timing,
 )
-from harness.plugins import build_host
+from rnnbench.plugin_manager import build_host
 
 SUITE = """\
 name: tiny

@@ -10,16 +10,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from harness import Split, Task, TaskData, Topology, mse, param
-from harness.cell import CellConfig
-from harness.initialisation import initialise
-from harness.model import READOUT_BIAS, READOUT_WEIGHT, SequenceModel
-from harness.records import RunSpec, TrainingConfig
-from harness.runner import execute_run
-from plugins.cells.reference import GRUCell, LSTMCell, RNNCell
-from plugins.metrics import gradient_flow as gf
-from plugins.metrics import memory
-from plugins.tasks.many_to_one import AddingProblem
+from rnnbench import Split, Task, TaskData, Topology, mse, param
+from rnnbench.cell import CellConfig
+from rnnbench.initialisation import initialise
+from rnnbench.model import READOUT_BIAS, READOUT_WEIGHT, SequenceModel
+from rnnbench.plugins.cells.reference import GRUCell, LSTMCell, RNNCell
+from rnnbench.plugins.metrics import gradient_flow as gf
+from rnnbench.plugins.metrics import memory
+from rnnbench.plugins.tasks.many_to_one import AddingProblem
+from rnnbench.records import RunSpec, TrainingConfig
+from rnnbench.runner import execute_run
 
 
 @dataclass
@@ -144,7 +144,7 @@ def test_chunked_backward_equals_separate_suffix_runs():
 
 
 def test_numba_cpu_gives_the_reference_profile():
-    numba_cpu = pytest.importorskip("plugins.cells.numba_cpu")
+    numba_cpu = pytest.importorskip("rnnbench.plugins.cells.numba_cpu")
     task = AddingProblem(length=12, train_size=4, validation_size=4, test_size=4)
     data = task.make_data(0)
     model, params = make_model(LSTMCell, task, data, hidden=5)

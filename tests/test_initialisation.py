@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.cell import CellConfig
-from harness.initialisation import gate_blocks, initialise, spectral_radius
-from plugins.cells.reference import GRUCell, LSTMCell, RNNCell
+from rnnbench.cell import CellConfig
+from rnnbench.initialisation import gate_blocks, initialise, spectral_radius
+from rnnbench.plugins.cells.reference import GRUCell, LSTMCell, RNNCell
 
 
 def params_of(cell_class, hidden=6, layers=2, prefix=""):

@@ -13,9 +13,9 @@ from cellcheck import CELLS, KINDS, assert_gradients_match, make_case
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.plugins import build_host
-from plugins.cells import numba_cpu
-from plugins.cells.numba_cpu import NumbaGRUCell, NumbaLSTMCell, NumbaRNNCell
+from rnnbench.plugin_manager import build_host
+from rnnbench.plugins.cells import numba_cpu
+from rnnbench.plugins.cells.numba_cpu import NumbaGRUCell, NumbaLSTMCell, NumbaRNNCell
 
 NUMBA = {"rnn": NumbaRNNCell, "lstm": NumbaLSTMCell, "gru": NumbaGRUCell}
 TOLERANCE = {"float64": 1e-9, "float32": 1e-4}

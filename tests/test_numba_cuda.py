@@ -25,12 +25,17 @@ import pytest
 from cellcheck import CELLS as REFERENCE
 from cellcheck import KINDS, make_case
 
-from harness.cell import CellConfig
-from harness.model import SequenceModel
-from harness.plugins import build_host
-from plugins.cells import numba_cuda
-from plugins.cells.numba_cuda import CudaGRUCell, CudaLSTMCell, CudaRNNCell, is_device_array
-from plugins.tasks.many_to_one import AddingProblem
+from rnnbench.cell import CellConfig
+from rnnbench.model import SequenceModel
+from rnnbench.plugin_manager import build_host
+from rnnbench.plugins.cells import numba_cuda
+from rnnbench.plugins.cells.numba_cuda import (
+    CudaGRUCell,
+    CudaLSTMCell,
+    CudaRNNCell,
+    is_device_array,
+)
+from rnnbench.plugins.tasks.many_to_one import AddingProblem
 
 CUDA = {"rnn": CudaRNNCell, "lstm": CudaLSTMCell, "gru": CudaGRUCell}
 TOLERANCE = {"float64": 1e-9, "float32": 1e-4}
@@ -116,7 +121,7 @@ def test_matches_reference(kind, num_layers, bias, shape, dtype):
 )
 @pytest.mark.parametrize("kind", KINDS)
 def test_any_geometry(kind, geometry):
-    from plugins.cells.cuda_kernels import GPU_GEOMETRY, Geometry
+    from rnnbench.plugins.cells.cuda_kernels import GPU_GEOMETRY, Geometry
 
     # One thread does a whole GEMM by itself there: a smaller case.
     shape = (2, 3, 2, 5) if geometry != "gpu" and geometry["max_blocks"] == 1 else (3, 5, 4, 9)
@@ -267,7 +272,7 @@ def test_registered_through_the_entry_point_group():
 def test_importing_the_plugin_does_not_import_numba_cuda():
     """``rnnbench list`` imports every plugin: this one must stay cheap without a GPU."""
     code = (
-        "import sys, plugins.cells.numba_cuda; "
+        "import sys, rnnbench.plugins.cells.numba_cuda; "
         "print('numba.cuda' in sys.modules or 'numba_cuda' in sys.modules)"
     )
     root = Path(__file__).resolve().parent.parent

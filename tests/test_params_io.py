@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import harness
-from harness import ParamsFileError, RnnbenchError, load_params, save_params
-from harness.cell import DTYPES, GATES, CellConfig, param_shapes
-from plugins.cells.reference import GRUCell, LSTMCell, ReferenceCell, RNNCell
+import rnnbench
+from rnnbench import ParamsFileError, RnnbenchError, load_params, save_params
+from rnnbench.cell import DTYPES, GATES, CellConfig, param_shapes
+from rnnbench.plugins.cells.reference import GRUCell, LSTMCell, ReferenceCell, RNNCell
 
 CELLS: dict[str, type[ReferenceCell]] = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
 IN, HID = 4, 7
@@ -34,7 +34,7 @@ def load_error(path: Path, cell: str, config: CellConfig) -> str:
 
 def test_public_api():
     for name in ("save_params", "load_params", "ParamsFileError"):
-        assert name in harness.__all__
+        assert name in rnnbench.__all__
     assert issubclass(ParamsFileError, RnnbenchError)
 
 

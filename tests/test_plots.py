@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from harness.records import RunRecord
-from harness.results import ResultTable
-from plugins.reporters.plots import write_plots
+from rnnbench.plugins.reporters.plots import write_plots
+from rnnbench.records import RunRecord
+from rnnbench.results import ResultTable
 
 
 def record(cell, seed, with_profile=True):

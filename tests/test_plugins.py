@@ -7,10 +7,10 @@ import inspect
 
 import pytest
 
-from harness import hookspecs
-from harness.errors import PluginError
-from harness.plugins import build_host
-from harness.task import Topology
+from rnnbench import hookspecs
+from rnnbench.errors import PluginError
+from rnnbench.plugin_manager import build_host
+from rnnbench.task import Topology
 
 BUILTINS = {
     "reference_cells",
@@ -118,7 +118,7 @@ def test_broken_entry_point_is_recorded_not_fatal(monkeypatch):
 def test_failed_plugin_leaves_nothing_behind(data_dir, tmp_path):
     half = tmp_path / "half_plugin.py"
     half.write_text(
-        "from harness import hookimpl\n"
+        "from rnnbench import hookimpl\n"
         "@hookimpl\n"
         "def rnnbench_register_cells(register):\n"
         "    register('fine_cell', 'numpy', lambda config: None)\n"

@@ -1,7 +1,7 @@
 """Every CPU backend of every built-in cell against ``torch.nn.RNN``/``LSTM``/``GRU``.
 
 The parameters travel through ``.npz`` files exactly as a user's would (see
-:mod:`harness.params_io`): a PyTorch module's ``state_dict`` is exported with ``np.savez`` and
+:mod:`rnnbench.params_io`): a PyTorch module's ``state_dict`` is exported with ``np.savez`` and
 read with :func:`load_params`; in the other direction our :func:`save_params` file is loaded into
 the module with ``load_state_dict``. Then forward outputs and final states, and the gradients of
 ``sum(out*dY) + sum(h_n*dH) (+ sum(c_n*dC))`` with respect to every parameter, the inputs and the
@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness import load_params, save_params
-from harness.cell import DTYPES, CellConfig
-from harness.plugins import build_host
+from rnnbench import load_params, save_params
+from rnnbench.cell import DTYPES, CellConfig
+from rnnbench.plugin_manager import build_host
 
 torch = pytest.importorskip("torch")
 
@@ -78,13 +78,13 @@ def torch_module(cell: str, config: CellConfig) -> Any:
 
 
 def export_state_dict(module: Any, path: Path) -> Path:
-    """The PyTorch side of the interchange, exactly as documented in harness.params_io."""
+    """The PyTorch side of the interchange, exactly as documented in rnnbench.params_io."""
     np.savez(path, **{k: v.detach().numpy() for k, v in module.state_dict().items()})
     return path
 
 
 def import_state_dict(module: Any, path: Path) -> None:
-    """The PyTorch side of the interchange, exactly as documented in harness.params_io."""
+    """The PyTorch side of the interchange, exactly as documented in rnnbench.params_io."""
     module.load_state_dict({k: torch.from_numpy(v) for k, v in np.load(path).items()})
 
 

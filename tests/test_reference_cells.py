@@ -24,10 +24,10 @@ from cellcheck import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import hookspecs
-from harness.cell import GATES, Cell, CellConfig, init_uniform, param_shapes, parameter_count
-from plugins.cells import reference
-from plugins.cells.reference import GRUCell, LSTMCell, RNNCell, sigmoid
+from rnnbench import hookspecs
+from rnnbench.cell import GATES, Cell, CellConfig, init_uniform, param_shapes, parameter_count
+from rnnbench.plugins.cells import reference
+from rnnbench.plugins.cells.reference import GRUCell, LSTMCell, RNNCell, sigmoid
 
 #: (T, B, I, H)
 SHAPES = [(1, 1, 1, 1), (1, 2, 3, 1), (4, 1, 2, 3), (5, 3, 4, 2)]

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from harness.records import RunRecord
-from harness.results import (
+from rnnbench.plugins.reporters.tables import write_csv, write_json, write_markdown
+from rnnbench.records import RunRecord
+from rnnbench.results import (
     ResultStore,
     ResultTable,
     atomic_write_text,
@@ -16,7 +17,6 @@ from harness.results import (
     format_mean_std,
     load_table,
 )
-from plugins.reporters.tables import write_csv, write_json, write_markdown
 
 
 def record(cell, seed, loss, status="ok", error=None):

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from harness.records import RunSpec, TrainingConfig
-from harness.results import ResultStore
-from harness.runner import execute_run, run_suite
+from rnnbench.records import RunSpec, TrainingConfig
+from rnnbench.results import ResultStore
+from rnnbench.runner import execute_run, run_suite
 
 TIMING = {"step_ms", "train_seconds", "sequences_per_second"}  # a few every run must have
 
@@ -144,7 +144,7 @@ def test_event_hooks_see_every_run(host, tmp_path, data_dir):
     events = []
 
     class Recorder:
-        from harness import hookimpl
+        from rnnbench import hookimpl
 
         @hookimpl
         def rnnbench_suite_start(self, runs):
@@ -180,7 +180,7 @@ def test_epoch_end_hook_stops_early(host, data_dir):
 def test_factory_breaking_the_cell_contract_names_the_plugin(host, tmp_path):
     plugin = tmp_path / "lazy_plugin.py"
     plugin.write_text(
-        "from harness import hookimpl\n"
+        "from rnnbench import hookimpl\n"
         "class HalfCell:\n"
         "    def __init__(self, config):\n"
         "        self.config = config\n"
@@ -198,7 +198,7 @@ def test_factory_breaking_the_cell_contract_names_the_plugin(host, tmp_path):
 def test_metric_returning_garbage_is_an_error_value_not_a_crash(host, tmp_path):
     plugin = tmp_path / "odd_metric.py"
     plugin.write_text(
-        "from harness import hookimpl\n"
+        "from rnnbench import hookimpl\n"
         "@hookimpl\n"
         "def rnnbench_register_metrics(register):\n"
         "    register('odd', lambda run: {'a': 1})\n"
@@ -216,7 +216,7 @@ def test_metric_returning_garbage_is_an_error_value_not_a_crash(host, tmp_path):
 
 
 def test_cell_protocol_members_are_complete():
-    from harness.cell import CELL_MEMBERS, Cell
+    from rnnbench.cell import CELL_MEMBERS, Cell
 
     declared = {name for name in vars(Cell) if not name.startswith("_")}
     declared |= set(Cell.__annotations__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.errors import RnnbenchError
-from harness.selection import matches
+from rnnbench.errors import RnnbenchError
+from rnnbench.selection import matches
 
 LABEL = "lstm/numpy/adding[length=10]/h32x1/float64/seed1 0123abcd"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import SuiteError, SuiteProblem
-from harness.plugins import CellEntry, MetricEntry, Registry, TaskEntry
-from harness.suite import (
+from rnnbench.errors import SuiteError, SuiteProblem
+from rnnbench.plugin_manager import CellEntry, MetricEntry, Registry, TaskEntry
+from rnnbench.suite import (
     SUITE_SCHEMA,
     Suite,
     _Validator,
@@ -19,7 +19,7 @@ from harness.suite import (
     read_suite,
     validate_suite,
 )
-from harness.task import Task, Topology, param
+from rnnbench.task import Task, Topology, param
 
 
 @dataclass

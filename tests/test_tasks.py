@@ -10,17 +10,17 @@ import math
 import numpy as np
 import pytest
 
-from harness import Split, Task, TaskData, Topology
-from harness.cli import main
-from harness.model import EncoderDecoderModel, SequenceModel, build_model
-from harness.plugins import build_host
-from harness.records import TrainingConfig
-from harness.training import train
-from plugins.tasks.encoder_decoder import END, Reverse, Sort
-from plugins.tasks.many_to_many import CopyMemory, Echo
-from plugins.tasks.many_to_one import AddingProblem, Forecast
-from plugins.tasks.one_to_many import Sine
-from plugins.tasks.one_to_one import Blobs
+from rnnbench import Split, Task, TaskData, Topology
+from rnnbench.cli import main
+from rnnbench.model import EncoderDecoderModel, SequenceModel, build_model
+from rnnbench.plugin_manager import build_host
+from rnnbench.plugins.tasks.encoder_decoder import END, Reverse, Sort
+from rnnbench.plugins.tasks.many_to_many import CopyMemory, Echo
+from rnnbench.plugins.tasks.many_to_one import AddingProblem, Forecast
+from rnnbench.plugins.tasks.one_to_many import Sine
+from rnnbench.plugins.tasks.one_to_one import Blobs
+from rnnbench.records import TrainingConfig
+from rnnbench.training import train
 
 REGISTRY = build_host().registry
 TASK_NAMES = sorted(REGISTRY.tasks)
@@ -271,7 +271,9 @@ def test_forecast_windows_are_chronological_relative_changes():
 
 def test_forecast_sunspots_load_from_the_shipped_csv():
     text = (
-        importlib.resources.files("plugins.tasks").joinpath("data", "sunspots.csv").read_text()
+        importlib.resources.files("rnnbench.plugins.tasks")
+        .joinpath("data", "sunspots.csv")
+        .read_text()
     )
     assert text.splitlines()[0] == '"YEAR","SUNACTIVITY"'
     task = Forecast(source="sunspots")

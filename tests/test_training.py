@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from harness import CellConfig, Split, Task, TaskData, Topology, cross_entropy, mse, param
-from harness.model import SequenceModel
-from harness.records import TrainingConfig
-from harness.training import SGD, Adam, clip_by_global_norm, global_norm, resolve_schedule, train
-from plugins.tasks.many_to_one import AddingProblem
+from rnnbench import CellConfig, Split, Task, TaskData, Topology, cross_entropy, mse, param
+from rnnbench.model import SequenceModel
+from rnnbench.plugins.tasks.many_to_one import AddingProblem
+from rnnbench.records import TrainingConfig
+from rnnbench.training import SGD, Adam, clip_by_global_norm, global_norm, resolve_schedule, train
 
 
 @dataclass

@@ -30,7 +30,7 @@ column sums.
 Every kernel checks its bounds, so any size works with any :class:`Geometry` (the tests run the
 kernels under several, down to one thread per block); every thread of a block reaches every
 ``syncthreads``. Constants are of the kernel's dtype, so float32 kernels do float32 arithmetic
-only. Gate order and equations are PyTorch's, as in :mod:`plugins.cells.reference`.
+only. Gate order and equations are PyTorch's, as in :mod:`rnnbench.plugins.cells.reference`.
 """
 
 from __future__ import annotations

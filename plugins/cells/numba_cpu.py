@@ -4,7 +4,7 @@ Same equations, parameter names and layout as the numpy reference (and PyTorch),
 switches backend with one word and gets the same numbers to the dtype's precision. The protocol
 plumbing (validation, the layer stack, state shapes) is the reference's own; only the work of
 one layer over one whole sequence is replaced, by the kernels in
-:mod:`plugins.cells.numba_kernels`.
+:mod:`rnnbench.plugins.cells.numba_kernels`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from harness import hookimpl
-from plugins.cells import numba_kernels as kernels
-from plugins.cells.reference import GRUCell, LayerState, LSTMCell, ReferenceCell, RNNCell
+from rnnbench import hookimpl
+from rnnbench.plugins.cells import numba_kernels as kernels
+from rnnbench.plugins.cells.reference import GRUCell, LayerState, LSTMCell, ReferenceCell, RNNCell
 
 BACKEND = "numba-cpu"
 

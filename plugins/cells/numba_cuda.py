@@ -4,7 +4,8 @@ Same equations, parameter names and layout as the numpy reference (and PyTorch).
 the GPU: :meth:`CudaCell.to_backend` copies a host array there, :meth:`CudaCell.to_host` copies
 one back, and ``forward``/``backward``/``step`` return device arrays. They accept parameters,
 inputs and states either as device arrays or as host numpy arrays (copied over first), always
-of the cell's dtype. A whole sequence runs on the device: see :mod:`plugins.cells.cuda_kernels`.
+of the cell's dtype. A whole sequence runs on the device: see
+:mod:`rnnbench.plugins.cells.cuda_kernels`.
 
 The layer stack and the protocol's shape conventions are the reference's own (its ``_run`` and
 layer loop); this module replaces the validation (device arrays), the per-layer forward and
@@ -25,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from harness import hookimpl
-from harness.cell import BackwardResult, ForwardResult
-from plugins.cells.reference import (
+from rnnbench import hookimpl
+from rnnbench.cell import BackwardResult, ForwardResult
+from rnnbench.plugins.cells.reference import (
     GRUCell,
     LayerState,
     LSTMCell,
@@ -76,7 +77,7 @@ def _cuda() -> Any:
 
 
 def _kernels_module() -> Any:
-    from plugins.cells import cuda_kernels
+    from rnnbench.plugins.cells import cuda_kernels
 
     return cuda_kernels
 
@@ -102,8 +103,8 @@ class CudaCell(ReferenceCell):
 
     def __init__(self, config) -> None:
         super().__init__(config)
-        #: Thread-block shapes (a :class:`plugins.cells.cuda_kernels.Geometry`); ``None``: the
-        #: default for the GPU, or small blocks on the simulator.
+        #: Thread-block shapes (a :class:`rnnbench.plugins.cells.cuda_kernels.Geometry`);
+        #: ``None``: the default for the GPU, or small blocks on the simulator.
         self.geometry = None
 
     # --- Protocol: arrays and state -------------------------------------------------------------
@@ -277,7 +278,7 @@ class CudaCell(ReferenceCell):
         kernel[grid, (geometry.cols, geometry.rows)](*args)
 
     def _matmul(self, a, b, c, bias=None, trans_a=False, trans_b=False) -> None:
-        """``c = op(a) @ op(b) (+ bias)``, see :func:`plugins.cells.cuda_kernels.kernels`."""
+        """``c = op(a) @ op(b) (+ bias)``; see :func:`cuda_kernels.kernels`."""
         geometry = self._k.geometry
         block = geometry.tile * geometry.micro
         grid = (self._blocks(c.shape[1], block), self._blocks(c.shape[0], block))

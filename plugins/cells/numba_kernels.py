@@ -20,7 +20,7 @@ Where the time goes, and what each kernel does about it:
   call and a fused loop, not Python interpretation.
 
 Every array is C-contiguous and of one dtype (float32 or float64). Gate order and equations
-are PyTorch's (see :mod:`plugins.cells.reference`, which these are tested against).
+are PyTorch's (see :mod:`rnnbench.plugins.cells.reference`, which these are tested against).
 """
 
 from __future__ import annotations

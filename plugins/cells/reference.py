@@ -29,8 +29,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness import hookimpl
-from harness.cell import (
+from rnnbench import hookimpl
+from rnnbench.cell import (
     GATES,
     BackwardResult,
     CellConfig,

@@ -53,7 +53,7 @@ Metrics and their value shapes (JSON-friendly flat lists of numbers, aligned ele
   vanishes, above 1 explodes); ``None`` with fewer than two such points;
 - ``grad_ratio_init`` / ``grad_ratio_trained``: norm at the largest lag / norm at lag 0.
 
-All are ``None`` when the model is not the plain :class:`harness.model.SequenceModel` (other
+All are ``None`` when the model is not the plain :class:`rnnbench.model.SequenceModel` (other
 models wire cells differently), when the sequences have a single step, or when the readout is
 neither ``"last"`` nor ``"all"``; the ``_trained`` ones are ``None`` for a diverged run.
 
@@ -62,7 +62,7 @@ Spectral radius
 ``spectral_radius_init`` / ``spectral_radius_trained``: the largest spectral radius (largest
 absolute eigenvalue) over every gate's ``H x H`` block of every recurrent weight
 (``weight_hh_l*``, also under a prefix such as ``encoder.``), as
-:func:`harness.initialisation.spectral_radius` computes it. ``None`` when there is no such weight
+:func:`rnnbench.initialisation.spectral_radius` computes it. ``None`` when there is no such weight
 or it is not finite; computed for diverged runs too while the weights are finite.
 """
 
@@ -74,10 +74,10 @@ from typing import Any
 
 import numpy as np
 
-from harness import RunOutcome, hookimpl
-from harness.initialisation import gate_blocks, spectral_radius
-from harness.model import READOUT_BIAS, READOUT_WEIGHT, SequenceModel
-from harness.task import Split
+from rnnbench import RunOutcome, hookimpl
+from rnnbench.initialisation import gate_blocks, spectral_radius
+from rnnbench.model import READOUT_BIAS, READOUT_WEIGHT, SequenceModel
+from rnnbench.task import Split
 
 #: Sequences of the validation split the gradient profile is measured on (its first ones).
 PROBE_BATCH = 32
@@ -86,7 +86,7 @@ DENSE_LAGS = 8
 #: At most this many lags (so at most this many cell calls each way per profile).
 MAX_LAGS = 20
 #: Where a run's profiles are cached in ``RunOutcome.extras`` (several metrics share them).
-CACHE_KEY = "plugins.metrics.gradient_flow"
+CACHE_KEY = "rnnbench.plugins.metrics.gradient_flow"
 
 
 # --- The profile ---------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import tracemalloc
 
 import numpy as np
 
-from harness import RunOutcome, hookimpl
+from rnnbench import RunOutcome, hookimpl
 
 MIB = 2.0**20
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from harness import RunOutcome, hookimpl
+from rnnbench import RunOutcome, hookimpl
 
 
 def test_loss(run: RunOutcome) -> float | None:

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from harness import ResultTable, atomic_write_bytes, hookimpl
-from harness.records import RunRecord
+from rnnbench import ResultTable, atomic_write_bytes, hookimpl
+from rnnbench.records import RunRecord
 
 PLOTS = "plots"
-#: Gradient-profile metrics drawn against ``grad_lags`` (see plugins.metrics.gradient_flow).
+#: Gradient-profile metrics drawn against ``grad_lags`` (see the gradient_flow metrics).
 GRADIENT_PROFILES = (("grad_norm_by_lag_init", "at initialisation"),
                      ("grad_norm_by_lag_trained", "after training"))
 

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness import ResultTable, atomic_write_text, format_mean_std, format_value, hookimpl
+from rnnbench import ResultTable, atomic_write_text, format_mean_std, format_value, hookimpl
 
 
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness import (
+from rnnbench import (
     Split,
     Task,
     TaskData,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import Split, Task, TaskData, Topology, check_sizes, hookimpl, mse, param
+from rnnbench import Split, Task, TaskData, Topology, check_sizes, hookimpl, mse, param
 
 
 @dataclass
@@ -79,9 +79,8 @@ NORMALISATIONS = ("auto", "ratio", "difference")
 
 def shipped_csv_text(file_name: str) -> str:
     """The text of a CSV file shipped in ``plugins/tasks/data`` (works from a wheel too)."""
-    return importlib.resources.files("plugins.tasks").joinpath("data", file_name).read_text(
-        encoding="utf-8"
-    )
+    data = importlib.resources.files("rnnbench.plugins.tasks").joinpath("data")
+    return data.joinpath(file_name).read_text(encoding="utf-8")
 
 
 def _csv_rows(text: str) -> list[list[str]]:

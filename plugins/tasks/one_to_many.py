@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness import Split, Task, TaskData, Topology, check_sizes, hookimpl, mse, param
+from rnnbench import Split, Task, TaskData, Topology, check_sizes, hookimpl, mse, param
 
 
 @dataclass

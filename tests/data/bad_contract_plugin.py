@@ -1,6 +1,6 @@
 """Passes a factory that is not callable: must be refused with this plugin's name."""
 
-from harness import hookimpl
+from rnnbench import hookimpl
 
 
 @hookimpl

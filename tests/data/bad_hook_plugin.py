@@ -1,6 +1,6 @@
 """Implements a registration hook with an argument the spec does not have."""
 
-from harness import hookimpl
+from rnnbench import hookimpl
 
 
 @hookimpl

@@ -1,6 +1,6 @@
 """Registers a cell name and backend the reference plugin already has: must be refused."""
 
-from harness import hookimpl
+from rnnbench import hookimpl
 
 
 @hookimpl

@@ -1,6 +1,6 @@
 """Stops every run at its first evaluation, through the epoch-end event hook."""
 
-from harness import hookimpl
+from rnnbench import hookimpl
 
 
 @hookimpl

@@ -1,4 +1,4 @@
-"""A local plugin, as a researcher would write one beside a suite: imports from harness only.
+"""A local plugin, as a researcher would write one beside a suite: imports from rnnbench only.
 
 ``toy`` is a linear recurrent cell (h' = W_ih x + W_hh h + b), written in a few lines. Two
 variants exist to exercise failure handling: ``toy_boom`` raises in forward when the hidden size
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import (
+from rnnbench import (
     BackwardResult,
     CellConfig,
     ForwardResult,

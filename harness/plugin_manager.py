@@ -20,9 +20,9 @@ from typing import Any
 
 import pluggy
 
-from harness import hookspecs
-from harness.errors import PluginError
-from harness.task import Task, Topology
+from rnnbench import hookspecs
+from rnnbench.errors import PluginError
+from rnnbench.task import Task, Topology
 
 ENTRY_POINT_GROUP = "rnnbench"
 READOUTS = ("last", "all")
@@ -199,7 +199,7 @@ class PluginHost:
         def register(task_class: type[Task]) -> None:
             if not (isinstance(task_class, type) and issubclass(task_class, Task)):
                 raise PluginError(
-                    plugin, f"registered {task_class!r} as a task; it must subclass harness.Task"
+                    plugin, f"registered {task_class!r} as a task; it must subclass rnnbench.Task"
                 )
             if not dataclasses.is_dataclass(task_class):
                 raise PluginError(plugin, f"task class {task_class.__name__} is not a dataclass")
@@ -207,7 +207,7 @@ class PluginHost:
             _require(plugin, f"name of task class {task_class.__name__}", name, is_name)
             if not isinstance(getattr(task_class, "topology", None), Topology):
                 raise PluginError(
-                    plugin, f"task {name!r} has no topology (set topology = harness.Topology.X)"
+                    plugin, f"task {name!r} has no topology (set topology = rnnbench.Topology.X)"
                 )
             if task_class.model not in MODELS:
                 raise PluginError(
