@@ -12,6 +12,8 @@ The hooks themselves are documented in :mod:`rnnbench.hookspecs`.
 
 from __future__ import annotations
 
+from importlib import metadata
+
 import pluggy
 
 from rnnbench.cell import (
@@ -19,6 +21,7 @@ from rnnbench.cell import (
     BackwardResult,
     Cell,
     CellConfig,
+    CellSupport,
     ForwardResult,
     init_uniform,
     param_shapes,
@@ -48,14 +51,27 @@ from rnnbench.task import (
     positional_distribution,
 )
 
+try:
+    __version__: str = metadata.version("rnnbench")
+except metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
+
+#: The version of the plugin contract (the hooks in :mod:`rnnbench.hookspecs` and the objects
+#: they exchange). A plugin module may declare the version it was written for with a module-level
+#: ``RNNBENCH_CONTRACT = 1``; a plugin that needs a newer contract than this rnnbench provides is
+#: reported as broken, with the fix (upgrade rnnbench), instead of failing in the middle of a run.
+CONTRACT_VERSION = 1
+
 #: Marks a function as a hook implementation: ``@hookimpl def rnnbench_register_cells(...)``.
 hookimpl = pluggy.HookimplMarker("rnnbench")
 
 __all__ = [
+    "CONTRACT_VERSION",
     "GATES",
     "BackwardResult",
     "Cell",
     "CellConfig",
+    "CellSupport",
     "ForwardResult",
     "ParamsFileError",
     "PluginError",
@@ -70,6 +86,7 @@ __all__ = [
     "TaskData",
     "Topology",
     "TrainingConfig",
+    "__version__",
     "accuracy",
     "atomic_write_bytes",
     "atomic_write_text",

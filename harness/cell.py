@@ -57,6 +57,52 @@ class CellConfig:
         return np.dtype(self.dtype)
 
 
+@dataclass(frozen=True)
+class CellSupport:
+    """What a cell implementation supports, declared when it is registered
+    (``register(..., supports=CellSupport(...))``), so ``rnnbench validate`` rejects a suite that
+    asks for more instead of the run failing later. The default supports everything a
+    :class:`CellConfig` can say.
+    """
+
+    #: The dtypes the cell computes in.
+    dtypes: tuple[str, ...] = DTYPES
+    #: The largest ``num_layers``; ``None`` for any.
+    max_layers: int | None = None
+    #: Whether the cell can run with biases (``bias: true``) and without (``bias: false``).
+    bias: tuple[bool, ...] = (True, False)
+
+    def __post_init__(self) -> None:
+        unknown = [d for d in self.dtypes if d not in DTYPES]
+        if not self.dtypes or unknown:
+            raise ValueError(f"CellSupport.dtypes must be a non-empty subset of {DTYPES}, "
+                             f"got {self.dtypes!r}")
+        if self.max_layers is not None and (
+            not isinstance(self.max_layers, int) or isinstance(self.max_layers, bool)
+            or self.max_layers < 1
+        ):
+            raise ValueError(
+                f"CellSupport.max_layers must be a positive integer or None, got "
+                f"{self.max_layers!r}"
+            )
+        if not self.bias or any(b not in (True, False) for b in self.bias):
+            raise ValueError(f"CellSupport.bias must be a non-empty subset of (True, False), "
+                             f"got {self.bias!r}")
+
+    def problems(self, config: CellConfig) -> list[str]:
+        """What ``config`` asks for beyond this support, one sentence each; empty when none."""
+        found = []
+        if config.dtype not in self.dtypes:
+            found.append(f"dtype {config.dtype} is not supported (supported: "
+                         f"{', '.join(self.dtypes)})")
+        if self.max_layers is not None and config.num_layers > self.max_layers:
+            found.append(f"num_layers {config.num_layers} is more than the {self.max_layers} "
+                         f"supported")
+        if config.bias not in self.bias:
+            found.append(f"bias {str(config.bias).lower()} is not supported")
+        return found
+
+
 @dataclass
 class ForwardResult:
     """What :meth:`Cell.forward` returns.

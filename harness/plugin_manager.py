@@ -21,6 +21,7 @@ from typing import Any
 import pluggy
 
 from rnnbench import hookspecs
+from rnnbench.cell import CellSupport
 from rnnbench.errors import PluginError
 from rnnbench.task import Task, Topology
 
@@ -38,6 +39,8 @@ class CellEntry:
     plugin: str
     description: str = ""
     available: Callable[[], str | None] | None = None
+    #: What the implementation supports (dtypes, layers, bias); checked by ``validate``.
+    supports: CellSupport = field(default_factory=CellSupport)
 
     def unavailable_reason(self) -> str | None:
         """Why this backend cannot run here, or ``None`` when it can."""
@@ -183,13 +186,21 @@ class PluginHost:
             factory: Callable[..., Any],
             description: str = "",
             available: Callable[[], str | None] | None = None,
+            supports: CellSupport | None = None,
         ) -> None:
             _require(plugin, "cell name", name, is_name)
             _require(plugin, f"backend of cell {name!r}", backend, is_name)
             _require(plugin, f"factory of cell {name!r}", factory, callable)
             if available is not None:
                 _require(plugin, f"'available' of cell {name!r}", available, callable)
-            entry = CellEntry(name, backend, factory, plugin, description, available)
+            if supports is None:
+                supports = CellSupport()
+            elif not isinstance(supports, CellSupport):
+                raise PluginError(
+                    plugin, f"passed supports={supports!r} for cell {name!r}; use "
+                    "rnnbench.CellSupport(dtypes=..., max_layers=..., bias=...)"
+                )
+            entry = CellEntry(name, backend, factory, plugin, description, available, supports)
             _claim(self.registry.cells, (name, backend), entry,
                    f"cell {name!r} on backend {backend!r}")
 
