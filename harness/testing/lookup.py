@@ -24,13 +24,20 @@ def load_host(host: PluginHost | None = None, plugins: Iterable[str] = ()) -> Pl
     return build_host(plugins=list(plugins))
 
 
-def find_cell(host: PluginHost, name: str, backend: str) -> CellEntry:
-    """The registered implementation of cell ``name`` on ``backend``."""
+def find_backends(host: PluginHost, name: str) -> list[str]:
+    """The backends of registered cell ``name``."""
     registry = host.registry
     if name not in registry.cell_names:
         raise RnnbenchError(
             f"no cell {name!r} is registered; {did_you_mean(name, registry.cell_names)}"
         )
+    return registry.backends_of(name)
+
+
+def find_cell(host: PluginHost, name: str, backend: str) -> CellEntry:
+    """The registered implementation of cell ``name`` on ``backend``."""
+    registry = host.registry
+    find_backends(host, name)
     entry = registry.cells.get((name, backend))
     if entry is None:
         backends = registry.backends_of(name)
