@@ -75,7 +75,12 @@ class CellCase:
     def backend_state(self, state: Sequence[np.ndarray] | None = None) -> tuple[Any, ...]:
         return tuple(self.cell.to_backend(s) for s in (self.state if state is None else state))
 
-    def forward(self, params=None, x=None, state=None) -> ForwardResult:
+    def forward(
+        self,
+        params: dict[str, np.ndarray] | None = None,
+        x: np.ndarray | None = None,
+        state: Sequence[np.ndarray] | None = None,
+    ) -> ForwardResult:
         """``forward`` on backend copies of the case's (or the given) host arrays."""
         return self.cell.forward(
             self.backend_params(params),
@@ -83,7 +88,13 @@ class CellCase:
             self.backend_state(state),
         )
 
-    def loss(self, params=None, x=None, state=None) -> float:
+    def loss(
+        self,
+        params: dict[str, np.ndarray] | None = None,
+        x: np.ndarray | None = None,
+        state: Sequence[np.ndarray] | None = None,
+    ) -> float:
+        """The fixed linear loss of the case (or of the given host arrays instead)."""
         result = self.forward(params, x, state)
         total = np.sum(self.cell.to_host(result.outputs).astype(np.float64) * self.w_out)
         for final, weight in zip(result.final_state, self.w_state, strict=True):

@@ -536,8 +536,8 @@ def _memory_span(array: Any) -> tuple[str, int, int] | None:
         start = int(interface["data"][0])
         itemsize = np.dtype(interface["typestr"]).itemsize
         shape = interface["shape"]
-        if not shape or 0 in shape:
-            return (space, start, start) if not shape else None
+        if 0 in shape:
+            return None  # no memory at all
         strides = interface.get("strides") or tuple(
             int(np.prod(shape[i + 1:])) * itemsize for i in range(len(shape)))
         low = start + sum((n - 1) * s for n, s in zip(shape, strides, strict=True) if s < 0)

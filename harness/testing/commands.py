@@ -32,8 +32,8 @@ def check_cell_backends(
     checks: Sequence[str] | None = None,
 ) -> list[BackendCheck]:
     """The cell checks of cell ``name`` on ``backend``, or on each of its backends (an
-    unavailable one is reported as such). Unknown names, and a named backend that cannot run
-    here, are :class:`RnnbenchError`."""
+    unavailable one is reported as such). Unknown names, and a named backend (or every
+    backend) that cannot run here, are :class:`RnnbenchError`."""
     backends = find_backends(host, name)
     if backend is not None:
         find_cell(host, name, backend)
@@ -52,6 +52,9 @@ def check_cell_backends(
         report = check_cell((name, each), reference=own_reference, dtypes=_supported(
             host, name, each, dtypes), checks=checks, host=host)
         found.append(BackendCheck(each, report))
+    if not any(each.report for each in found):
+        reasons = "; ".join(f"{each.backend}: {each.unavailable}" for each in found)
+        raise RnnbenchError(f"no backend of cell {name!r} can run here ({reasons})")
     return found
 
 
