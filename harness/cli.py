@@ -334,6 +334,8 @@ def print_comparison(comparison: Comparison, console: Console, max_rows: int = 5
             console.print(f"  ... and {len(records) - max_rows} more", markup=False)
     if comparison.hint:
         console.print(f"note: {comparison.hint}", markup=False)
+    for change in comparison.provider_changes:
+        console.print(f"note: {change}", markup=False)
     console.print(comparison.verdict, markup=False)
 
 

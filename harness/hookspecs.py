@@ -31,7 +31,8 @@ plugins stay loaded with all their other contributions, and *using* that name (a
 building that cell) is an error naming both plugins, their distributions and versions, and the
 fix (``-p no:PLUGIN`` disables one). A ``register`` call with arguments of the wrong kind, or an
 exception in a registration hook, makes the plugin broken; the message names the plugin's file
-and line (``rnnbench --traceback`` or ``RNNBENCH_TRACEBACK=1`` prints the whole traceback).
+and line (``--traceback`` on any command, or ``RNNBENCH_TRACEBACK=1``, prints the whole
+traceback).
 
 *Event hooks* are called while a suite runs, on every plugin that implements them, so plugins
 can log, export or stop training early. They must not modify their arguments.
