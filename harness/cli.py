@@ -447,10 +447,13 @@ def command_plugins(args: argparse.Namespace, host: PluginHost) -> int:
         where = info.file or info.reference or info.module or ""
         _add_row(view, info.name, info.distribution or "(local)", info.version or "",
                  _display_path(where), hooks, registered, status)
-    make_console().print(view)
+    console = make_console()
+    console.print(view)
     counts = {status: sum(info.status == status for info in plugins) for status in
               ("loaded", "in conflict", "broken", "disabled")}
-    make_console().print(", ".join(f"{count} {status}" for status, count in counts.items()))
+    console.print(", ".join(f"{count} {status}" for status, count in counts.items()))
+    for note in host.notes:
+        console.print(f"note: {note}", markup=False)
     return EXIT_OK
 
 

@@ -120,10 +120,16 @@ class PluginHost:
         )
         first = self.registry.plugins.get(ep.name)
         if first is not None and first.origin == "entry point":
-            self.notes.append(
-                f"entry point {ep.name!r} of {info.source} is not loaded: plugin {first.label} "
-                "has that name already; rename one of the entry points"
+            # Two installed entry points of one name: -p no:NAME cannot tell them apart, and
+            # only one can be loaded. Never silently: the second is broken, with the reason.
+            reason = (
+                f"has the entry-point name of plugin {first.label}, which is loaded already; "
+                "uninstall one of the distributions or rename one entry point"
             )
+            info.status, info.reason = "broken", reason
+            key = f"{ep.name} [{info.source}]"
+            self.registry.plugins[key] = info
+            self.registry.broken[key] = reason
             return
         self._seen.add(ep.name)
         if self.pm.is_blocked(ep.name):

@@ -475,3 +475,20 @@ def test_hooks_are_typed_not_any():
         if name.startswith("rnnbench_"):
             annotations = function.__annotations__
             assert "Any" not in " ".join(map(str, annotations.values())), name
+
+
+def test_two_entry_points_of_one_name_never_drop_one_silently(monkeypatch):
+    real = importlib.metadata.entry_points(group="rnnbench")
+    twin = importlib.metadata.EntryPoint(
+        name="reference_cells", value="rnnbench.plugins.cells.numba_cpu", group="rnnbench"
+    )
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [*real, twin])
+    host = build_host()
+    (key,) = host.registry.broken
+    assert key.startswith("reference_cells [")
+    assert "has the entry-point name of plugin 'reference_cells' (rnnbench " in (
+        host.registry.broken[key])
+    assert host.registry.cell("lstm", "numpy").plugin == "reference_cells"
+    rows = [(i.status, i.module) for i in host.plugins() if i.name == "reference_cells"]
+    assert rows == [("loaded", "rnnbench.plugins.cells.reference"),
+                    ("broken", "rnnbench.plugins.cells.numba_cpu")]
