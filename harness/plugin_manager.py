@@ -226,7 +226,7 @@ class PluginHost:
         return name
 
     def _disable(self, info: PluginInfo) -> None:
-        info.status, info.reason = "disabled", f"disabled with -p no:{info.name}"
+        info.status, info.reason = "disabled", f"by -p no:{info.name}"
         if info.name not in self.registry.plugins or info.origin == "entry point":
             self.registry.plugins[info.name] = info
 
