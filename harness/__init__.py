@@ -28,6 +28,14 @@ from rnnbench.cell import (
     parameter_count,
 )
 from rnnbench.errors import PluginError, RnnbenchError, SuiteError
+from rnnbench.hookspecs import (
+    CellRegistrar,
+    EvaluationLogs,
+    MetricRegistrar,
+    MetricValue,
+    ReporterRegistrar,
+    TaskRegistrar,
+)
 from rnnbench.losses import accuracy, cross_entropy, mse
 from rnnbench.params_io import ParamsFileError, load_params, save_params
 from rnnbench.records import RunRecord, RunSpec, TrainingConfig
@@ -71,10 +79,15 @@ __all__ = [
     "BackwardResult",
     "Cell",
     "CellConfig",
+    "CellRegistrar",
     "CellSupport",
+    "EvaluationLogs",
     "ForwardResult",
+    "MetricRegistrar",
+    "MetricValue",
     "ParamsFileError",
     "PluginError",
+    "ReporterRegistrar",
     "ResultTable",
     "RnnbenchError",
     "RunOutcome",
@@ -84,6 +97,7 @@ __all__ = [
     "SuiteError",
     "Task",
     "TaskData",
+    "TaskRegistrar",
     "Topology",
     "TrainingConfig",
     "__version__",

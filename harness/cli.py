@@ -1,4 +1,4 @@
-"""The ``rnnbench`` command: run, validate, list, show.
+"""The ``rnnbench`` command: run, validate, list, plugins, show, compare.
 
 Exit codes: 0 success, 1 a run failed, 2 bad input (suite, plugin or arguments), 130 interrupted.
 """
@@ -6,6 +6,8 @@ Exit codes: 0 success, 1 a run failed, 2 bad input (suite, plugin or arguments),
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +34,7 @@ from rnnbench.compare import (
     compare_folders,
 )
 from rnnbench.errors import PluginError, RnnbenchError, SuiteError, SuiteProblem
-from rnnbench.plugin_manager import PluginHost, build_host
+from rnnbench.plugin_manager import TRACEBACK_ENV, PluginHost, build_host
 from rnnbench.records import RunRecord, RunSpec
 from rnnbench.results import (
     ENVIRONMENT_FILE,
@@ -65,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-p", dest="plugins", action="append", default=[], metavar="PLUGIN",
         help="load a plugin module or .py file (repeatable); -p no:NAME disables plugin NAME",
     )
+    plugins.add_argument(
+        "--traceback", action="store_true",
+        help=f"print the full traceback of a plugin that fails to load ({TRACEBACK_ENV}=1 too)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", parents=[plugins], help="run a suite, write its tables")
@@ -86,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         "list", parents=[plugins],
         help="every cell, task, metric and reporter, and the plugin it comes from",
     )
+
+    listing = commands.add_parser(
+        "plugins", parents=[plugins],
+        help="every plugin: its distribution and version, file, hooks, what it registered, "
+        "and its status (loaded, broken, disabled, in conflict)",
+    )
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     show = commands.add_parser("show", parents=[plugins], help="print a results folder's table "
                                "and rewrite its Markdown/CSV/JSON tables from its records")
@@ -121,7 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = make_console(stderr=True)
     try:
-        host = make_host(args.plugins)
+        host = make_host(args.plugins, strict=args.command not in ("list", "plugins"))
+        if args.command not in ("run", "validate"):  # those warn once the suite's are loaded
+            warn_unmatched_blocks(host, console)
+        if args.command == "plugins":
+            return command_plugins(args, host)
         if args.command == "run":
             return command_run(args, host, console)
         if args.command == "validate":
@@ -133,7 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "compare":
             return command_compare(args, host, console)
     except RnnbenchError as exc:
-        console.print(f"[red]error:[/red] {exc}", markup=True, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, soft_wrap=True)
+        print_details(exc, wants_traceback(args), console)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         console.print("interrupted: finished runs are saved; continue with --resume")
@@ -149,10 +167,33 @@ def make_console(stderr: bool = False) -> Console:
     return console
 
 
-def make_host(plugin_args: Sequence[str]) -> PluginHost:
+def make_host(plugin_args: Sequence[str], strict: bool = True) -> PluginHost:
+    """Entry-point plugins and the ``-p`` ones; ``strict`` False records a broken ``-p`` plugin
+    instead of raising (for listings, which show it)."""
     blocked = [p[3:] for p in plugin_args if p.startswith("no:")]
     plugins = [p for p in plugin_args if not p.startswith("no:")]
-    return build_host(plugins=plugins, blocked=blocked)
+    return build_host(plugins=plugins, blocked=blocked, strict=strict)
+
+
+def wants_traceback(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "traceback", False)) or os.environ.get(TRACEBACK_ENV, "0") not in (
+        "", "0")
+
+
+def print_details(exc: BaseException, show: bool, console: Console) -> None:
+    """A plugin failure's full traceback when asked for, else how to ask for it."""
+    details = getattr(exc, "details", None) or getattr(exc.__cause__, "details", None)
+    if not details:
+        return
+    if show:
+        console.print(details, markup=False, highlight=False)
+    else:
+        console.print(f"(full traceback: add --traceback or set {TRACEBACK_ENV}=1)", markup=False)
+
+
+def warn_unmatched_blocks(host: PluginHost, console: Console) -> None:
+    for warning in host.unmatched_blocks():
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
 
 
 def load_validated_suite(path: Path, host: PluginHost) -> Suite:
@@ -168,14 +209,18 @@ def load_validated_suite(path: Path, host: PluginHost) -> Suite:
     return validate_suite(document, host.registry)
 
 
-def warn_broken(host: PluginHost, console: Console) -> None:
+def warn_broken(host: PluginHost, console: Console, tracebacks: bool = False) -> None:
     for name, reason in host.registry.broken.items():
-        console.print(f"[yellow]warning:[/yellow] plugin {name!r} not loaded: {reason}")
+        console.print(f"[yellow]warning:[/yellow] plugin {name!r} not loaded: {escape(reason)}")
+        details = host.registry.plugin_info(name).details
+        if details and tracebacks:
+            console.print(details, markup=False, highlight=False)
 
 
 def command_validate(args: argparse.Namespace, host: PluginHost, console: Console) -> int:
-    warn_broken(host, console)
+    warn_broken(host, console, wants_traceback(args))
     suite = load_validated_suite(args.suite, host)
+    warn_unmatched_blocks(host, console)
     line = f"{args.suite}: valid; {len(suite.runs)} runs"
     if suite.skipped:
         line += f" ({len(suite.skipped)} skipped: backend unavailable)"
@@ -185,12 +230,15 @@ def command_validate(args: argparse.Namespace, host: PluginHost, console: Consol
 
 def command_run(args: argparse.Namespace, host: PluginHost, console: Console) -> int:
     if not args.quiet:
-        warn_broken(host, console)
+        warn_broken(host, console, wants_traceback(args))
     suite = load_validated_suite(args.suite, host)
+    if not args.quiet:
+        warn_unmatched_blocks(host, console)
+    host.registry.reporters_in_use()  # every reporter writes this folder: a conflict fails now
     out_dir = args.output or suite.output or Path("results") / suite.name
     store = ResultStore(out_dir)
     # Before the results folder is touched, so "git dirty" speaks of the code, not the results.
-    environment = capture_environment()
+    environment = capture_environment(plugins=host.environment_plugins())
     runs = select(suite.runs, args.select)
     if args.select and not runs:
         raise RnnbenchError(
@@ -235,7 +283,7 @@ def command_show(args: argparse.Namespace, host: PluginHost) -> int:
 
 def command_compare(args: argparse.Namespace, host: PluginHost, console: Console) -> int:
     """Exit 0 when the folders match, 1 (as for a failed run) when they differ."""
-    warn_broken(host, console)
+    warn_broken(host, console, wants_traceback(args))
     comparison = compare_folders(
         args.a, args.b, host.registry, mode=args.mode,
         rtol=DEFAULT_RTOL if args.rtol is None else args.rtol,
@@ -286,6 +334,8 @@ def print_comparison(comparison: Comparison, console: Console, max_rows: int = 5
             console.print(f"  ... and {len(records) - max_rows} more", markup=False)
     if comparison.hint:
         console.print(f"note: {comparison.hint}", markup=False)
+    for change in comparison.provider_changes:
+        console.print(f"note: {change}", markup=False)
     console.print(comparison.verdict, markup=False)
 
 
@@ -303,9 +353,9 @@ def _difference_text(difference: Difference) -> str:
 
 def write_tables(out_dir: Path, host: PluginHost, metrics: list[str] | None = None) -> ResultTable:
     """Build the table from the folder's records and have every reporter write it."""
-    better = {name: entry.better for name, entry in host.registry.metrics.items()}
+    better = {name: entry.better for name, entry in host.registry.metrics.resolved().items()}
     table = load_table(out_dir, metrics=metrics, better=better)
-    for entry in host.registry.reporters.values():
+    for entry in host.registry.reporters_in_use():
         entry.function(table, Path(out_dir))
     return table
 
@@ -334,38 +384,85 @@ def command_list(host: PluginHost) -> int:
     cells = Table(title="Cells", title_justify="left")
     for column in ("cell", "backend", "status", "plugin", "description"):
         cells.add_column(column)
-    for (name, backend), entry in sorted(registry.cells.items()):
+    for (name, backend), entry in registry.cells.claimed():
         reason = entry.unavailable_reason()
         _add_row(cells, name, backend, "available" if reason is None else f"unavailable: {reason}",
-                      entry.plugin, entry.description)
+                      _claimant(registry.cells, (name, backend), entry), entry.description)
     tasks = Table(title="Tasks", title_justify="left")
     for column in ("task", "topology", "parameters (default)", "plugin", "description"):
         tasks.add_column(column)
-    for name, entry in sorted(registry.tasks.items()):
+    for name, entry in registry.tasks.claimed():
         params = "\n".join(
             f"{f.name}={_default_of(f)!r}: {f.metadata.get('help', '')}"
             for f in entry.task_class.parameters()
         )
-        _add_row(tasks, name, str(entry.topology), params, entry.plugin, entry.description)
+        _add_row(tasks, name, str(entry.topology), params, _claimant(registry.tasks, name, entry),
+                 entry.description)
     metrics = Table(title="Metrics", title_justify="left")
     for column in ("metric", "better", "plugin", "description"):
         metrics.add_column(column)
-    for name, entry in sorted(registry.metrics.items()):
+    for name, entry in registry.metrics.claimed():
         better = entry.better or ""
         if entry.timing:
             better += " (timing)"
-        _add_row(metrics, name, better, entry.plugin, entry.description)
+        _add_row(metrics, name, better, _claimant(registry.metrics, name, entry),
+                 entry.description)
     reporters = Table(title="Reporters", title_justify="left")
     for column in ("reporter", "plugin", "description"):
         reporters.add_column(column)
-    for name, entry in sorted(registry.reporters.items()):
-        _add_row(reporters, name, entry.plugin, entry.description)
+    for name, entry in registry.reporters.claimed():
+        _add_row(reporters, name, _claimant(registry.reporters, name, entry), entry.description)
     for view in (cells, tasks, metrics, reporters):
         console.print(view)
     console.print("plugins loaded: " + ", ".join(host.plugin_names()))
     for name, reason in registry.broken.items():
-        console.print(f"plugin {name!r} failed to load: {reason}")
+        console.print(f"plugin {name!r} failed to load: {reason}", markup=False)
+    for kind, key, names in registry.conflicts():
+        console.print(f"in conflict: {registry.tables[kind].what(key)} is registered by "
+                      + " and ".join(map(repr, names)) + "; using it is an error (disable one "
+                      "with -p no:NAME)", markup=False)
     return EXIT_OK
+
+
+def _claimant(table: Any, key: Any, entry: Any) -> str:
+    """The plugin column of a listing: the plugin, marked when another claims the name too."""
+    return entry.plugin + (" (in conflict)" if len(table.claims(key)) > 1 else "")
+
+
+def command_plugins(args: argparse.Namespace, host: PluginHost) -> int:
+    """Every plugin with its provenance and status, as a table or (``--json``) as JSON."""
+    plugins = host.plugins()
+    if args.json:
+        print(json.dumps(host.plugin_report(), indent=2))
+        return EXIT_OK
+    view = Table(title="Plugins", title_justify="left")
+    for column in ("plugin", "distribution", "version", "file", "hooks", "registered", "status"):
+        view.add_column(column, overflow="fold")
+    for info in plugins:
+        registered = "\n".join(
+            f"{kind}s: {', '.join(names)}" for kind, names in info.registered.items()
+        )
+        hooks = ", ".join(hook.removeprefix("rnnbench_") for hook in info.hooks)
+        status = info.status + (f": {info.reason}" if info.reason else "")
+        where = info.file or info.reference or info.module or ""
+        _add_row(view, info.name, info.distribution or "(local)", info.version or "",
+                 _display_path(where), hooks, registered, status)
+    console = make_console()
+    console.print(view)
+    counts = {status: sum(info.status == status for info in plugins) for status in
+              ("loaded", "in conflict", "broken", "disabled")}
+    console.print(", ".join(f"{count} {status}" for status, count in counts.items()))
+    for note in host.notes:
+        console.print(f"note: {note}", markup=False)
+    return EXIT_OK
+
+
+def _display_path(path: str) -> str:
+    """A plugin's file relative to the working directory when it is below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except (ValueError, OSError):
+        return path
 
 
 def _add_row(table: Table, *cells: Any) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 
 from rnnbench.cell import CELL_MEMBERS, CellConfig, parameter_count
 from rnnbench.errors import PluginError
+from rnnbench.hookspecs import EvaluationLogs
 from rnnbench.initialisation import initialise
 from rnnbench.model import Evaluation, Model, build_model
 from rnnbench.plugin_manager import CellEntry, PluginHost, Registry
@@ -125,6 +126,7 @@ def execute_run(
         status="ok",
         started=started_at,
         task_label=spec.task_label,
+        provenance=registry.run_provenance(spec),
     )
     outcome = None
     try:
@@ -146,10 +148,10 @@ def execute_run(
 def _train_and_evaluate(
     spec: RunSpec, registry: Registry, host: PluginHost, observer: RunObserver | None
 ) -> RunOutcome:
-    task = registry.tasks[spec.task].task_class(**dict(spec.task_params))
+    task = registry.task(spec.task).task_class(**dict(spec.task_params))
     data_seed, model_seed = seeds_for(spec.seed)
     data = task.make_data(data_seed)
-    cell_entry = registry.cells[(spec.cell, spec.backend)]
+    cell_entry = registry.cell(spec.cell, spec.backend)
 
     def checked_factory(config: CellConfig) -> Any:
         cell = cell_entry.factory(config)
@@ -163,8 +165,8 @@ def _train_and_evaluate(
     initialise(params, spec.training.init, spec.training.spectral_radius, rng)
     initial = {name: value.copy() for name, value in params.items()}
 
-    def on_evaluation(step: int, logs: dict[str, float]) -> bool:
-        answers = host.hook.rnnbench_epoch_end(run=spec, step=step, logs=dict(logs))
+    def on_evaluation(step: int, logs: EvaluationLogs) -> bool:
+        answers = host.hook.rnnbench_evaluation(run=spec, step=step, logs=logs.copy())
         return any(answer is True for answer in answers)
 
     training = train(
@@ -206,11 +208,15 @@ def check_cell_contract(cell: Any, entry: CellEntry) -> None:
 def compute_metrics(
     outcome: RunOutcome, names: Iterable[str], registry: Registry
 ) -> dict[str, Any]:
-    """Each named metric's value; a metric that raises is recorded as an error string, so one
-    broken metric plugin does not lose the run."""
+    """Each named metric's value; a metric that raises, or whose name two plugins register, is
+    recorded as an error string, so one broken metric plugin does not lose the run."""
     values: dict[str, Any] = {}
     for name in names:
-        entry = registry.metrics[name]
+        try:
+            entry = registry.metric(name)
+        except (PluginError, LookupError) as exc:
+            values[name] = f"error: {exc}"
+            continue
         try:
             value = entry.function(outcome)
         except Exception as exc:
