@@ -13,12 +13,12 @@ from rnnbench.plugin_manager import CellEntry, MetricEntry, Registry, TaskEntry
 from rnnbench.suite import (
     SUITE_SCHEMA,
     Suite,
-    _Validator,
     field_name,
     load_suite,
     read_suite,
     validate_suite,
 )
+from rnnbench.suite_schema import SchemaValidator
 from rnnbench.task import Task, Topology, param
 
 
@@ -108,7 +108,7 @@ training:
 
 
 def test_schema_is_valid_draft_2020_12() -> None:
-    _Validator.check_schema(SUITE_SCHEMA)
+    SchemaValidator.check_schema(SUITE_SCHEMA)
 
 
 def test_line_of_keys_and_items(write) -> None:
