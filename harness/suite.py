@@ -43,7 +43,7 @@ A suite goes through four modules, one job each:
   every key and item (:func:`read_suite`), and places problems at file:line:field;
 - :mod:`rnnbench.suite_schema` checks its structure and value types (:data:`SUITE_SCHEMA`);
 - this module checks it against the plugin registry (names, task parameters, cell/backend pairs,
-  availability) and returns the validated :class:`Suite`;
+  what each cell supports, availability) and returns the validated :class:`Suite`;
 - :mod:`rnnbench.suite_expand` fills in defaults and expands the axes into runs.
 
 Reading and validating are separate steps (:func:`read_suite`, :func:`validate_suite`) because a
@@ -62,6 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rnnbench.cell import CellSupport
 from rnnbench.errors import did_you_mean
 from rnnbench.plugin_manager import CellEntry, Registry
 from rnnbench.records import CONFIG_AXES, TRAINING_AXES, RunSpec
@@ -70,6 +71,7 @@ from rnnbench.suite_expand import (
     MISSING,
     TRAINING_DEFAULTS,
     AxisValue,
+    ExpandedRun,
     RunSet,
     TaskChoice,
     as_field_type,
@@ -131,8 +133,8 @@ def validate_suite(doc: SuiteDocument, registry: Registry) -> Suite:
 
     Raises :class:`SuiteError` listing every problem found, in file order. Structural and name
     problems are all collected first; the checks on the expanded runs (whether excludes leave
-    any run, cell/backend pairs, availability) run only when those pass, since they need sound
-    axes.
+    any run, cell/backend pairs, what each cell supports, availability) run only when those
+    pass, since they need sound axes.
     """
     return _Validation(doc, registry).run()
 
@@ -187,6 +189,7 @@ class _Validation:
             if entry is None:
                 self.missing_pair(run.values["cell"], run.values["backend"])
                 continue
+            self.check_supported(run, entry.supports)
             spec = dataclasses.replace(run.spec, metrics=metrics, suite=data["name"])
             reason = self.unavailable(entry)
             if reason is None:
@@ -433,6 +436,39 @@ class _Validation:
             line=where.line,
         )
 
+    def check_supported(self, run: ExpandedRun, supports: CellSupport) -> None:
+        """Reject a run that asks its cell for more than the cell declared at registration
+        (``supports=``): a dtype, a number of layers or a bias setting it cannot run.
+
+        Each problem names the cell, backend and the value asked for, so the runs of a list
+        axis that a cell does support are not blamed; it is placed at that value when the suite
+        wrote it, else (a default) at the cell.
+        """
+        spec = run.spec
+        asked: list[tuple[str, Any, str, str]] = []  # (axis, value, what is supported, fix)
+        if spec.dtype not in supports.dtypes:
+            choices = " or ".join(supports.dtypes)
+            asked.append(("dtype", spec.dtype, f"supported: {', '.join(supports.dtypes)}",
+                          f"use dtype {choices} for it"))
+        if supports.max_layers is not None and spec.num_layers > supports.max_layers:
+            asked.append(("num_layers", spec.num_layers, f"at most {supports.max_layers}",
+                          f"use num_layers up to {supports.max_layers} for it"))
+        if spec.bias not in supports.bias:
+            choices = " or ".join(_flow(value) for value in supports.bias)
+            asked.append(("bias", spec.bias, f"supported: {choices}", f"use bias {choices} for it"))
+        for axis, value, supported, fix in asked:
+            source = run.values[axis]
+            where = source if source.explicit else run.values["cell"]
+            default = "" if source.explicit else "the suite's default; "
+            self.add(
+                where.path,
+                f"cell {spec.cell!r} on backend {spec.backend!r} does not support {axis} "
+                f"{_flow(value)} ({default}{supported})",
+                f"{fix}, or exclude the combination: exclude: [{{cell: {spec.cell}, "
+                f"backend: {spec.backend}, {axis}: {_flow(value)}}}]",
+                line=where.line,
+            )
+
     def unavailable(self, entry: CellEntry) -> str | None:
         key = (entry.name, entry.backend)
         if key not in self._availability:
@@ -445,6 +481,13 @@ class _Validation:
 
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+def _flow(value: Any) -> str:
+    """A scalar as written in a YAML flow mapping: ``true``, ``float64``, ``2``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _param_default(f: dataclasses.Field) -> Any:  # type: ignore[type-arg]
