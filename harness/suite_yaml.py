@@ -35,7 +35,7 @@ __all__ = [
 #: A key path into the suite document: mapping keys and list indices.
 KeyPath = tuple[str | int, ...]
 
-# --- YAML with line numbers ---------------------------------------------------------------------
+# --- YAML with line numbers -----------------------------------------------------------------------
 
 
 class _LineDict(dict):  # type: ignore[type-arg]
@@ -183,16 +183,15 @@ def _to_plain(
         active.discard(id(node))
 
 
-
-# --- Documents ---------------------------------------------------------------------------------
+# --- Documents ------------------------------------------------------------------------------------
 
 
 @dataclass
 class SuiteDocument:
     """A parsed suite file, not yet validated against the plugins.
 
-    Kept separate from :class:`Suite` because the file itself names plugins (``plugins:``) that
-    must be loaded before its cells and tasks can be checked.
+    Kept separate from :class:`~rnnbench.suite.Suite` because the file itself names plugins
+    (``plugins:``) that must be loaded before its cells and tasks can be checked.
     """
 
     path: Path
@@ -216,7 +215,6 @@ class SuiteDocument:
             if line is not None:
                 return line
         return None
-
 
 
 def read_suite(path: str | Path) -> SuiteDocument:
@@ -300,7 +298,6 @@ def _yaml_problem(file: str, exc: yaml.YAMLError) -> SuiteProblem:
     elif "mapping values are not allowed" in problem:
         hint = "check the indentation; a value containing ': ' must be quoted"
     return SuiteProblem(file, line, "(yaml)", message, hint)
-
 
 
 # --- Problems -------------------------------------------------------------------------------------
