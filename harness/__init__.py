@@ -16,6 +16,7 @@ from importlib import metadata
 
 import pluggy
 
+from rnnbench.api import SuiteRun, run_suite
 from rnnbench.cell import (
     GATES,
     BackwardResult,
@@ -95,6 +96,7 @@ __all__ = [
     "RunSpec",
     "Split",
     "SuiteError",
+    "SuiteRun",
     "Task",
     "TaskData",
     "TaskRegistrar",
@@ -118,5 +120,6 @@ __all__ = [
     "parameter_count",
     "positional_cross_entropy",
     "positional_distribution",
+    "run_suite",
     "save_params",
 ]

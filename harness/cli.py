@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from rnnbench.api import load_validated_suite, run_suite, write_tables
 from rnnbench.compare import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
@@ -33,24 +34,16 @@ from rnnbench.compare import (
     Difference,
     compare_folders,
 )
-from rnnbench.errors import PluginError, RnnbenchError, SuiteError, SuiteProblem
+from rnnbench.errors import RnnbenchError
 from rnnbench.plugin_manager import TRACEBACK_ENV, PluginHost, build_host
 from rnnbench.records import RunRecord, RunSpec
 from rnnbench.results import (
-    ENVIRONMENT_FILE,
-    SUITE_COPY,
-    ResultStore,
     ResultTable,
-    atomic_write_text,
-    capture_environment,
     format_mean_std,
     format_value,
-    load_table,
-    write_json,
 )
-from rnnbench.runner import SilentObserver, run_suite
-from rnnbench.selection import select
-from rnnbench.suite import Suite, read_suite, validate_suite
+from rnnbench.runner import SilentObserver
+from rnnbench.suite import Suite
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: Metrics shown in the terminal summary when a suite does not narrow them (all go to files).
@@ -196,19 +189,6 @@ def warn_unmatched_blocks(host: PluginHost, console: Console) -> None:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
 
 
-def load_validated_suite(path: Path, host: PluginHost) -> Suite:
-    """Read the suite, load the plugins it names, validate it against what is registered."""
-    document = read_suite(path)
-    for reference, line in document.plugins:
-        try:
-            host.load_local(reference, base_dir=document.path.parent)
-        except PluginError as exc:
-            raise SuiteError(
-                [SuiteProblem(str(document.path), line, "plugins", str(exc))]
-            ) from exc
-    return validate_suite(document, host.registry)
-
-
 def warn_broken(host: PluginHost, console: Console, tracebacks: bool = False) -> None:
     for name, reason in host.registry.broken.items():
         console.print(f"[yellow]warning:[/yellow] plugin {name!r} not loaded: {escape(reason)}")
@@ -231,46 +211,17 @@ def command_validate(args: argparse.Namespace, host: PluginHost, console: Consol
 def command_run(args: argparse.Namespace, host: PluginHost, console: Console) -> int:
     if not args.quiet:
         warn_broken(host, console, wants_traceback(args))
-    suite = load_validated_suite(args.suite, host)
+    result = run_suite(
+        args.suite, output_dir=args.output, host=host, resume=args.resume, keyword=args.select,
+        observer=make_observer(console, quiet=args.quiet),
+        on_validated=None if args.quiet else lambda: warn_unmatched_blocks(host, console),
+    )
     if not args.quiet:
-        warn_unmatched_blocks(host, console)
-    host.registry.reporters_in_use()  # every reporter writes this folder: a conflict fails now
-    out_dir = args.output or suite.output or Path("results") / suite.name
-    store = ResultStore(out_dir)
-    # Before the results folder is touched, so "git dirty" speaks of the code, not the results.
-    environment = capture_environment(plugins=host.environment_plugins())
-    runs = select(suite.runs, args.select)
-    if args.select and not runs:
-        raise RnnbenchError(
-            f"-k {args.select!r} selects none of the suite's {len(suite.runs)} runs"
-        )
-    if args.resume:
-        done = store.finished_ids()
-        skipped = sum(run.run_id in done for run in runs)
-        runs = [run for run in runs if run.run_id not in done]
-        if skipped and not args.quiet:
-            console.print(f"resume: {skipped} runs already finished in {out_dir}")
-    elif not args.select:
-        # A full run starts a fresh results file; a -k run updates the selected runs' records
-        # and keeps the others, so the tables still show the whole suite.
-        store.start_fresh()
-    if not args.quiet:
-        for spec, reason in suite.skipped:
-            console.print(f"skipped {spec.label}: {reason}")
-    environment["resumed"] = bool(args.resume)
-    write_json(out_dir / ENVIRONMENT_FILE, environment)
-    atomic_write_text(out_dir / SUITE_COPY, Path(args.suite).read_text(encoding="utf-8"))
-
-    with make_observer(console, quiet=args.quiet) as observer:
-        records = run_suite(suite, runs, host, store, observer=observer)
-    table = write_tables(out_dir, host, metrics=list(suite.metrics))
-    if not args.quiet:
-        print_table(table, make_console())
-        make_console().print(f"results: {out_dir}")
-    failed = [r for r in records if r.status == "failed"]
-    for record in failed:
+        print_table(result.table, make_console())
+        make_console().print(f"results: {result.output_dir}")
+    for record in result.failures:
         console.print(f"[red]failed[/red] {record.label}: {record.error}", soft_wrap=True)
-    return EXIT_RUN_FAILED if failed else EXIT_OK
+    return EXIT_RUN_FAILED if result.failures else EXIT_OK
 
 
 def command_show(args: argparse.Namespace, host: PluginHost) -> int:
@@ -349,15 +300,6 @@ def _difference_text(difference: Difference) -> str:
         return ""
     rel = difference.rel_diff
     return f"abs {difference.abs_diff:.3g}" + ("" if rel is None else f", rel {rel:.3g}")
-
-
-def write_tables(out_dir: Path, host: PluginHost, metrics: list[str] | None = None) -> ResultTable:
-    """Build the table from the folder's records and have every reporter write it."""
-    better = {name: entry.better for name, entry in host.registry.metrics.resolved().items()}
-    table = load_table(out_dir, metrics=metrics, better=better)
-    for entry in host.registry.reporters_in_use():
-        entry.function(table, Path(out_dir))
-    return table
 
 
 def print_table(table: ResultTable, console: Console) -> None:
@@ -483,6 +425,15 @@ class PlainObserver(SilentObserver):
 
     def __init__(self, console: Console) -> None:
         self.console = console
+
+    def suite_started(
+        self, suite: Suite, runs: Sequence[RunSpec], already_done: Sequence[RunSpec],
+        output_dir: Path,
+    ) -> None:
+        if already_done:
+            self.console.print(f"resume: {len(already_done)} runs already finished in {output_dir}")
+        for spec, reason in suite.skipped:
+            self.console.print(f"skipped {spec.label}: {reason}")
 
     def run_finished(self, record: RunRecord, index: int, total: int) -> None:
         self.console.print(f"[{index}/{total}] {record.label} {record.status} "

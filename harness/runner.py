@@ -13,7 +13,8 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from rnnbench.records import RunRecord, RunSpec
 from rnnbench.results import ResultStore
 from rnnbench.task import Task, TaskData
 from rnnbench.training import TrainingResult, train
+
+if TYPE_CHECKING:
+    from rnnbench.suite import Suite
 
 
 @dataclass
@@ -56,6 +60,10 @@ class RunOutcome:
 class RunObserver(Protocol):
     """Progress display (the CLI's); every method is optional to act on."""
 
+    def suite_started(
+        self, suite: Suite, runs: Sequence[RunSpec], already_done: Sequence[RunSpec],
+        output_dir: Path,
+    ) -> None: ...
     def run_started(self, spec: RunSpec, index: int, total: int) -> None: ...
     def training_step(self, step: int, total: int) -> None: ...
     def run_finished(self, record: RunRecord, index: int, total: int) -> None: ...
@@ -70,6 +78,13 @@ class SilentObserver:
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+    def suite_started(
+        self, suite: Suite, runs: Sequence[RunSpec], already_done: Sequence[RunSpec],
+        output_dir: Path,
+    ) -> None:
+        """Before the first run: ``runs`` will run; ``already_done`` were finished earlier in
+        ``output_dir`` and are skipped (``resume``); ``suite.skipped`` are unavailable here."""
 
     def run_started(self, spec: RunSpec, index: int, total: int) -> None:
         pass
@@ -248,7 +263,7 @@ def is_profile(value: Any) -> bool:
     )
 
 
-def run_suite(
+def execute_runs(
     suite: Any,
     runs: Sequence[RunSpec],
     host: PluginHost,
@@ -257,7 +272,10 @@ def run_suite(
     observer: RunObserver | None = None,
 ) -> list[RunRecord]:
     """Run ``runs`` (already filtered and resume-skipped) and append each record to ``store``
-    as soon as it finishes. Returns the records of this invocation."""
+    as soon as it finishes. Returns the records of this invocation.
+
+    The engine under :func:`rnnbench.run_suite` (in :mod:`rnnbench.api`), which reads and
+    selects the suite and writes the results folder around it."""
     executor = executor or SerialExecutor()
     observer = observer or SilentObserver()
     host.hook.rnnbench_suite_start(suite=suite, runs=list(runs))
