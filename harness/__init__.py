@@ -39,6 +39,7 @@ from rnnbench.results import (
     format_value,
 )
 from rnnbench.runner import RunOutcome
+from rnnbench.stacked_cell import StackedCell
 from rnnbench.task import (
     Split,
     Task,
@@ -81,6 +82,7 @@ __all__ = [
     "RunRecord",
     "RunSpec",
     "Split",
+    "StackedCell",
     "SuiteError",
     "Task",
     "TaskData",
