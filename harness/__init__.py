@@ -28,7 +28,9 @@ from rnnbench.cell import (
     parameter_count,
 )
 from rnnbench.errors import PluginError, RnnbenchError, SuiteError
+from rnnbench.initialisation import gate_blocks, spectral_radius
 from rnnbench.losses import accuracy, cross_entropy, mse
+from rnnbench.model import SequenceModel
 from rnnbench.params_io import ParamsFileError, load_params, save_params
 from rnnbench.records import RunRecord, RunSpec, TrainingConfig
 from rnnbench.results import (
@@ -81,6 +83,7 @@ __all__ = [
     "RunOutcome",
     "RunRecord",
     "RunSpec",
+    "SequenceModel",
     "Split",
     "StackedCell",
     "SuiteError",
@@ -96,6 +99,7 @@ __all__ = [
     "cross_entropy",
     "format_mean_std",
     "format_value",
+    "gate_blocks",
     "hookimpl",
     "init_uniform",
     "load_params",
@@ -107,4 +111,5 @@ __all__ = [
     "positional_cross_entropy",
     "positional_distribution",
     "save_params",
+    "spectral_radius",
 ]
