@@ -37,7 +37,9 @@ from rnnbench.hookspecs import (
     ReporterRegistrar,
     TaskRegistrar,
 )
+from rnnbench.initialisation import gate_blocks, spectral_radius
 from rnnbench.losses import accuracy, cross_entropy, mse
+from rnnbench.model import SequenceModel
 from rnnbench.params_io import ParamsFileError, load_params, save_params
 from rnnbench.records import RunRecord, RunSpec, TrainingConfig
 from rnnbench.results import (
@@ -48,6 +50,7 @@ from rnnbench.results import (
     format_value,
 )
 from rnnbench.runner import RunOutcome
+from rnnbench.stacked_cell import StackedCell
 from rnnbench.task import (
     Split,
     Task,
@@ -94,7 +97,9 @@ __all__ = [
     "RunOutcome",
     "RunRecord",
     "RunSpec",
+    "SequenceModel",
     "Split",
+    "StackedCell",
     "SuiteError",
     "SuiteRun",
     "Task",
@@ -110,6 +115,7 @@ __all__ = [
     "cross_entropy",
     "format_mean_std",
     "format_value",
+    "gate_blocks",
     "hookimpl",
     "init_uniform",
     "load_params",
@@ -122,4 +128,5 @@ __all__ = [
     "positional_distribution",
     "run_suite",
     "save_params",
+    "spectral_radius",
 ]
