@@ -71,7 +71,12 @@ class Readout:
         flat_d = d.reshape(-1, self.output_size)
         grads[READOUT_WEIGHT] = flat_d.T @ hidden.reshape(-1, self.hidden_size)
         grads[READOUT_BIAS] = flat_d.sum(axis=0)
-        return d @ params[READOUT_WEIGHT]
+        return self.d_hidden(params, d)
+
+    def d_hidden(self, params: Params, d_predictions: np.ndarray) -> np.ndarray:
+        """dLoss/d the hidden states the readout read, from dLoss/d its predictions: what a
+        metric probing gradients through the cell feeds its ``backward``."""
+        return d_predictions.astype(self.dtype, copy=False) @ params[READOUT_WEIGHT]
 
 
 class CellRunner:
@@ -179,6 +184,19 @@ class SequenceModel:
         self.runner = CellRunner(cell, origin=origin)
         self.readout = Readout(cell.config.hidden_size, output_size, self.dtype)
 
+    @property
+    def single_cell(self) -> bool:
+        """True when the readout reads this one cell's outputs directly and the cell starts from
+        a zero state: what a metric that reasons about that wiring (the gradient-flow profiles)
+        relies on. True for exactly this class; a subclass may wire the cell differently, so it
+        says False unless it overrides this."""
+        return type(self) is SequenceModel
+
+    def cell_params(self, params: Params) -> dict[str, Any]:
+        """The cell's parameters out of the model's flat ``params`` (the readout's left out),
+        under the cell's own names, as backend arrays: what ``model.cell.forward`` takes."""
+        return self.runner.backend_params(params)
+
     def init_params(self, rng: np.random.Generator) -> Params:
         params = self.runner.init_params(rng)
         params.update(self.readout.init_params(rng))
@@ -230,6 +248,9 @@ class EncoderDecoderModel:
 
     Parameters: ``encoder.<PyTorch name>``, ``decoder.<PyTorch name>``, ``readout.*``.
     """
+
+    #: Two cells: see :attr:`SequenceModel.single_cell`.
+    single_cell = False
 
     def __init__(
         self, encoder: Cell, decoder: Cell, task: Task, output_size: int,

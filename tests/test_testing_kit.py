@@ -551,26 +551,15 @@ def test_check_task_command(capsys):
     assert "task echo" in out and "deterministic_by_seed" in out
 
 
-def test_check_cell_command_when_no_backend_can_run(capsys, monkeypatch):
-    import types
-
-    from rnnbench import hookimpl
-    from rnnbench.cli import make_host
-
-    plugin = types.ModuleType("gpu_only_cells")
-
-    @hookimpl
-    def rnnbench_register_cells(register):
-        register("gpu_rnn", "cuda", Wrapped, available=lambda: "no GPU in this test")
-
-    plugin.rnnbench_register_cells = rnnbench_register_cells
-
-    def host_with_plugin(plugin_args):
-        host = make_host(plugin_args)
-        host.add_module(plugin, "gpu_only_cells")
-        return host
-
-    monkeypatch.setattr("rnnbench.cli.make_host", host_with_plugin)
-    assert main(["check", "cell", "gpu_rnn"]) == 2
+def test_check_cell_command_when_no_backend_can_run(capsys, tmp_path):
+    plugin = tmp_path / "gpu_only_cells.py"
+    plugin.write_text(
+        "from rnnbench import hookimpl\n"
+        "from rnnbench.plugins.cells.reference import RNNCell\n\n\n"
+        "@hookimpl\n"
+        "def rnnbench_register_cells(register):\n"
+        "    register('gpu_rnn', 'cuda', RNNCell, available=lambda: 'no GPU in this test')\n"
+    )
+    assert main(["check", "cell", "gpu_rnn", "-p", str(plugin)]) == 2
     assert "no backend of cell 'gpu_rnn' can run here (cuda: no GPU in this test)" in \
         capsys.readouterr().err

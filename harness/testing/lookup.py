@@ -64,7 +64,10 @@ def default_reference(host: PluginHost, name: str, backend: str) -> CellEntry | 
     others = [b for b in host.registry.backends_of(name) if b != backend]
     others.sort(key=lambda b: (b != PREFERRED_REFERENCE, b))
     for other in others:
-        entry = host.registry.cells[(name, other)]
+        try:
+            entry = host.registry.cells[(name, other)]
+        except RnnbenchError:  # two plugins claim it: not a reference to pick silently
+            continue
         if entry.unavailable_reason() is None:
             return entry
     return None
