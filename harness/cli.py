@@ -1,4 +1,4 @@
-"""The ``rnnbench`` command: run, validate, list, plugins, show, compare.
+"""The ``rnnbench`` command: run, validate, list, plugins, show, compare, check.
 
 Exit codes: 0 success, 1 a run failed, 2 bad input (suite, plugin or arguments), 130 interrupted.
 """
@@ -44,6 +44,8 @@ from rnnbench.results import (
 )
 from rnnbench.runner import SilentObserver
 from rnnbench.suite import Suite
+from rnnbench.testing import CELL_CHECK_NAMES, TASK_CHECK_NAMES, CheckReport
+from rnnbench.testing.commands import check_cell_backends, check_registered_task
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: Metrics shown in the terminal summary when a suite does not narrow them (all go to files).
@@ -120,6 +122,31 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"absolute tolerance in tolerant mode (default {DEFAULT_ATOL:g})")
     compare.add_argument("--subset", action="store_true",
                          help="B may hold only some of A's runs (e.g. a -k re-run)")
+
+    check = commands.add_parser(
+        "check", help="run the test kit's checks (rnnbench.testing) on a registered cell or "
+        "task; exit 1 naming the checks that failed")
+    subjects = check.add_subparsers(dest="subject", required=True, metavar="SUBJECT")
+    check_cell = subjects.add_parser(
+        "cell", parents=[plugins], help="gradients, step against forward, shapes, dtypes, "
+        "arguments left alone, agreement with another backend, ...")
+    check_cell.add_argument("name", help="cell name, e.g. lstm")
+    check_cell.add_argument("--backend", help="the backend to check (default: every backend "
+                            "of the cell that can run here)")
+    check_cell.add_argument("--dtype", action="append", choices=("float32", "float64"),
+                            help="only this dtype (repeatable; default: those the cell supports)")
+    check_cell.add_argument("--reference", metavar="BACKEND",
+                            help="the backend to compare with (default: numpy, else another)")
+    check_cell.add_argument("--check", action="append", choices=CELL_CHECK_NAMES,
+                            metavar="CHECK", help="only this check (repeatable): "
+                            + ", ".join(CELL_CHECK_NAMES))
+    check_task = subjects.add_parser(
+        "task", parents=[plugins], help="determinism by seed, split shapes, baseline computed "
+        "from the data, loss and accuracy")
+    check_task.add_argument("name", help="task name, e.g. adding")
+    check_task.add_argument("--check", action="append", choices=TASK_CHECK_NAMES,
+                            metavar="CHECK", help="only this check (repeatable): "
+                            + ", ".join(TASK_CHECK_NAMES))
     return parser
 
 
@@ -142,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_show(args, host)
         if args.command == "compare":
             return command_compare(args, host, console)
+        if args.command == "check":
+            return command_check(args, host, console)
     except RnnbenchError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, soft_wrap=True)
         print_details(exc, wants_traceback(args), console)
@@ -300,6 +329,47 @@ def _difference_text(difference: Difference) -> str:
         return ""
     rel = difference.rel_diff
     return f"abs {difference.abs_diff:.3g}" + ("" if rel is None else f", rel {rel:.3g}")
+
+
+def command_check(args: argparse.Namespace, host: PluginHost, console: Console) -> int:
+    """Exit 0 when every check passed, 1 when one failed (named), 2 for an unknown name."""
+    warn_broken(host, console)
+    out = make_console()
+    if args.subject == "task":
+        reports = [check_registered_task(host, args.name, checks=args.check)]
+        print_check_report(reports[0], out)
+    else:
+        reports = []
+        for each in check_cell_backends(host, args.name, args.backend, dtypes=args.dtype,
+                                        reference=args.reference or "auto", checks=args.check):
+            if each.report is None:
+                out.print(f"{args.name}/{each.backend}: not checked, it cannot run here: "
+                          f"{each.unavailable}", markup=False)
+            else:
+                print_check_report(each.report, out)
+                reports.append(each.report)
+    failed = [f"{report.subject}: {', '.join(r.name for r in report.failures)}"
+              for report in reports if not report.passed]
+    if failed:
+        console.print("[red]failed[/red] " + "; ".join(failed), soft_wrap=True)
+        return EXIT_RUN_FAILED
+    passed = sum(r.passed for report in reports for r in report.results)
+    skipped = sum(r.status == "skipped" for report in reports for r in report.results)
+    out.print(f"all checks passed: {passed} passed, {skipped} skipped, on "
+              + ", ".join(report.subject for report in reports), markup=False)
+    return EXIT_OK
+
+
+def print_check_report(report: CheckReport, console: Console) -> None:
+    view = Table(title=report.subject, title_justify="left")
+    view.add_column("check", no_wrap=True)
+    view.add_column("result", no_wrap=True)
+    view.add_column("detail", overflow="fold")
+    styles = {"passed": "green", "failed": "bold red", "skipped": "yellow"}
+    for result in report.results:
+        view.add_row(result.name, Text(result.status, style=styles[result.status]),
+                     Text(result.message))
+    console.print(view)
 
 
 def print_table(table: ResultTable, console: Console) -> None:

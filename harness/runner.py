@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from rnnbench.boundary import CellOrigin
 from rnnbench.cell import CELL_MEMBERS, CellConfig, parameter_count
 from rnnbench.errors import PluginError
 from rnnbench.hookspecs import EvaluationLogs
@@ -173,8 +174,9 @@ def _train_and_evaluate(
         check_cell_contract(cell, cell_entry)
         return cell
 
+    origin = CellOrigin(spec.cell, spec.backend, cell_entry.plugin)
     model = build_model(task, data, checked_factory, spec.hidden_size, spec.num_layers,
-                        spec.bias, spec.dtype)
+                        spec.bias, spec.dtype, origin)
     rng = np.random.default_rng(model_seed)
     params = model.init_params(rng)
     initialise(params, spec.training.init, spec.training.spectral_radius, rng)
