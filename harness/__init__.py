@@ -16,6 +16,7 @@ from importlib import metadata
 
 import pluggy
 
+from rnnbench.api import SuiteRun, run_suite
 from rnnbench.cell import (
     GATES,
     BackwardResult,
@@ -28,7 +29,17 @@ from rnnbench.cell import (
     parameter_count,
 )
 from rnnbench.errors import PluginError, RnnbenchError, SuiteError
+from rnnbench.hookspecs import (
+    CellRegistrar,
+    EvaluationLogs,
+    MetricRegistrar,
+    MetricValue,
+    ReporterRegistrar,
+    TaskRegistrar,
+)
+from rnnbench.initialisation import gate_blocks, spectral_radius
 from rnnbench.losses import accuracy, cross_entropy, mse
+from rnnbench.model import SequenceModel
 from rnnbench.params_io import ParamsFileError, load_params, save_params
 from rnnbench.records import RunRecord, RunSpec, TrainingConfig
 from rnnbench.results import (
@@ -39,6 +50,7 @@ from rnnbench.results import (
     format_value,
 )
 from rnnbench.runner import RunOutcome
+from rnnbench.stacked_cell import StackedCell
 from rnnbench.task import (
     Split,
     Task,
@@ -71,19 +83,28 @@ __all__ = [
     "BackwardResult",
     "Cell",
     "CellConfig",
+    "CellRegistrar",
     "CellSupport",
+    "EvaluationLogs",
     "ForwardResult",
+    "MetricRegistrar",
+    "MetricValue",
     "ParamsFileError",
     "PluginError",
+    "ReporterRegistrar",
     "ResultTable",
     "RnnbenchError",
     "RunOutcome",
     "RunRecord",
     "RunSpec",
+    "SequenceModel",
     "Split",
+    "StackedCell",
     "SuiteError",
+    "SuiteRun",
     "Task",
     "TaskData",
+    "TaskRegistrar",
     "Topology",
     "TrainingConfig",
     "__version__",
@@ -94,6 +115,7 @@ __all__ = [
     "cross_entropy",
     "format_mean_std",
     "format_value",
+    "gate_blocks",
     "hookimpl",
     "init_uniform",
     "load_params",
@@ -104,5 +126,7 @@ __all__ = [
     "parameter_count",
     "positional_cross_entropy",
     "positional_distribution",
+    "run_suite",
     "save_params",
+    "spectral_radius",
 ]

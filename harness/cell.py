@@ -132,7 +132,11 @@ class BackwardResult:
 
 @runtime_checkable
 class Cell(Protocol):
-    """A recurrent cell on one backend. Built by a factory ``factory(config: CellConfig)``."""
+    """A recurrent cell on one backend. Built by a factory ``factory(config: CellConfig)``.
+
+    :class:`rnnbench.StackedCell` implements all of this but the work of one layer over one
+    sequence (its forward and backward); every built-in cell builds on it.
+    """
 
     config: CellConfig
     #: Number of state tensors: 1 for ``(h,)``, 2 for ``(h, c)``.

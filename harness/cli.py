@@ -1,4 +1,4 @@
-"""The ``rnnbench`` command: run, validate, list, show.
+"""The ``rnnbench`` command: run, validate, list, plugins, show, compare, check.
 
 Exit codes: 0 success, 1 a run failed, 2 bad input (suite, plugin or arguments), 130 interrupted.
 """
@@ -6,6 +6,8 @@ Exit codes: 0 success, 1 a run failed, 2 bad input (suite, plugin or arguments),
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +26,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from rnnbench.api import load_validated_suite, run_suite, write_tables
 from rnnbench.compare import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
@@ -31,24 +34,18 @@ from rnnbench.compare import (
     Difference,
     compare_folders,
 )
-from rnnbench.errors import PluginError, RnnbenchError, SuiteError, SuiteProblem
-from rnnbench.plugin_manager import PluginHost, build_host
+from rnnbench.errors import RnnbenchError
+from rnnbench.plugin_manager import TRACEBACK_ENV, PluginHost, build_host
 from rnnbench.records import RunRecord, RunSpec
 from rnnbench.results import (
-    ENVIRONMENT_FILE,
-    SUITE_COPY,
-    ResultStore,
     ResultTable,
-    atomic_write_text,
-    capture_environment,
     format_mean_std,
     format_value,
-    load_table,
-    write_json,
 )
-from rnnbench.runner import SilentObserver, run_suite
-from rnnbench.selection import select
-from rnnbench.suite import Suite, read_suite, validate_suite
+from rnnbench.runner import SilentObserver
+from rnnbench.suite import Suite
+from rnnbench.testing import CELL_CHECK_NAMES, TASK_CHECK_NAMES, CheckReport
+from rnnbench.testing.commands import check_cell_backends, check_registered_task
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: Metrics shown in the terminal summary when a suite does not narrow them (all go to files).
@@ -64,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.add_argument(
         "-p", dest="plugins", action="append", default=[], metavar="PLUGIN",
         help="load a plugin module or .py file (repeatable); -p no:NAME disables plugin NAME",
+    )
+    plugins.add_argument(
+        "--traceback", action="store_true",
+        help=f"print the full traceback of a plugin that fails to load ({TRACEBACK_ENV}=1 too)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -86,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
         "list", parents=[plugins],
         help="every cell, task, metric and reporter, and the plugin it comes from",
     )
+
+    listing = commands.add_parser(
+        "plugins", parents=[plugins],
+        help="every plugin: its distribution and version, file, hooks, what it registered, "
+        "and its status (loaded, broken, disabled, in conflict)",
+    )
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     show = commands.add_parser("show", parents=[plugins], help="print a results folder's table "
                                "and rewrite its Markdown/CSV/JSON tables from its records")
@@ -114,6 +122,31 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"absolute tolerance in tolerant mode (default {DEFAULT_ATOL:g})")
     compare.add_argument("--subset", action="store_true",
                          help="B may hold only some of A's runs (e.g. a -k re-run)")
+
+    check = commands.add_parser(
+        "check", help="run the test kit's checks (rnnbench.testing) on a registered cell or "
+        "task; exit 1 naming the checks that failed")
+    subjects = check.add_subparsers(dest="subject", required=True, metavar="SUBJECT")
+    check_cell = subjects.add_parser(
+        "cell", parents=[plugins], help="gradients, step against forward, shapes, dtypes, "
+        "arguments left alone, agreement with another backend, ...")
+    check_cell.add_argument("name", help="cell name, e.g. lstm")
+    check_cell.add_argument("--backend", help="the backend to check (default: every backend "
+                            "of the cell that can run here)")
+    check_cell.add_argument("--dtype", action="append", choices=("float32", "float64"),
+                            help="only this dtype (repeatable; default: those the cell supports)")
+    check_cell.add_argument("--reference", metavar="BACKEND",
+                            help="the backend to compare with (default: numpy, else another)")
+    check_cell.add_argument("--check", action="append", choices=CELL_CHECK_NAMES,
+                            metavar="CHECK", help="only this check (repeatable): "
+                            + ", ".join(CELL_CHECK_NAMES))
+    check_task = subjects.add_parser(
+        "task", parents=[plugins], help="determinism by seed, split shapes, baseline computed "
+        "from the data, loss and accuracy")
+    check_task.add_argument("name", help="task name, e.g. adding")
+    check_task.add_argument("--check", action="append", choices=TASK_CHECK_NAMES,
+                            metavar="CHECK", help="only this check (repeatable): "
+                            + ", ".join(TASK_CHECK_NAMES))
     return parser
 
 
@@ -121,7 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = make_console(stderr=True)
     try:
-        host = make_host(args.plugins)
+        host = make_host(args.plugins, strict=args.command not in ("list", "plugins"))
+        if args.command not in ("run", "validate"):  # those warn once the suite's are loaded
+            warn_unmatched_blocks(host, console)
+        if args.command == "plugins":
+            return command_plugins(args, host)
         if args.command == "run":
             return command_run(args, host, console)
         if args.command == "validate":
@@ -132,8 +169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_show(args, host)
         if args.command == "compare":
             return command_compare(args, host, console)
+        if args.command == "check":
+            return command_check(args, host, console)
     except RnnbenchError as exc:
-        console.print(f"[red]error:[/red] {exc}", markup=True, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, soft_wrap=True)
+        print_details(exc, wants_traceback(args), console)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         console.print("interrupted: finished runs are saved; continue with --resume")
@@ -149,33 +189,47 @@ def make_console(stderr: bool = False) -> Console:
     return console
 
 
-def make_host(plugin_args: Sequence[str]) -> PluginHost:
+def make_host(plugin_args: Sequence[str], strict: bool = True) -> PluginHost:
+    """Entry-point plugins and the ``-p`` ones; ``strict`` False records a broken ``-p`` plugin
+    instead of raising (for listings, which show it)."""
     blocked = [p[3:] for p in plugin_args if p.startswith("no:")]
     plugins = [p for p in plugin_args if not p.startswith("no:")]
-    return build_host(plugins=plugins, blocked=blocked)
+    return build_host(plugins=plugins, blocked=blocked, strict=strict)
 
 
-def load_validated_suite(path: Path, host: PluginHost) -> Suite:
-    """Read the suite, load the plugins it names, validate it against what is registered."""
-    document = read_suite(path)
-    for reference, line in document.plugins:
-        try:
-            host.load_local(reference, base_dir=document.path.parent)
-        except PluginError as exc:
-            raise SuiteError(
-                [SuiteProblem(str(document.path), line, "plugins", str(exc))]
-            ) from exc
-    return validate_suite(document, host.registry)
+def wants_traceback(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "traceback", False)) or os.environ.get(TRACEBACK_ENV, "0") not in (
+        "", "0")
 
 
-def warn_broken(host: PluginHost, console: Console) -> None:
+def print_details(exc: BaseException, show: bool, console: Console) -> None:
+    """A plugin failure's full traceback when asked for, else how to ask for it."""
+    details = getattr(exc, "details", None) or getattr(exc.__cause__, "details", None)
+    if not details:
+        return
+    if show:
+        console.print(details, markup=False, highlight=False)
+    else:
+        console.print(f"(full traceback: add --traceback or set {TRACEBACK_ENV}=1)", markup=False)
+
+
+def warn_unmatched_blocks(host: PluginHost, console: Console) -> None:
+    for warning in host.unmatched_blocks():
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+
+
+def warn_broken(host: PluginHost, console: Console, tracebacks: bool = False) -> None:
     for name, reason in host.registry.broken.items():
-        console.print(f"[yellow]warning:[/yellow] plugin {name!r} not loaded: {reason}")
+        console.print(f"[yellow]warning:[/yellow] plugin {name!r} not loaded: {escape(reason)}")
+        details = host.registry.plugin_info(name).details
+        if details and tracebacks:
+            console.print(details, markup=False, highlight=False)
 
 
 def command_validate(args: argparse.Namespace, host: PluginHost, console: Console) -> int:
-    warn_broken(host, console)
+    warn_broken(host, console, wants_traceback(args))
     suite = load_validated_suite(args.suite, host)
+    warn_unmatched_blocks(host, console)
     line = f"{args.suite}: valid; {len(suite.runs)} runs"
     if suite.skipped:
         line += f" ({len(suite.skipped)} skipped: backend unavailable)"
@@ -185,44 +239,18 @@ def command_validate(args: argparse.Namespace, host: PluginHost, console: Consol
 
 def command_run(args: argparse.Namespace, host: PluginHost, console: Console) -> int:
     if not args.quiet:
-        warn_broken(host, console)
-    suite = load_validated_suite(args.suite, host)
-    out_dir = args.output or suite.output or Path("results") / suite.name
-    store = ResultStore(out_dir)
-    # Before the results folder is touched, so "git dirty" speaks of the code, not the results.
-    environment = capture_environment()
-    runs = select(suite.runs, args.select)
-    if args.select and not runs:
-        raise RnnbenchError(
-            f"-k {args.select!r} selects none of the suite's {len(suite.runs)} runs"
-        )
-    if args.resume:
-        done = store.finished_ids()
-        skipped = sum(run.run_id in done for run in runs)
-        runs = [run for run in runs if run.run_id not in done]
-        if skipped and not args.quiet:
-            console.print(f"resume: {skipped} runs already finished in {out_dir}")
-    elif not args.select:
-        # A full run starts a fresh results file; a -k run updates the selected runs' records
-        # and keeps the others, so the tables still show the whole suite.
-        store.start_fresh()
+        warn_broken(host, console, wants_traceback(args))
+    result = run_suite(
+        args.suite, output_dir=args.output, host=host, resume=args.resume, keyword=args.select,
+        observer=make_observer(console, quiet=args.quiet),
+        on_validated=None if args.quiet else lambda: warn_unmatched_blocks(host, console),
+    )
     if not args.quiet:
-        for spec, reason in suite.skipped:
-            console.print(f"skipped {spec.label}: {reason}")
-    environment["resumed"] = bool(args.resume)
-    write_json(out_dir / ENVIRONMENT_FILE, environment)
-    atomic_write_text(out_dir / SUITE_COPY, Path(args.suite).read_text(encoding="utf-8"))
-
-    with make_observer(console, quiet=args.quiet) as observer:
-        records = run_suite(suite, runs, host, store, observer=observer)
-    table = write_tables(out_dir, host, metrics=list(suite.metrics))
-    if not args.quiet:
-        print_table(table, make_console())
-        make_console().print(f"results: {out_dir}")
-    failed = [r for r in records if r.status == "failed"]
-    for record in failed:
+        print_table(result.table, make_console())
+        make_console().print(f"results: {result.output_dir}")
+    for record in result.failures:
         console.print(f"[red]failed[/red] {record.label}: {record.error}", soft_wrap=True)
-    return EXIT_RUN_FAILED if failed else EXIT_OK
+    return EXIT_RUN_FAILED if result.failures else EXIT_OK
 
 
 def command_show(args: argparse.Namespace, host: PluginHost) -> int:
@@ -235,7 +263,7 @@ def command_show(args: argparse.Namespace, host: PluginHost) -> int:
 
 def command_compare(args: argparse.Namespace, host: PluginHost, console: Console) -> int:
     """Exit 0 when the folders match, 1 (as for a failed run) when they differ."""
-    warn_broken(host, console)
+    warn_broken(host, console, wants_traceback(args))
     comparison = compare_folders(
         args.a, args.b, host.registry, mode=args.mode,
         rtol=DEFAULT_RTOL if args.rtol is None else args.rtol,
@@ -286,6 +314,8 @@ def print_comparison(comparison: Comparison, console: Console, max_rows: int = 5
             console.print(f"  ... and {len(records) - max_rows} more", markup=False)
     if comparison.hint:
         console.print(f"note: {comparison.hint}", markup=False)
+    for change in comparison.provider_changes:
+        console.print(f"note: {change}", markup=False)
     console.print(comparison.verdict, markup=False)
 
 
@@ -301,13 +331,45 @@ def _difference_text(difference: Difference) -> str:
     return f"abs {difference.abs_diff:.3g}" + ("" if rel is None else f", rel {rel:.3g}")
 
 
-def write_tables(out_dir: Path, host: PluginHost, metrics: list[str] | None = None) -> ResultTable:
-    """Build the table from the folder's records and have every reporter write it."""
-    better = {name: entry.better for name, entry in host.registry.metrics.items()}
-    table = load_table(out_dir, metrics=metrics, better=better)
-    for entry in host.registry.reporters.values():
-        entry.function(table, Path(out_dir))
-    return table
+def command_check(args: argparse.Namespace, host: PluginHost, console: Console) -> int:
+    """Exit 0 when every check passed, 1 when one failed (named), 2 for an unknown name."""
+    warn_broken(host, console)
+    out = make_console()
+    if args.subject == "task":
+        reports = [check_registered_task(host, args.name, checks=args.check)]
+        print_check_report(reports[0], out)
+    else:
+        reports = []
+        for each in check_cell_backends(host, args.name, args.backend, dtypes=args.dtype,
+                                        reference=args.reference or "auto", checks=args.check):
+            if each.report is None:
+                out.print(f"{args.name}/{each.backend}: not checked, it cannot run here: "
+                          f"{each.unavailable}", markup=False)
+            else:
+                print_check_report(each.report, out)
+                reports.append(each.report)
+    failed = [f"{report.subject}: {', '.join(r.name for r in report.failures)}"
+              for report in reports if not report.passed]
+    if failed:
+        console.print("[red]failed[/red] " + "; ".join(failed), soft_wrap=True)
+        return EXIT_RUN_FAILED
+    passed = sum(r.passed for report in reports for r in report.results)
+    skipped = sum(r.status == "skipped" for report in reports for r in report.results)
+    out.print(f"all checks passed: {passed} passed, {skipped} skipped, on "
+              + ", ".join(report.subject for report in reports), markup=False)
+    return EXIT_OK
+
+
+def print_check_report(report: CheckReport, console: Console) -> None:
+    view = Table(title=report.subject, title_justify="left")
+    view.add_column("check", no_wrap=True)
+    view.add_column("result", no_wrap=True)
+    view.add_column("detail", overflow="fold")
+    styles = {"passed": "green", "failed": "bold red", "skipped": "yellow"}
+    for result in report.results:
+        view.add_row(result.name, Text(result.status, style=styles[result.status]),
+                     Text(result.message))
+    console.print(view)
 
 
 def print_table(table: ResultTable, console: Console) -> None:
@@ -334,38 +396,85 @@ def command_list(host: PluginHost) -> int:
     cells = Table(title="Cells", title_justify="left")
     for column in ("cell", "backend", "status", "plugin", "description"):
         cells.add_column(column)
-    for (name, backend), entry in sorted(registry.cells.items()):
+    for (name, backend), entry in registry.cells.claimed():
         reason = entry.unavailable_reason()
         _add_row(cells, name, backend, "available" if reason is None else f"unavailable: {reason}",
-                      entry.plugin, entry.description)
+                      _claimant(registry.cells, (name, backend), entry), entry.description)
     tasks = Table(title="Tasks", title_justify="left")
     for column in ("task", "topology", "parameters (default)", "plugin", "description"):
         tasks.add_column(column)
-    for name, entry in sorted(registry.tasks.items()):
+    for name, entry in registry.tasks.claimed():
         params = "\n".join(
             f"{f.name}={_default_of(f)!r}: {f.metadata.get('help', '')}"
             for f in entry.task_class.parameters()
         )
-        _add_row(tasks, name, str(entry.topology), params, entry.plugin, entry.description)
+        _add_row(tasks, name, str(entry.topology), params, _claimant(registry.tasks, name, entry),
+                 entry.description)
     metrics = Table(title="Metrics", title_justify="left")
     for column in ("metric", "better", "plugin", "description"):
         metrics.add_column(column)
-    for name, entry in sorted(registry.metrics.items()):
+    for name, entry in registry.metrics.claimed():
         better = entry.better or ""
         if entry.timing:
             better += " (timing)"
-        _add_row(metrics, name, better, entry.plugin, entry.description)
+        _add_row(metrics, name, better, _claimant(registry.metrics, name, entry),
+                 entry.description)
     reporters = Table(title="Reporters", title_justify="left")
     for column in ("reporter", "plugin", "description"):
         reporters.add_column(column)
-    for name, entry in sorted(registry.reporters.items()):
-        _add_row(reporters, name, entry.plugin, entry.description)
+    for name, entry in registry.reporters.claimed():
+        _add_row(reporters, name, _claimant(registry.reporters, name, entry), entry.description)
     for view in (cells, tasks, metrics, reporters):
         console.print(view)
     console.print("plugins loaded: " + ", ".join(host.plugin_names()))
     for name, reason in registry.broken.items():
-        console.print(f"plugin {name!r} failed to load: {reason}")
+        console.print(f"plugin {name!r} failed to load: {reason}", markup=False)
+    for kind, key, names in registry.conflicts():
+        console.print(f"in conflict: {registry.tables[kind].what(key)} is registered by "
+                      + " and ".join(map(repr, names)) + "; using it is an error (disable one "
+                      "with -p no:NAME)", markup=False)
     return EXIT_OK
+
+
+def _claimant(table: Any, key: Any, entry: Any) -> str:
+    """The plugin column of a listing: the plugin, marked when another claims the name too."""
+    return entry.plugin + (" (in conflict)" if len(table.claims(key)) > 1 else "")
+
+
+def command_plugins(args: argparse.Namespace, host: PluginHost) -> int:
+    """Every plugin with its provenance and status, as a table or (``--json``) as JSON."""
+    plugins = host.plugins()
+    if args.json:
+        print(json.dumps(host.plugin_report(), indent=2))
+        return EXIT_OK
+    view = Table(title="Plugins", title_justify="left")
+    for column in ("plugin", "distribution", "version", "file", "hooks", "registered", "status"):
+        view.add_column(column, overflow="fold")
+    for info in plugins:
+        registered = "\n".join(
+            f"{kind}s: {', '.join(names)}" for kind, names in info.registered.items()
+        )
+        hooks = ", ".join(hook.removeprefix("rnnbench_") for hook in info.hooks)
+        status = info.status + (f": {info.reason}" if info.reason else "")
+        where = info.file or info.reference or info.module or ""
+        _add_row(view, info.name, info.distribution or "(local)", info.version or "",
+                 _display_path(where), hooks, registered, status)
+    console = make_console()
+    console.print(view)
+    counts = {status: sum(info.status == status for info in plugins) for status in
+              ("loaded", "in conflict", "broken", "disabled")}
+    console.print(", ".join(f"{count} {status}" for status, count in counts.items()))
+    for note in host.notes:
+        console.print(f"note: {note}", markup=False)
+    return EXIT_OK
+
+
+def _display_path(path: str) -> str:
+    """A plugin's file relative to the working directory when it is below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except (ValueError, OSError):
+        return path
 
 
 def _add_row(table: Table, *cells: Any) -> None:
@@ -386,6 +495,15 @@ class PlainObserver(SilentObserver):
 
     def __init__(self, console: Console) -> None:
         self.console = console
+
+    def suite_started(
+        self, suite: Suite, runs: Sequence[RunSpec], already_done: Sequence[RunSpec],
+        output_dir: Path,
+    ) -> None:
+        if already_done:
+            self.console.print(f"resume: {len(already_done)} runs already finished in {output_dir}")
+        for spec, reason in suite.skipped:
+            self.console.print(f"skipped {spec.label}: {reason}")
 
     def run_finished(self, record: RunRecord, index: int, total: int) -> None:
         self.console.print(f"[{index}/{total}] {record.label} {record.status} "

@@ -126,6 +126,9 @@ class Comparison:
     differences: list[Difference] = field(default_factory=list)
     only_in_a: list[RunRecord] = field(default_factory=list)
     only_in_b: list[RunRecord] = field(default_factory=list)
+    #: Cells whose providing plugin, distribution or version differs between A and B (from the
+    #: records' provenance), in words: worth knowing when numbers differ, no difference itself.
+    provider_changes: list[str] = field(default_factory=list)
 
     @property
     def differing_runs(self) -> list[str]:
@@ -406,6 +409,29 @@ def _leaves(what: str, a: Any, b: Any) -> list[tuple[str, Any, Any]]:
     return [(what, a, b)]
 
 
+def _provider_change(a: RunRecord, b: RunRecord) -> str | None:
+    """``cell lstm/numpy: reference_cells (rnnbench 0.2.0) in A, my_cells (my-dist 1.0) in B``
+    when the records' provenance names different providers of the run's cell; None when they
+    agree or either record predates provenance."""
+    def provider(record: RunRecord) -> tuple[Any, Any, Any] | None:
+        provenance = record.provenance
+        cell = provenance.get("cell") if isinstance(provenance, dict) else None
+        if not isinstance(cell, dict):
+            return None
+        return cell.get("plugin"), cell.get("distribution"), cell.get("version")
+
+    pa, pb = provider(a), provider(b)
+    if pa is None or pb is None or pa == pb:
+        return None
+
+    def shown(p: tuple[Any, Any, Any]) -> str:
+        plugin, distribution, version = p
+        return f"{plugin} ({distribution or 'local'}{f' {version}' if version else ''})"
+
+    cell = f"{a.config.get('cell')}/{a.config.get('backend')}"
+    return f"cell {cell} is provided by {shown(pa)} in A, by {shown(pb)} in B"
+
+
 def compare_folders(a: Path, b: Path, registry: Any = None, mode: Mode | None = None,
                     rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
                     subset: bool = False) -> Comparison:
@@ -441,6 +467,9 @@ def compare_folders(a: Path, b: Path, registry: Any = None, mode: Mode | None = 
             comparison.only_in_a.append(record)
             continue
         differences, compared = compare_records(record, other, metrics, mode, rtol, atol)
+        change = _provider_change(record, other)
+        if change is not None and change not in comparison.provider_changes:
+            comparison.provider_changes.append(change)
         comparison.matched += 1
         comparison.values_compared += compared
         comparison.differences.extend(differences)

@@ -21,6 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from rnnbench.boundary import (
+    CellOrigin,
+    check_backward_result,
+    check_forward_result,
+    check_step_result,
+)
 from rnnbench.cell import Cell, CellConfig
 from rnnbench.task import Split, Task, TaskData
 
@@ -65,15 +71,26 @@ class Readout:
         flat_d = d.reshape(-1, self.output_size)
         grads[READOUT_WEIGHT] = flat_d.T @ hidden.reshape(-1, self.hidden_size)
         grads[READOUT_BIAS] = flat_d.sum(axis=0)
-        return d @ params[READOUT_WEIGHT]
+        return self.d_hidden(params, d)
+
+    def d_hidden(self, params: Params, d_predictions: np.ndarray) -> np.ndarray:
+        """dLoss/d the hidden states the readout read, from dLoss/d its predictions: what a
+        metric probing gradients through the cell feeds its ``backward``."""
+        return d_predictions.astype(self.dtype, copy=False) @ params[READOUT_WEIGHT]
 
 
 class CellRunner:
-    """One cell and the parameters under a prefix: host <-> backend, forward, backward, step."""
+    """One cell and the parameters under a prefix: host <-> backend, forward, backward, step.
 
-    def __init__(self, cell: Cell, prefix: str = "") -> None:
-        self.cell, self.prefix = cell, prefix
+    The first forward, step and backward results are checked against the Cell protocol
+    (:mod:`rnnbench.boundary`), naming ``origin`` (plugin, cell, backend) when one is at fault;
+    later calls are not checked, so the checks cost nothing per training step.
+    """
+
+    def __init__(self, cell: Cell, prefix: str = "", origin: CellOrigin | None = None) -> None:
+        self.cell, self.prefix, self.origin = cell, prefix, origin
         self.dtype = cell.config.np_dtype
+        self._unchecked = {"forward", "step", "backward"}
 
     def init_params(self, rng: np.random.Generator) -> Params:
         return {self.prefix + name: value for name, value in self.cell.init_params(rng).items()}
@@ -95,7 +112,11 @@ class CellRunner:
     def forward(self, cell_params: dict, inputs: np.ndarray, state=None):
         """Forward over ``inputs`` (host); returns the result and the outputs on the host."""
         x = self.cell.to_backend(inputs.astype(self.dtype, copy=False))
-        result = self.cell.forward(cell_params, x, self.to_backend_state(state, inputs.shape[1]))
+        initial_state = self.to_backend_state(state, inputs.shape[1])
+        result = self.cell.forward(cell_params, x, initial_state)
+        if "forward" in self._unchecked:
+            check_forward_result(self.cell, result, x, initial_state, self.origin)
+            self._unchecked.discard("forward")
         return result, self.cell.to_host(result.outputs)
 
     def host_state(self, state) -> tuple[np.ndarray, ...]:
@@ -108,9 +129,12 @@ class CellRunner:
         d_final = None if d_final_state is None else tuple(
             self.cell.to_backend(d.astype(self.dtype, copy=False)) for d in d_final_state
         )
-        back = self.cell.backward(
-            cell_params, result.cache, self.cell.to_backend(d_outputs), d_final
-        )
+        d_outputs = self.cell.to_backend(d_outputs)
+        back = self.cell.backward(cell_params, result.cache, d_outputs, d_final)
+        if "backward" in self._unchecked:
+            check_backward_result(self.cell, back, cell_params, d_outputs, result.final_state,
+                                  self.origin)
+            self._unchecked.discard("backward")
         for name, grad in back.param_grads.items():
             grads[self.prefix + name] = self.cell.to_host(grad)
         return self.host_state(back.d_initial_state)
@@ -130,9 +154,12 @@ class CellRunner:
         x_t = first_input
         predictions = []
         for t in range(steps):
-            output, state = self.cell.step(
-                cell_params, self.cell.to_backend(x_t.astype(self.dtype, copy=False)), state
-            )
+            x_backend = self.cell.to_backend(x_t.astype(self.dtype, copy=False))
+            output, new_state = self.cell.step(cell_params, x_backend, state)
+            if "step" in self._unchecked:
+                check_step_result(self.cell, output, new_state, x_backend, state, self.origin)
+                self._unchecked.discard("step")
+            state = new_state
             prediction = Readout.apply(readout_params, self.cell.to_host(output))
             predictions.append(prediction)
             if t + 1 < steps:
@@ -147,13 +174,28 @@ class SequenceModel:
     ``readout.weight`` ``(O, H)`` and ``readout.bias`` ``(O,)``.
     """
 
-    def __init__(self, cell: Cell, task: Task, output_size: int) -> None:
+    def __init__(
+        self, cell: Cell, task: Task, output_size: int, origin: CellOrigin | None = None
+    ) -> None:
         self.cell = cell
         self.task = task
         self.output_size = output_size
         self.dtype = cell.config.np_dtype
-        self.runner = CellRunner(cell)
+        self.runner = CellRunner(cell, origin=origin)
         self.readout = Readout(cell.config.hidden_size, output_size, self.dtype)
+
+    @property
+    def single_cell(self) -> bool:
+        """True when the readout reads this one cell's outputs directly and the cell starts from
+        a zero state: what a metric that reasons about that wiring (the gradient-flow profiles)
+        relies on. True for exactly this class; a subclass may wire the cell differently, so it
+        says False unless it overrides this."""
+        return type(self) is SequenceModel
+
+    def cell_params(self, params: Params) -> dict[str, Any]:
+        """The cell's parameters out of the model's flat ``params`` (the readout's left out),
+        under the cell's own names, as backend arrays: what ``model.cell.forward`` takes."""
+        return self.runner.backend_params(params)
 
     def init_params(self, rng: np.random.Generator) -> Params:
         params = self.runner.init_params(rng)
@@ -207,14 +249,20 @@ class EncoderDecoderModel:
     Parameters: ``encoder.<PyTorch name>``, ``decoder.<PyTorch name>``, ``readout.*``.
     """
 
-    def __init__(self, encoder: Cell, decoder: Cell, task: Task, output_size: int) -> None:
+    #: Two cells: see :attr:`SequenceModel.single_cell`.
+    single_cell = False
+
+    def __init__(
+        self, encoder: Cell, decoder: Cell, task: Task, output_size: int,
+        origin: CellOrigin | None = None,
+    ) -> None:
         if encoder.config.hidden_size != decoder.config.hidden_size:
             raise ValueError("encoder and decoder must have the same hidden size")
         self.task = task
         self.output_size = output_size
         self.dtype = encoder.config.np_dtype
-        self.encoder = CellRunner(encoder, ENCODER)
-        self.decoder = CellRunner(decoder, DECODER)
+        self.encoder = CellRunner(encoder, ENCODER, origin)
+        self.decoder = CellRunner(decoder, DECODER, origin)
         self.cell = encoder  # what metrics that look at "the cell" see
         self.readout = Readout(decoder.config.hidden_size, output_size, self.dtype)
 
@@ -292,8 +340,10 @@ def build_model(
     num_layers: int = 1,
     bias: bool = True,
     dtype: str = "float32",
+    origin: CellOrigin | None = None,
 ) -> Model:
-    """The model the task's topology asks for, with cells made by ``factory``."""
+    """The model the task's topology asks for, with cells made by ``factory`` (registered as
+    ``origin``, named when a cell breaks the protocol)."""
 
     def cell(input_size: int) -> Cell:
         return factory(CellConfig(input_size, hidden_size, num_layers, bias, dtype))
@@ -302,6 +352,6 @@ def build_model(
         if data.decoder_input_size is None:
             raise ValueError(f"task {task.name!r} is encoder-decoder but has no decoder inputs")
         return EncoderDecoderModel(
-            cell(data.input_size), cell(data.decoder_input_size), task, data.output_size
+            cell(data.input_size), cell(data.decoder_input_size), task, data.output_size, origin
         )
-    return SequenceModel(cell(data.input_size), task, data.output_size)
+    return SequenceModel(cell(data.input_size), task, data.output_size, origin)

@@ -1,4 +1,4 @@
-"""Parameters to and from ``.npz`` files, in PyTorch's names and shapes.
+"""Parameters to and from ``.npz`` files (or in-memory mappings), in PyTorch's names and shapes.
 
 A cell's parameters are a dict keyed by PyTorch's names (``weight_ih_l{k}``, ``weight_hh_l{k}``,
 ``bias_ih_l{k}``, ``bias_hh_l{k}``; see :mod:`rnnbench.cell`), so the ``state_dict`` of a
@@ -6,12 +6,22 @@ A cell's parameters are a dict keyed by PyTorch's names (``weight_ih_l{k}``, ``w
 An uncompressed ``.npz`` of it is the interchange format: numpy reads and writes it, and PyTorch
 is needed only on the PyTorch side, never here.
 
-Export a trained PyTorch module, then load it here::
+Check a PyTorch module against a cell here, in memory (the tensors are converted; ``.numpy()``
+of each ``state_dict`` value works as well)::
+
+    config = rnnbench.CellConfig(input_size=..., hidden_size=..., num_layers=..., dtype="float64")
+    params = rnnbench.load_params(module.state_dict(), "lstm", config)
+
+or through a file, to load it later or elsewhere::
 
     import numpy as np
     np.savez(path, **{k: v.detach().numpy() for k, v in module.state_dict().items()})
 
     params = load_params(path, "lstm", CellConfig(input_size=..., hidden_size=..., ...))
+
+The cell may also be given as a cell object (``load_params(source, cell)``, its config taken from
+it), which works for any cell whose parameters are listed in ``cell.param_shapes`` (every
+:class:`rnnbench.StackedCell`), PyTorch's layout or not.
 
 Save parameters from here, then load them into a PyTorch module of the same sizes::
 
@@ -34,6 +44,7 @@ import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,19 +60,21 @@ _LAYER_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)$")
 
 
 class ParamsFileError(RnnbenchError):
-    """A parameters file cannot be read, or does not hold the parameters of the cell expected.
+    """A parameters file cannot be read, or it (or a mapping of arrays) does not hold the
+    parameters of the cell expected.
 
-    ``path`` is the file; ``problems`` one line per problem found (every one, not just the first),
-    each naming the key, the expected and the found shape, and a hint where one is obvious;
-    ``expected``, when given, describes the cell and config the file was loaded for.
+    ``path`` is the file, or None when the parameters were given as a mapping; ``problems`` one
+    line per problem found (every one, not just the first), each naming the key, the expected and
+    the found shape, and a hint where one is obvious; ``expected``, when given, describes the cell
+    and config the parameters were loaded for.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], problems: list[str], expected: str | None = None
+        self, path: str | os.PathLike[str] | None, problems: list[str], expected: str | None = None
     ) -> None:
-        self.path = Path(path)
+        self.path = None if path is None else Path(path)
         self.problems = list(problems)
-        where = f"parameters file {str(self.path)!r}"
+        where = "parameters mapping" if self.path is None else f"parameters file {str(self.path)!r}"
         if expected:
             where += f" (expected the parameters of {expected})"
         if len(self.problems) == 1:
@@ -102,42 +115,98 @@ def save_params(path: str | os.PathLike[str], params: Mapping[str, np.ndarray]) 
 
 
 def load_params(
-    path: str | os.PathLike[str], cell: str, config: CellConfig
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    cell: str | Any,
+    config: CellConfig | None = None,
 ) -> dict[str, np.ndarray]:
-    """Read the parameters of a ``cell`` (``"rnn"``, ``"lstm"`` or ``"gru"``) of ``config``.
+    """The parameters of a cell, read from ``source``: the path of a ``.npz`` file, or a mapping
+    of names to arrays (a PyTorch ``state_dict``: tensors are detached, moved to the CPU and
+    converted; anything ``numpy.asarray`` reads works).
 
-    The file must hold exactly the keys of :func:`rnnbench.cell.param_shapes` for the cell and
-    config, each a floating-point array of the expected shape; anything else raises
-    :class:`ParamsFileError` listing every problem. The arrays come back C-contiguous, cast to
-    ``config.dtype``, in PyTorch's order of names.
+    ``cell`` is a built-in cell's name (``"rnn"``, ``"lstm"`` or ``"gru"``) with its ``config``,
+    or a cell object, whose ``config`` and ``param_shapes`` (every :class:`rnnbench.StackedCell`
+    has them) say what is expected. ``source`` must hold exactly those keys, each a
+    floating-point array of the expected shape; anything else raises :class:`ParamsFileError`
+    listing every problem. The arrays come back C-contiguous, cast to ``config.dtype``, in the
+    cell's order of names, never sharing memory with ``source``.
     """
-    if cell not in GATES:
-        raise ValueError(f"unknown cell {cell!r}: {did_you_mean(cell, GATES)}")
-    if not isinstance(config, CellConfig):
-        raise TypeError(f"load_params needs a CellConfig, got {config!r}")
-    expected = param_shapes(GATES[cell], config)
-    found = _read_npz(path)
+    name, config, expected, gates = _expected_params(cell, config)
+    if isinstance(source, Mapping):
+        path, found, problems = None, *_read_mapping(source)
+    else:
+        path, found, problems = source, _read_npz(source), []
 
-    problems = _key_problems(found, expected, config)
+    pytorch_layout = gates is not None
+    problems += _key_problems(found, expected, config, pytorch_layout)
     file_sizes = _file_sizes(found)
-    for name, shape in expected.items():
-        if name not in found:
+    for key, shape in expected.items():
+        if key not in found:
             continue
-        array = found[name]
+        array = found[key]
         if not np.issubdtype(array.dtype, np.floating):
-            problems.append(f"{name!r}: dtype {array.dtype} is not a floating-point type")
+            problems.append(f"{key!r}: dtype {array.dtype} is not a floating-point type")
         elif array.shape != shape:
-            hint = _shape_hint(name, shape, array.shape, cell, config, file_sizes)
+            hint = _shape_hint(key, shape, array.shape, name, gates, config, file_sizes)
             problems.append(
-                f"{name!r}: expected shape {shape}, found {array.shape}"
+                f"{key!r}: expected shape {shape}, found {array.shape}"
                 + (f" ({hint})" if hint else "")
             )
     if problems:
-        raise ParamsFileError(path, problems, expected=f"{cell}({_describe(config)})")
-    return {name: np.ascontiguousarray(found[name], dtype=config.np_dtype) for name in expected}
+        raise ParamsFileError(path, problems, expected=f"{name}({_describe(config)})")
+    return {key: np.array(found[key], dtype=config.np_dtype, order="C") for key in expected}
 
 
 # --- Helpers -------------------------------------------------------------------------------------
+
+
+def _expected_params(
+    cell: str | Any, config: CellConfig | None
+) -> tuple[str, CellConfig, dict[str, tuple[int, ...]], int | None]:
+    """``(name, config, shapes, gates)`` of the cell asked for; ``gates`` is None unless the
+    parameters are PyTorch's layout (then the hints about cells and sizes apply)."""
+    if isinstance(cell, str):
+        if cell not in GATES:
+            raise ValueError(f"unknown cell {cell!r}: {did_you_mean(cell, GATES)}")
+        if not isinstance(config, CellConfig):
+            raise TypeError(f"load_params needs a CellConfig, got {config!r}")
+        return cell, config, param_shapes(GATES[cell], config), GATES[cell]
+    own = getattr(cell, "config", None)
+    shapes = getattr(cell, "param_shapes", None)
+    if not isinstance(own, CellConfig) or not isinstance(shapes, Mapping):
+        raise TypeError(
+            "load_params needs a cell name (rnn, lstm, gru) and a CellConfig, or a cell object"
+            f" with config and param_shapes (a rnnbench.StackedCell), got {cell!r}"
+        )
+    if config is not None and config != own:
+        raise ValueError(f"config {config!r} differs from the cell's own {own!r}; leave it out")
+    gates = getattr(cell, "gates", None)
+    if not isinstance(gates, int) or dict(shapes) != param_shapes(gates, own):
+        gates = None
+    name = getattr(cell, "kind", None) or type(cell).__name__
+    return name, own, dict(shapes), gates
+
+
+def _read_mapping(source: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Every value of ``source`` as a numpy array, and a line for each one that is not."""
+    found, problems = {}, []
+    for key, value in source.items():
+        if not isinstance(key, str):
+            problems.append(f"key {key!r} is not a string")
+            continue
+        try:
+            found[key] = _as_array(value)
+        except Exception as exc:
+            problems.append(f"{key!r}: cannot be read as an array ({_reason(exc)})")
+    return found, problems
+
+
+def _as_array(value: Any) -> np.ndarray:
+    """A numpy array of ``value``; a torch tensor is detached and moved to the CPU first."""
+    if not isinstance(value, np.ndarray):
+        for method in ("detach", "cpu", "numpy"):
+            if callable(getattr(value, method, None)):
+                value = getattr(value, method)()
+    return np.asarray(value)
 
 
 def _read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
@@ -177,9 +246,13 @@ def _describe(config: CellConfig) -> str:
 
 
 def _key_problems(
-    found: Mapping[str, np.ndarray], expected: Mapping[str, tuple[int, ...]], config: CellConfig
+    found: Mapping[str, np.ndarray],
+    expected: Mapping[str, tuple[int, ...]],
+    config: CellConfig,
+    pytorch_layout: bool = True,
 ) -> list[str]:
-    """A line for every missing and every unexpected key, with a hint where one is obvious."""
+    """A line for every missing and every unexpected key, with a hint where one is obvious (the
+    hints about bias and layers only for PyTorch's names)."""
     missing = [n for n in expected if n not in found]
     unexpected = [n for n in found if n not in expected]
     file_layers = {int(m.group(2)) for n in found if (m := _LAYER_KEY.match(n))}
@@ -187,24 +260,28 @@ def _key_problems(
     problems = []
     for name in missing:
         hint = None
-        if name.startswith("bias_") and not file_has_bias:
+        if not pytorch_layout:
+            pass
+        elif name.startswith("bias_") and not file_has_bias:
             hint = "was the model saved with bias=False?"
         elif file_layers and int(name.rsplit("_l", 1)[1]) > max(file_layers):
             hint = f"was the model saved with num_layers={max(file_layers) + 1}?"
         problems.append(f"missing key {name!r}" + (f" ({hint})" if hint else ""))
     for name in unexpected:
         hint = None
-        match = _LAYER_KEY.match(name)
-        if name.endswith("_reverse"):
-            hint = "bidirectional models are not supported"
-        elif name.startswith("weight_hr_"):
-            hint = "LSTM projections (proj_size) are not supported"
-        elif "." in name and name.rsplit(".", 1)[1] in expected:
+        match = _LAYER_KEY.match(name) if pytorch_layout else None
+        if "." in name and name.rsplit(".", 1)[1] in expected:
             prefix = name.rsplit(".", 1)[0]
             hint = (
                 f"a key with the prefix {prefix + '.'!r}: save the recurrent module's state_dict,"
                 " not that of a model wrapping it"
             )
+        elif not pytorch_layout:
+            pass
+        elif name.endswith("_reverse"):
+            hint = "bidirectional models are not supported"
+        elif name.startswith("weight_hr_"):
+            hint = "LSTM projections (proj_size) are not supported"
         elif match and match.group(1).startswith("bias_") and not config.bias:
             hint = "was the model saved with bias=True?"
         elif match and int(match.group(2)) >= config.num_layers:
@@ -227,13 +304,17 @@ def _shape_hint(
     want: tuple[int, ...],
     got: tuple[int, ...],
     cell: str,
+    gates: int | None,
     config: CellConfig,
     file_sizes: tuple[int, int] | None,
 ) -> str | None:
-    """Why ``got`` may differ from ``want``: another cell, hidden_size or input_size."""
-    gates, hidden = GATES[cell], config.hidden_size
+    """Why ``got`` may differ from ``want``: another cell, hidden_size or input_size (the last
+    three for PyTorch's layout only, ``gates`` given)."""
+    hidden = config.hidden_size
     if len(got) != len(want):
         return f"expected a {len(want)}-D array"
+    if gates is None:
+        return None
     if file_sizes is not None:
         file_gates, file_hidden = file_sizes
         if file_gates != gates and file_gates in _CELL_OF_GATES:

@@ -140,6 +140,11 @@ class RunRecord:
     seconds: float = 0.0
     #: The task and its non-default parameters, for tables (``RunSpec.task_label``).
     task_label: str = ""
+    #: Who provided the run's cell, task and metrics: ``{"cell": P, "task": P, "metrics": [P +
+    #: {"names": [...]}]}``, each P ``{"plugin", "distribution", "version"}`` (plus ``"file"``
+    #: for a local plugin file). Not part of the configuration, so not of the run id; ``None``
+    #: in records written before rnnbench recorded it.
+    provenance: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

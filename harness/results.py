@@ -123,8 +123,14 @@ def _json_default(value: Any) -> Any:
 # --- environment -------------------------------------------------------------------------------
 
 
-def capture_environment(project_dir: Path | None = None) -> dict[str, Any]:
-    """Where and with what a suite ran: enough for a reviewer to judge a difference."""
+def capture_environment(
+    project_dir: Path | None = None, plugins: Sequence[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Where and with what a suite ran: enough for a reviewer to judge a difference.
+
+    ``plugins`` (``PluginHost.environment_plugins()``) lists every plugin met, with the
+    distribution and version that provided it and its status; recorded as ``plugins``.
+    """
     packages = {}
     for name in KEY_PACKAGES:
         try:
@@ -147,6 +153,7 @@ def capture_environment(project_dir: Path | None = None) -> dict[str, Any]:
         },
         "packages": packages,
         "git": _git_state(project_dir or Path(__file__).resolve().parent.parent),
+        **({"plugins": list(plugins)} if plugins is not None else {}),
     }
 
 

@@ -13,12 +13,15 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from rnnbench.boundary import CellOrigin
 from rnnbench.cell import CELL_MEMBERS, CellConfig, parameter_count
 from rnnbench.errors import PluginError
+from rnnbench.hookspecs import EvaluationLogs
 from rnnbench.initialisation import initialise
 from rnnbench.model import Evaluation, Model, build_model
 from rnnbench.plugin_manager import CellEntry, PluginHost, Registry
@@ -26,6 +29,9 @@ from rnnbench.records import RunRecord, RunSpec
 from rnnbench.results import ResultStore
 from rnnbench.task import Task, TaskData
 from rnnbench.training import TrainingResult, train
+
+if TYPE_CHECKING:
+    from rnnbench.suite import Suite
 
 
 @dataclass
@@ -55,6 +61,10 @@ class RunOutcome:
 class RunObserver(Protocol):
     """Progress display (the CLI's); every method is optional to act on."""
 
+    def suite_started(
+        self, suite: Suite, runs: Sequence[RunSpec], already_done: Sequence[RunSpec],
+        output_dir: Path,
+    ) -> None: ...
     def run_started(self, spec: RunSpec, index: int, total: int) -> None: ...
     def training_step(self, step: int, total: int) -> None: ...
     def run_finished(self, record: RunRecord, index: int, total: int) -> None: ...
@@ -69,6 +79,13 @@ class SilentObserver:
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+    def suite_started(
+        self, suite: Suite, runs: Sequence[RunSpec], already_done: Sequence[RunSpec],
+        output_dir: Path,
+    ) -> None:
+        """Before the first run: ``runs`` will run; ``already_done`` were finished earlier in
+        ``output_dir`` and are skipped (``resume``); ``suite.skipped`` are unavailable here."""
 
     def run_started(self, spec: RunSpec, index: int, total: int) -> None:
         pass
@@ -125,6 +142,7 @@ def execute_run(
         status="ok",
         started=started_at,
         task_label=spec.task_label,
+        provenance=registry.run_provenance(spec),
     )
     outcome = None
     try:
@@ -146,25 +164,26 @@ def execute_run(
 def _train_and_evaluate(
     spec: RunSpec, registry: Registry, host: PluginHost, observer: RunObserver | None
 ) -> RunOutcome:
-    task = registry.tasks[spec.task].task_class(**dict(spec.task_params))
+    task = registry.task(spec.task).task_class(**dict(spec.task_params))
     data_seed, model_seed = seeds_for(spec.seed)
     data = task.make_data(data_seed)
-    cell_entry = registry.cells[(spec.cell, spec.backend)]
+    cell_entry = registry.cell(spec.cell, spec.backend)
 
     def checked_factory(config: CellConfig) -> Any:
         cell = cell_entry.factory(config)
         check_cell_contract(cell, cell_entry)
         return cell
 
+    origin = CellOrigin(spec.cell, spec.backend, cell_entry.plugin)
     model = build_model(task, data, checked_factory, spec.hidden_size, spec.num_layers,
-                        spec.bias, spec.dtype)
+                        spec.bias, spec.dtype, origin)
     rng = np.random.default_rng(model_seed)
     params = model.init_params(rng)
     initialise(params, spec.training.init, spec.training.spectral_radius, rng)
     initial = {name: value.copy() for name, value in params.items()}
 
-    def on_evaluation(step: int, logs: dict[str, float]) -> bool:
-        answers = host.hook.rnnbench_epoch_end(run=spec, step=step, logs=dict(logs))
+    def on_evaluation(step: int, logs: EvaluationLogs) -> bool:
+        answers = host.hook.rnnbench_evaluation(run=spec, step=step, logs=logs.copy())
         return any(answer is True for answer in answers)
 
     training = train(
@@ -206,11 +225,15 @@ def check_cell_contract(cell: Any, entry: CellEntry) -> None:
 def compute_metrics(
     outcome: RunOutcome, names: Iterable[str], registry: Registry
 ) -> dict[str, Any]:
-    """Each named metric's value; a metric that raises is recorded as an error string, so one
-    broken metric plugin does not lose the run."""
+    """Each named metric's value; a metric that raises, or whose name two plugins register, is
+    recorded as an error string, so one broken metric plugin does not lose the run."""
     values: dict[str, Any] = {}
     for name in names:
-        entry = registry.metrics[name]
+        try:
+            entry = registry.metric(name)
+        except (PluginError, LookupError) as exc:
+            values[name] = f"error: {exc}"
+            continue
         try:
             value = entry.function(outcome)
         except Exception as exc:
@@ -242,7 +265,7 @@ def is_profile(value: Any) -> bool:
     )
 
 
-def run_suite(
+def execute_runs(
     suite: Any,
     runs: Sequence[RunSpec],
     host: PluginHost,
@@ -251,7 +274,10 @@ def run_suite(
     observer: RunObserver | None = None,
 ) -> list[RunRecord]:
     """Run ``runs`` (already filtered and resume-skipped) and append each record to ``store``
-    as soon as it finishes. Returns the records of this invocation."""
+    as soon as it finishes. Returns the records of this invocation.
+
+    The engine under :func:`rnnbench.run_suite` (in :mod:`rnnbench.api`), which reads and
+    selects the suite and writes the results folder around it."""
     executor = executor or SerialExecutor()
     observer = observer or SilentObserver()
     host.hook.rnnbench_suite_start(suite=suite, runs=list(runs))

@@ -2,7 +2,8 @@
 
 The loop knows nothing of YAML or of plugins: it receives a model, data, a TrainingConfig, a
 random generator and an ``on_evaluation`` callback (the runner turns that into the
-``rnnbench_epoch_end`` hook and progress display).
+``rnnbench_evaluation`` hook and progress display). What it measures at each evaluation is an
+:class:`~rnnbench.hookspecs.EvaluationLogs`, part of the plugin contract.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rnnbench.hookspecs import EvaluationLogs
 from rnnbench.model import Model
 from rnnbench.records import TrainingConfig
 from rnnbench.task import TaskData
@@ -90,13 +92,14 @@ def clip_by_global_norm(grads: Params, max_norm: float, norm: float | None = Non
 
 @dataclass
 class TrainingResult:
-    """What the loop produced. ``curve`` has one entry per evaluation."""
+    """What the loop produced. ``curve`` has one entry per evaluation (the ``logs`` the
+    ``rnnbench_evaluation`` hook received there)."""
 
     params: Params
     steps_done: int
     total_steps: int
     train_seconds: float
-    curve: list[dict[str, float]] = field(default_factory=list)
+    curve: list[EvaluationLogs] = field(default_factory=list)
     diverged: bool = False
     divergence: str | None = None
     stopped_early: bool = False
@@ -128,7 +131,7 @@ def train(
     params: Params,
     config: TrainingConfig,
     rng: np.random.Generator,
-    on_evaluation: Callable[[int, dict[str, float]], bool] | None = None,
+    on_evaluation: Callable[[int, EvaluationLogs], bool] | None = None,
     on_step: Callable[[int, int], None] | None = None,
 ) -> TrainingResult:
     """Train ``params`` in place with minibatches reshuffled every epoch.
@@ -150,7 +153,7 @@ def _train(
     params: Params,
     config: TrainingConfig,
     rng: np.random.Generator,
-    on_evaluation: Callable[[int, dict[str, float]], bool] | None,
+    on_evaluation: Callable[[int, EvaluationLogs], bool] | None,
     on_step: Callable[[int, int], None] | None,
 ) -> TrainingResult:
     total, eval_every = resolve_schedule(config, len(data.train))
@@ -191,7 +194,7 @@ def _train(
 
         if step % eval_every == 0 or step == total:
             evaluation = model.evaluate(params, data.validation)
-            logs = {
+            logs: EvaluationLogs = {
                 "step": float(step),
                 "seconds": result.train_seconds,
                 "train_loss": float(np.mean(losses)),

@@ -156,3 +156,200 @@ def test_usage_errors_exit_2(argv):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
+
+
+# --- plugins: clashes, -p, -p no:, broken plugins, provenance ----------------------------------
+
+ONE_CELL = """\
+name: one_cell
+cell: {cell}
+task:
+  - name: adding
+    params: {{length: 4, train_size: 40, validation_size: 20, test_size: 20}}
+hidden_size: 4
+dtype: float64
+training: {{optimizer: adam, lr: 0.01, batch_size: 20, steps: 2}}
+metrics: [test_loss, steps]
+"""
+
+
+def one_cell_suite(tmp_path: Path, cell: str) -> Path:
+    path = tmp_path / f"{cell}.yaml"
+    path.write_text(ONE_CELL.format(cell=cell))
+    return path
+
+
+def test_clashing_plugin_fails_suites_using_the_name_only(tmp_path, data_dir, capsys):
+    clashing = ["-p", str(data_dir / "clashing_plugin.py")]
+    assert main(["validate", str(one_cell_suite(tmp_path, "lstm")), *clashing]) == 2
+    err = capsys.readouterr().err
+    assert "plugin 'reference_cells' (rnnbench " in err
+    assert "plugin 'clashing_plugin' (local file " in err
+    assert "cell 'lstm' on backend 'numpy'" in err
+    assert "-p no:reference_cells or -p no:clashing_plugin" in err
+    out = tmp_path / "out"
+    assert main(["run", str(one_cell_suite(tmp_path, "gru")), "-o", str(out), "-q",
+                 *clashing]) == 0
+    assert main(["run", str(one_cell_suite(tmp_path, "clash_own")), "-o", str(tmp_path / "o2"),
+                 "-q", "-p", str(data_dir / "clashing_plugin.py"), "-p", "no:reference_cells",
+                 ]) == 1  # the plugin's own cell is still there (and fails: it is not a cell)
+    record = json.loads((tmp_path / "o2" / "results.jsonl").read_text())
+    assert "plugin 'clashing_plugin'" in record["error"]
+
+
+def test_installed_plugin_clashing_with_a_builtin(tmp_path, data_dir, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(data_dir / "site"))
+    assert main(["validate", str(one_cell_suite(tmp_path, "gru"))]) == 2
+    err = capsys.readouterr().err
+    assert "plugin 'clash_cells' (clash-dist 1.2.3)" in err and "'reference_cells'" in err
+    assert "-p no:clash_cells" in err
+    assert main(["run", str(one_cell_suite(tmp_path, "lstm")), "-o", str(tmp_path / "out"),
+                 "-q"]) == 0
+    assert main(["validate", str(one_cell_suite(tmp_path, "gru")), "-p", "no:clash_cells"]) == 0
+
+
+def test_conflicting_reporter_fails_before_any_run(tmp_path, capsys):
+    plugin = tmp_path / "csv_again.py"
+    plugin.write_text(
+        "from rnnbench import hookimpl\n"
+        "@hookimpl\n"
+        "def rnnbench_register_reporters(register):\n"
+        "    register('csv', lambda table, out_dir: [])\n"
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(one_cell_suite(tmp_path, "gru")), "-o", str(out),
+                 "-p", str(plugin)]) == 2
+    assert "both register reporter 'csv'" in capsys.readouterr().err
+    assert not (out / "results.jsonl").exists()
+
+
+def test_p_of_an_entry_point_module_is_harmless(tmp_path, capsys):
+    assert main(["validate", str(one_cell_suite(tmp_path, "lstm")),
+                 "-p", "rnnbench.plugins.cells.reference"]) == 0
+    err = capsys.readouterr().err
+    assert "Error" not in err and "Traceback" not in err
+
+
+def test_p_no_of_an_unknown_name_warns_with_a_suggestion(tmp_path, capsys):
+    assert main(["list", "-p", "no:referenc_cells"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: -p no:referenc_cells matches no plugin" in err
+    assert "did you mean 'reference_cells'?" in err
+    assert main(["validate", str(one_cell_suite(tmp_path, "lstm")), "-p", "no:tabel_reporters"]
+                ) == 0
+    assert "did you mean 'table_reporters'?" in capsys.readouterr().err
+    assert main(["validate", str(one_cell_suite(tmp_path, "lstm")), "-p", "no:plot_reporters"]
+                ) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_broken_plugin_error_names_file_and_line_and_offers_the_traceback(
+    tmp_path, data_dir, capsys, monkeypatch
+):
+    suite = str(one_cell_suite(tmp_path, "lstm"))
+    broken = ["-p", str(data_dir / "raising_plugin.py")]
+    assert main(["validate", suite, *broken]) == 2
+    err = capsys.readouterr().err
+    assert "raising_plugin.py:7)" in err and "KeyError" in err
+    assert "--traceback" in err and "Traceback (most recent call last)" not in err
+    assert main(["validate", suite, *broken, "--traceback"]) == 2
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+    monkeypatch.setenv("RNNBENCH_TRACEBACK", "1")
+    assert main(["validate", suite, *broken]) == 2
+    assert "in _settings" in capsys.readouterr().err
+
+
+def test_list_and_plugins_keep_working_with_broken_plugins(data_dir, capsys):
+    broken = ["-p", str(data_dir / "import_error_plugin.py")]
+    assert main(["list", *broken]) == 0
+    out = capsys.readouterr().out
+    assert "lstm" in out
+    assert "plugin 'import_error_plugin' failed to load" in out
+    assert "import_error_plugin.py:3)" in out
+    assert main(["plugins", "--json", *broken]) == 0
+    report = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
+    assert report["import_error_plugin"]["status"] == "broken"
+    assert "ModuleNotFoundError" in report["import_error_plugin"]["reason"]
+
+
+def test_plugins_table(data_dir, capsys):
+    assert main(["plugins", "-p", str(data_dir / "clashing_plugin.py")]) == 0
+    out = capsys.readouterr().out
+    for text in ("reference_cells", "rnnbench", "register_cells", "rnn/numpy", "loaded",
+                 "clashing_plugin", "(local)", "in conflict", "clash_metric",
+                 "training_metrics", "register_metrics"):
+        assert text in out, text
+    assert "2 in conflict" in out
+
+
+def test_plugins_json(capsys):
+    import rnnbench
+
+    assert main(["plugins", "--json", "-p", "no:numba_cuda_cells"]) == 0
+    report = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
+    reference = report["reference_cells"]
+    assert reference["distribution"] == "rnnbench"
+    assert reference["version"] == rnnbench.__version__
+    assert reference["origin"] == "entry point"
+    assert reference["module"] == "rnnbench.plugins.cells.reference"
+    assert reference["file"].endswith("reference.py")
+    assert reference["hooks"] == ["rnnbench_register_cells"]
+    assert reference["registered"] == {"cell": ["rnn/numpy", "lstm/numpy", "gru/numpy"]}
+    assert reference["status"] == "loaded" and reference["reason"] is None
+    assert report["numba_cuda_cells"]["status"] == "disabled"
+    assert report["numba_cuda_cells"]["registered"] == {}
+
+
+def test_records_and_environment_name_their_providers(tmp_path, data_dir):
+    import rnnbench
+
+    out = tmp_path / "out"
+    toy = str(data_dir / "toy_plugin.py")
+    assert main(["run", str(one_cell_suite(tmp_path, "toy")), "-o", str(out), "-q",
+                 "-p", toy]) == 0
+    (record,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    builtin = {"distribution": "rnnbench", "version": rnnbench.__version__}
+    assert record["provenance"] == {
+        "cell": {"plugin": "toy_plugin", "distribution": None, "version": None, "file": toy},
+        "task": {"plugin": "many_to_one_tasks", **builtin},
+        "metrics": [{"plugin": "training_metrics", **builtin, "names": ["test_loss", "steps"]}],
+    }
+    environment = json.loads((out / "environment.json").read_text())
+    plugins = {p["plugin"]: p for p in environment["plugins"]}
+    assert plugins["reference_cells"] == {"plugin": "reference_cells", **builtin,
+                                          "status": "loaded",
+                                          "module": "rnnbench.plugins.cells.reference"}
+    assert plugins["toy_plugin"]["file"] == toy
+
+
+def test_records_without_provenance_still_read_and_compare(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", str(one_cell_suite(tmp_path, "gru")), "-o", str(out), "-q"]) == 0
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "environment.json").write_text((out / "environment.json").read_text())
+    record = json.loads((out / "results.jsonl").read_text())
+    run_id = record["run_id"]
+    del record["provenance"]
+    (old / "results.jsonl").write_text(json.dumps(record) + "\n")
+    (only,) = ResultStore(old).records()
+    assert only.provenance is None and only.run_id == run_id
+    assert main(["show", str(old)]) == 0
+    assert main(["compare", str(old), str(out), "--exact"]) == 0
+    assert "is provided by" not in capsys.readouterr().out
+
+
+def test_compare_mentions_a_cell_from_another_distribution(tmp_path, capsys):
+    a = tmp_path / "a"
+    assert main(["run", str(one_cell_suite(tmp_path, "gru")), "-o", str(a), "-q"]) == 0
+    b = tmp_path / "b"
+    b.mkdir()
+    (b / "environment.json").write_text((a / "environment.json").read_text())
+    record = json.loads((a / "results.jsonl").read_text())
+    record["provenance"]["cell"] = {"plugin": "fast_gru", "distribution": "fast-cells",
+                                    "version": "2.0"}
+    (b / "results.jsonl").write_text(json.dumps(record) + "\n")
+    assert main(["compare", str(a), str(b)]) == 0  # same numbers: still a match
+    out = capsys.readouterr().out
+    assert "note: cell gru/numpy is provided by reference_cells (rnnbench " in out
+    assert "by fast_gru (fast-cells 2.0) in B" in out

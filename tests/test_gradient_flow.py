@@ -13,7 +13,7 @@ import pytest
 from rnnbench import Split, Task, TaskData, Topology, mse, param
 from rnnbench.cell import CellConfig
 from rnnbench.initialisation import initialise
-from rnnbench.model import READOUT_BIAS, READOUT_WEIGHT, SequenceModel
+from rnnbench.model import READOUT_BIAS, READOUT_WEIGHT, EncoderDecoderModel, SequenceModel
 from rnnbench.plugins.cells.reference import GRUCell, LSTMCell, RNNCell
 from rnnbench.plugins.metrics import gradient_flow as gf
 from rnnbench.plugins.metrics import memory
@@ -153,6 +153,38 @@ def test_numba_cpu_gives_the_reference_profile():
     np.testing.assert_allclose(gf.gradient_by_lag(fast, params, data.validation, lags),
                                gf.gradient_by_lag(model, params, data.validation, lags),
                                rtol=1e-10)
+
+
+def test_profile_only_for_the_plain_one_cell_model():
+    """``single_cell`` (public) decides: a subclass may wire the cell differently, and an
+    encoder-decoder has two cells; neither gets a profile."""
+
+    class Rewired(SequenceModel):
+        pass
+
+    task = AddingProblem(length=6, train_size=4, validation_size=4, test_size=4)
+    data = task.make_data(0)
+    model, _ = make_model(GRUCell, task, data)
+    cell = model.cell
+    decoder = EncoderDecoderModel(cell, GRUCell(cell.config), task, data.output_size)
+    for candidate, expected in [
+        (model, True),
+        (Rewired(cell, task, data.output_size), False),
+        (decoder, False),
+    ]:
+        assert candidate.single_cell is expected
+        run = SimpleNamespace(model=candidate, task=task, data=data)
+        assert gf.applies(run) is expected
+
+
+def test_cell_params_are_the_cells_own():
+    task = AddingProblem(length=6, train_size=4, validation_size=4, test_size=4)
+    data = task.make_data(0)
+    model, params = make_model(LSTMCell, task, data, layers=2)
+    cell_params = model.cell_params(params)
+    assert list(cell_params) == list(model.cell.param_shapes)
+    for name, value in cell_params.items():
+        np.testing.assert_array_equal(value, params[name])
 
 
 # --- Lags and the fitted decay ------------------------------------------------------------------

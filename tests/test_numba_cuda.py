@@ -1,4 +1,5 @@
-"""The numba-cuda cells against the numpy reference: every output and gradient, both dtypes.
+"""The numba-cuda cells: the test kit's cell checks, and every output and gradient against the
+numpy reference in both dtypes.
 
 These need ``numba.cuda``: a CUDA GPU, or Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, as
 ``tox -e cuda-sim`` sets it; the variable is read when Numba is imported, so it cannot be set
@@ -11,7 +12,9 @@ blocks, several shared-memory rounds and partial tiles, and ``test_any_geometry`
 kernels under a few more geometries, the GPU's included.
 
 Errors are measured per array as in ``test_numba_cpu``: ``max|a - b| / max|b|``, bounds float64
-1e-9, float32 1e-4.
+1e-9, float32 1e-4. The kit's finite-difference checks (``gradients``, ``edge_shapes``) run on a
+GPU only: on the simulator they would take minutes, and the gradients are held to 1e-9 of the
+reference's, which ``test_reference_cells`` checks against finite differences.
 """
 
 from __future__ import annotations
@@ -22,8 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cellcheck import CELLS as REFERENCE
-from cellcheck import KINDS, make_case
 
 from rnnbench.cell import CellConfig
 from rnnbench.model import SequenceModel
@@ -36,9 +37,12 @@ from rnnbench.plugins.cells.numba_cuda import (
     is_device_array,
 )
 from rnnbench.plugins.tasks.many_to_one import AddingProblem
+from rnnbench.testing import CELL_CHECK_NAMES, cell_checks, check_cell, make_case, scaled_error
 
+KINDS = ["rnn", "lstm", "gru"]
 CUDA = {"rnn": CudaRNNCell, "lstm": CudaLSTMCell, "gru": CudaGRUCell}
-TOLERANCE = {"float64": 1e-9, "float32": 1e-4}
+HOST = build_host()
+REFERENCE = {kind: HOST.registry.cells[(kind, "numpy")].factory for kind in KINDS}
 #: (T, B, I, H). The last: H and B not multiples of any block or tile size.
 SHAPES = [(1, 1, 1, 1), (1, 2, 3, 1), (3, 2, 5, 7), (2, 3, 4, 17)]
 
@@ -46,6 +50,12 @@ REASON = numba_cuda.unavailable_reason()
 needs_cuda = pytest.mark.skipif(
     REASON is not None, reason=f"numba-cuda cells cannot run here: {REASON}"
 )
+#: The kit's checks run here: finite differences take minutes on the simulator.
+KIT_CHECKS = [
+    name for name in CELL_CHECK_NAMES
+    if name != "matches_reference"  # every shape in test_matches_reference
+    and not (numba_cuda.on_simulator() and name in ("gradients", "edge_shapes"))
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -61,17 +71,14 @@ def _fast_simulator_threads():
     sys.setswitchinterval(saved)
 
 
-def scaled_error(ours: np.ndarray, reference: np.ndarray) -> float:
-    assert ours.shape == reference.shape and ours.dtype == reference.dtype
-    scale = max(float(np.max(np.abs(reference))), np.finfo(reference.dtype).tiny)
-    return float(np.max(np.abs(ours.astype(np.float64) - reference))) / scale
-
-
-def everything(case, cell, on_device: bool) -> dict[str, np.ndarray]:
-    """Forward outputs, final state and every gradient of ``case``'s loss, computed by ``cell``,
-    as host arrays; with ``on_device``, each must have come back as a device array."""
-    result = cell.forward(case.params, case.x, case.state)
-    back = cell.backward(case.params, result.cache, case.w_out, case.w_state)
+def everything(case, on_device: bool) -> dict[str, np.ndarray]:
+    """Forward outputs, final state and every gradient of ``case``'s loss (the kit passes
+    device arrays), as host arrays; with ``on_device``, each must have come back as a device
+    array."""
+    cell = case.cell
+    result = case.forward()
+    back = cell.backward(case.backend_params(), result.cache, cell.to_backend(case.w_out),
+                         case.backend_state(case.w_state))
     found = {"outputs": result.outputs, "x": back.d_inputs}
     found.update({f"final[{i}]": s for i, s in enumerate(result.final_state)})
     found.update({f"d_initial[{i}]": d for i, d in enumerate(back.d_initial_state)})
@@ -82,26 +89,38 @@ def everything(case, cell, on_device: bool) -> dict[str, np.ndarray]:
     return {name: cell.to_host(array) for name, array in found.items()}
 
 
-def assert_matches_reference(case, cuda_cell, label=""):
-    expected = everything(case, case.cell, on_device=False)
-    got = everything(case, cuda_cell, on_device=True)
-    assert got.keys() == expected.keys()
-    dtype = case.cell.config.dtype
-    for name in expected:
-        error = scaled_error(got[name], expected[name])
-        assert error < TOLERANCE[dtype], f"{label} {dtype} {name}: {error:.3g}"
+@needs_cuda
+@pytest.mark.parametrize(
+    "check",
+    [check for kind in KINDS for check in cell_checks(
+        CUDA[kind], reference=REFERENCE[kind], checks=KIT_CHECKS, layers=[2], bias=[True],
+        supports=HOST.registry.cells[(kind, "numba-cuda")].supports)],
+)
+def test_cell_checks(check):
+    """Step against forward, arguments left alone, separate gradient arrays (the optimizer
+    updates them in place), init as the reference's, float32 against float64, ... on two
+    layers; test_matches_reference covers every layer count and bias setting."""
+    check()
 
 
 @needs_cuda
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "T{}B{}I{}H{}".format(*s))
-@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
-@pytest.mark.parametrize("num_layers", [1, 2], ids=["L1", "L2"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_matches_reference(kind, num_layers, bias, shape, dtype):
-    case = make_case(kind, shape, num_layers, bias, dtype)
-    cell = CUDA[kind](case.cell.config)
-    assert_matches_reference(case, cell, f"{kind} {shape} L{num_layers}")
+def test_matches_reference(kind, shape):
+    """Every output and gradient, in 1 and 2 layers, with and without bias, both dtypes."""
+    check_cell(CUDA[kind], reference=REFERENCE[kind], checks=["matches_reference"],
+               shapes=[shape]).raise_on_failure()
+
+
+@needs_cuda
+@pytest.mark.parametrize("kind", KINDS)
+def test_results_are_device_arrays(kind):
+    case = make_case(CUDA[kind], (3, 2, 2, 3), num_layers=2)
+    everything(case, on_device=True)
+    cell = case.cell
+    output, state = cell.step(case.backend_params(), cell.to_backend(case.x[0]),
+                              case.backend_state())
+    assert is_device_array(output) and all(is_device_array(s) for s in state)
 
 
 @needs_cuda
@@ -123,80 +142,38 @@ def test_matches_reference(kind, num_layers, bias, shape, dtype):
 def test_any_geometry(kind, geometry):
     from rnnbench.plugins.cells.cuda_kernels import GPU_GEOMETRY, Geometry
 
+    def factory(config):
+        cell = CUDA[kind](config)
+        cell.geometry = GPU_GEOMETRY if geometry == "gpu" else Geometry(**geometry)
+        return cell
+
     # One thread does a whole GEMM by itself there: a smaller case.
     shape = (2, 3, 2, 5) if geometry != "gpu" and geometry["max_blocks"] == 1 else (3, 5, 4, 9)
-    case = make_case(kind, shape, num_layers=2)
-    cell = CUDA[kind](case.cell.config)
-    cell.geometry = GPU_GEOMETRY if geometry == "gpu" else Geometry(**geometry)
-    assert_matches_reference(case, cell, f"{kind} {cell.geometry}")
-
-
-@needs_cuda
-@pytest.mark.parametrize("kind", KINDS)
-def test_step_repeated_equals_forward(kind):
-    case = make_case(kind, (4, 3, 2, 5), num_layers=2, cell_class=CUDA[kind])
-    cell = case.cell
-    whole = cell.forward(case.params, case.x, case.state)
-    params = {name: cell.to_backend(p) for name, p in case.params.items()}
-    state, outputs = tuple(cell.to_backend(s) for s in case.state), []
-    for x_t in case.x:
-        output, state = cell.step(params, cell.to_backend(x_t), state)
-        assert is_device_array(output) and all(is_device_array(s) for s in state)
-        outputs.append(cell.to_host(output))
-    np.testing.assert_allclose(np.stack(outputs), cell.to_host(whole.outputs), rtol=1e-12)
-    for ours, theirs in zip(state, whole.final_state, strict=True):
-        np.testing.assert_allclose(cell.to_host(ours), cell.to_host(theirs), rtol=1e-12)
+    check_cell(factory, reference=REFERENCE[kind], checks=["matches_reference"], shapes=[shape],
+               layers=[2], bias=[True], dtypes=["float64"]).raise_on_failure()
 
 
 @needs_cuda
 def test_host_and_device_arguments_give_the_same_results():
-    case = make_case("lstm", (3, 2, 3, 4), num_layers=2, cell_class=CudaLSTMCell)
+    case = make_case(CudaLSTMCell, (3, 2, 3, 4), num_layers=2)
     cell = case.cell
-    on_host = everything(case, cell, on_device=True)
-    case.params = {name: cell.to_backend(p) for name, p in case.params.items()}
-    case.x = cell.to_backend(case.x)
-    case.state = tuple(cell.to_backend(s) for s in case.state)
-    case.w_out = cell.to_backend(case.w_out)
-    case.w_state = tuple(cell.to_backend(s) for s in case.w_state)
-    on_device = everything(case, cell, on_device=True)
+    on_device = everything(case, on_device=True)
+    result = cell.forward(case.params, case.x, case.state)  # host arrays, copied over
+    back = cell.backward(case.params, result.cache, case.w_out, case.w_state)
+    on_host = {"outputs": result.outputs, "x": back.d_inputs}
+    on_host.update({f"final[{i}]": s for i, s in enumerate(result.final_state)})
+    on_host.update({f"d_initial[{i}]": d for i, d in enumerate(back.d_initial_state)})
+    on_host.update({f"grad {name}": g for name, g in back.param_grads.items()})
+    assert on_host.keys() == on_device.keys()
     for name, value in on_host.items():
-        np.testing.assert_array_equal(on_device[name], value, err_msg=name)
-
-
-@needs_cuda
-@pytest.mark.parametrize("kind", KINDS)
-def test_backward_leaves_its_arguments_alone(kind):
-    case = make_case(kind, (4, 3, 2, 5), num_layers=2, cell_class=CUDA[kind])
-    cell = case.cell
-    params = {name: cell.to_backend(p) for name, p in case.params.items()}
-    result = cell.forward(params, case.x, case.state)
-    d_out = cell.to_backend(case.w_out)
-    d_final = tuple(cell.to_backend(s) for s in case.w_state)
-    first = cell.backward(params, result.cache, d_out, d_final)
-    second = cell.backward(params, result.cache, d_out, d_final)
-    for name, grad in first.param_grads.items():
-        np.testing.assert_array_equal(cell.to_host(grad), cell.to_host(second.param_grads[name]))
-    np.testing.assert_array_equal(cell.to_host(d_out), case.w_out)
-    for ours, original in zip(d_final, case.w_state, strict=True):
-        np.testing.assert_array_equal(cell.to_host(ours), original)
-    for name, value in params.items():
-        np.testing.assert_array_equal(cell.to_host(value), case.params[name])
-
-
-@needs_cuda
-def test_bias_gradients_are_separate_arrays():
-    """The optimizer and clipping update gradients in place: two keys must not share one."""
-    case = make_case("lstm", (3, 2, 2, 3), cell_class=CudaLSTMCell)
-    cell = case.cell
-    result = cell.forward(case.params, case.x, case.state)
-    grads = cell.backward(case.params, result.cache, case.w_out).param_grads
-    before = cell.to_host(grads["bias_hh_l0"])
-    grads["bias_ih_l0"].copy_to_device(np.zeros_like(before))
-    np.testing.assert_array_equal(cell.to_host(grads["bias_hh_l0"]), before)
+        assert is_device_array(value), name
+        np.testing.assert_array_equal(cell.to_host(value), on_device[name], err_msg=name)
 
 
 @needs_cuda
 def test_protocol_arrays_and_state():
+    """What the kit's protocol check leaves to this backend: arrays live on the device, and a
+    device or host array passes through unchanged where no copy is needed."""
     config = CellConfig(3, 4, num_layers=2, dtype="float32")
     cell = CudaGRUCell(config)
     host = np.arange(6, dtype=np.float64).reshape(2, 3)
@@ -207,17 +184,13 @@ def test_protocol_arrays_and_state():
     assert cell.to_host(host) is host
     (h,) = cell.initial_state(5)
     assert is_device_array(h) and h.shape == (2, 5, 4) and h.dtype == np.float32
-    np.testing.assert_array_equal(cell.to_host(h), np.zeros((2, 5, 4), np.float32))
     params = cell.init_params(np.random.default_rng(3))
-    reference = REFERENCE["gru"](config).init_params(np.random.default_rng(3))
-    for name, value in reference.items():
-        assert isinstance(params[name], np.ndarray)
-        np.testing.assert_array_equal(params[name], value)
+    assert all(isinstance(value, np.ndarray) for value in params.values())  # on the host
 
 
 @needs_cuda
 def test_bad_arguments_are_explained():
-    case = make_case("rnn", (2, 3, 2, 4), cell_class=CudaRNNCell)
+    case = make_case(CudaRNNCell, (2, 3, 2, 4))
     cell = case.cell
     with pytest.raises(ValueError, match="dtype"):
         cell.forward(case.params, case.x.astype(np.float32), case.state)
@@ -241,8 +214,8 @@ def test_sequence_model_gives_the_numpy_cells_loss_and_gradients(kind):
     data = task.make_data(0)
     batch = data.train.batch(np.arange(5))
     found = []
-    for cell_class in (REFERENCE[kind], CUDA[kind]):
-        cell = cell_class(CellConfig(data.input_size, 6, num_layers=2, dtype="float64"))
+    for factory in (REFERENCE[kind], CUDA[kind]):
+        cell = factory(CellConfig(data.input_size, 6, num_layers=2, dtype="float64"))
         model = SequenceModel(cell, task, data.output_size)
         params = model.init_params(np.random.default_rng(4))
         found.append(model.loss_and_grads(params, batch))
@@ -258,10 +231,9 @@ def test_sequence_model_gives_the_numpy_cells_loss_and_gradients(kind):
 
 
 def test_registered_through_the_entry_point_group():
-    host = build_host()
-    assert "numba_cuda_cells" not in host.registry.broken
+    assert "numba_cuda_cells" not in HOST.registry.broken
     for kind, cell_class in CUDA.items():
-        entry = host.registry.cells[(kind, "numba-cuda")]
+        entry = HOST.registry.cells[(kind, "numba-cuda")]
         assert entry.plugin == "numba_cuda_cells"
         assert entry.factory is cell_class
         assert entry.unavailable_reason() == REASON

@@ -325,3 +325,138 @@ def test_a_folder(tmp_path):
 def test_unknown_cell_name(tmp_path):
     with pytest.raises(ValueError, match="did you mean 'lstm'"):
         load_params(tmp_path / "p.npz", "lstn", CellConfig(IN, HID))
+
+
+# --- In-memory mappings (a converted PyTorch state_dict) and cell objects -------------------------
+
+
+class FakeTensor:
+    """What load_params needs of a torch.Tensor: ``detach``, ``cpu`` and ``numpy``, in order."""
+
+    def __init__(self, array: np.ndarray, calls: list[str]) -> None:
+        self.array, self.calls = array, calls
+
+    def detach(self) -> FakeTensor:
+        self.calls.append("detach")
+        return self
+
+    def cpu(self) -> FakeTensor:
+        self.calls.append("cpu")
+        return self
+
+    def numpy(self) -> np.ndarray:
+        self.calls.append("numpy")
+        return self.array
+
+
+def mapping_error(source, cell, config=None) -> str:
+    with pytest.raises(ParamsFileError) as info:
+        load_params(source, cell, config)
+    assert info.value.path is None
+    message = str(info.value)
+    assert message.startswith("parameters mapping")
+    return message
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_a_mapping_loads_like_a_file(tmp_path, cell, dtype):
+    config = CellConfig(IN, HID, num_layers=2, dtype=dtype)
+    params = params_of(cell, CellConfig(IN, HID, num_layers=2, dtype="float64"))
+    from_file = load_params(save_params(tmp_path / "p.npz", params), cell, config)
+    reordered = dict(reversed(list(params.items())))  # a state_dict's order is not ours
+    from_mapping = load_params(reordered, cell, config)
+    assert list(from_mapping) == list(from_file) == list(param_shapes(GATES[cell], config))
+    for name, value in from_file.items():
+        assert from_mapping[name].dtype == np.dtype(dtype) and from_mapping[name].flags.c_contiguous
+        np.testing.assert_array_equal(from_mapping[name], value)
+
+
+def test_a_mapping_is_copied_not_shared():
+    """Training updates parameters in place: it must never write into the caller's arrays."""
+    config = CellConfig(IN, HID, dtype="float64")
+    params = params_of("gru", config)
+    loaded = load_params(params, "gru", config)
+    for name, value in params.items():
+        assert not np.shares_memory(loaded[name], value)
+
+
+def test_tensor_like_values_are_detached_and_converted():
+    config = CellConfig(IN, HID, dtype="float32")
+    params = params_of("lstm", config)
+    calls: list[str] = []
+    state_dict = {name: FakeTensor(value, calls) for name, value in params.items()}
+    loaded = load_params(state_dict, "lstm", config)
+    assert calls == ["detach", "cpu", "numpy"] * len(params)
+    for name, value in params.items():
+        np.testing.assert_array_equal(loaded[name], value)
+
+
+def test_a_wrong_shape_in_a_mapping_is_explained():
+    config = CellConfig(IN, HID)
+    params = params_of("gru", config)
+    message = mapping_error(params, "lstm", config)
+    assert "(expected the parameters of lstm(input_size=4, hidden_size=7" in message
+    assert f"'weight_ih_l0': expected shape ({4 * HID}, {IN}), found ({3 * HID}, {IN})" in message
+    assert "saved from a GRU?" in message
+
+
+def test_a_mapping_reports_every_problem():
+    config = CellConfig(IN, HID)
+    params: dict = dict(params_of("rnn", config))
+    params["weight_hh_l0"] = [[1.0, 2.0], [3.0]]  # ragged: not an array
+    params[3] = np.zeros(2)
+    params["rnn.weight_ih_l0"] = params.pop("weight_ih_l0")
+    message = mapping_error(params, "rnn", config)
+    assert "'weight_hh_l0': cannot be read as an array (ValueError" in message
+    assert "key 3 is not a string" in message
+    assert "missing key 'weight_ih_l0'" in message
+    assert "unexpected key 'rnn.weight_ih_l0' (a key with the prefix 'rnn.'" in message
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_a_cell_object_says_what_to_expect(cell):
+    config = CellConfig(IN, HID, num_layers=2, dtype="float64")
+    params = params_of(cell, config)
+    loaded = load_params(params, CELLS[cell](config))
+    assert list(loaded) == list(param_shapes(GATES[cell], config))
+    assert load_params(params, CELLS[cell](config), config).keys() == loaded.keys()
+    with pytest.raises(ValueError, match="differs from the cell's own"):
+        load_params(params, CELLS[cell](config), CellConfig(IN, HID))
+    message = mapping_error(params, CELLS[cell](CellConfig(IN, 5, num_layers=2)))
+    assert "hidden_size differs" in message
+
+
+class VectorRecurrence(rnnbench.StackedCell):
+    """Parameters that are not PyTorch's: an IndRNN-like vector recurrent weight."""
+
+    def layer_param_shapes(self, k):
+        return {f"w{k}": (self.config.hidden_size, self.layer_input_size(k)),
+                f"u{k}": (self.config.hidden_size,)}
+
+    def layer_forward(self, params, k, inputs, state):
+        raise NotImplementedError
+
+    def layer_backward(self, params, k, layer_cache, d_outputs, d_final):
+        raise NotImplementedError
+
+
+def test_any_stacked_cells_parameters_load():
+    cell = VectorRecurrence(CellConfig(IN, HID, num_layers=2, dtype="float64"))
+    params = cell.init_params(np.random.default_rng(0))
+    loaded = load_params(params, cell)
+    assert list(loaded) == ["w0", "u0", "w1", "u1"]
+    broken = {**params, "u1": params["u1"][:3], "bias_ih_l0": np.zeros(HID)}
+    del broken["w0"]
+    message = mapping_error(broken, cell)
+    assert "expected the parameters of VectorRecurrence(" in message
+    assert "missing key 'w0'\n" in message
+    assert "unexpected key 'bias_ih_l0'\n" in message  # no PyTorch hints for another layout
+    assert f"'u1': expected shape ({HID},), found (3,)" in message
+
+
+def test_a_cell_must_be_a_name_or_a_cell_object():
+    with pytest.raises(TypeError, match=r"needs a cell name .* or a cell object"):
+        load_params({}, object())
+    with pytest.raises(TypeError, match="needs a CellConfig"):
+        load_params({}, "rnn")

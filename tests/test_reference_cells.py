@@ -1,9 +1,12 @@
 """The numpy reference cells: the oracle for every other backend, so pinned down hard here.
 
-- gradients against finite differences, for every parameter, the inputs and the initial state;
+- the test kit's cell checks (``rnnbench.testing``) on every cell, over several shapes, layer
+  counts, bias settings and both dtypes: gradients against finite differences for every
+  parameter, the inputs and the initial state; ``step`` against ``forward``; arguments left
+  alone; no aliasing; ``d_final_state=None``; float32 against float64; T = B = I = H = 1;
 - forward against the PyTorch equations written out by hand, one time step at a time;
-- the layer stack, ``step``, float32 against float64, PyTorch's parameter layout and init;
-- backward leaves its arguments alone; bad inputs fail with errors that say what was expected.
+- the layer stack, PyTorch's parameter layout and init;
+- bad inputs fail with errors that say what was expected.
 """
 
 from __future__ import annotations
@@ -11,99 +14,47 @@ from __future__ import annotations
 import numpy as np
 import pluggy
 import pytest
-from cellcheck import (
-    CELLS,
-    FD_FLOOR,
-    FD_TOL,
-    KINDS,
-    Case,
-    assert_gradients_match,
-    fd_derivative,
-    make_case,
-)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnnbench import hookspecs
 from rnnbench.cell import GATES, Cell, CellConfig, init_uniform, param_shapes, parameter_count
+from rnnbench.plugin_manager import build_host
 from rnnbench.plugins.cells import reference
 from rnnbench.plugins.cells.reference import GRUCell, LSTMCell, RNNCell, sigmoid
+from rnnbench.testing import CELL_CHECK_NAMES, cell_checks, check_cell, make_case
 
+CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
+KINDS = list(CELLS)
+HOST = build_host()
 #: (T, B, I, H)
 SHAPES = [(1, 1, 1, 1), (1, 2, 3, 1), (4, 1, 2, 3), (5, 3, 4, 2)]
+#: The reference is checked on its own; other backends are compared with it in their tests.
+OWN_CHECKS = [n for n in CELL_CHECK_NAMES if n not in ("same_init_as_reference",
+                                                       "matches_reference")]
 
-# --- Gradients -----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "T{}B{}I{}H{}".format(*s))
-@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
-@pytest.mark.parametrize("num_layers", [1, 2], ids=["L1", "L2"])
-@pytest.mark.parametrize("kind", KINDS)
-def test_gradients_match_finite_differences(kind, num_layers, bias, shape):
-    case = make_case(kind, shape, num_layers, bias, seed=10 * num_layers + bias)
-    analytic = case.analytic()
-    expected_keys = set(param_shapes(GATES[kind], case.cell.config)) | {"x"}
-    expected_keys |= {f"state[{i}]" for i in range(case.cell.state_size)}
-    assert set(analytic) == expected_keys
-    assert_gradients_match(analytic, case.numeric())
-
-
-def _scale_one_element(grads):
-    grads["weight_hh_l1"] = grads["weight_hh_l1"].copy()
-    grads["weight_hh_l1"][3, 1] *= 1 + 1e-4
-
-
-def _flip_one_input_gradient(grads):
-    grads["x"] = grads["x"].copy()
-    grads["x"][2, 0, 1] *= -1
-
-
-def _drop_initial_state_gradient(grads):
-    grads["state[1]"] = np.zeros_like(grads["state[1]"])
+# --- The test kit's checks -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "corrupt", [_scale_one_element, _flip_one_input_gradient, _drop_initial_state_gradient]
+    "check",
+    [check for kind in KINDS for check in cell_checks(
+        (kind, "numpy"), reference=None, checks=OWN_CHECKS, shapes=SHAPES, host=HOST)],
 )
-def test_gradient_checker_catches_wrong_gradients(corrupt):
-    case = make_case("lstm", (3, 2, 2, 2), num_layers=2, seed=7)
-    analytic, numeric = case.analytic(), case.numeric()
-    assert_gradients_match(analytic, numeric)
-    corrupt(analytic)
-    with pytest.raises(AssertionError, match="relative error"):
-        assert_gradients_match(analytic, numeric)
+def test_cell_checks(check):
+    check()
 
 
-class _GRUWithBackwardBug(GRUCell):
-    """A plausible mistake: forgetting that the reset gate scales ``W_hn h + b_hn``'s gradient."""
-
-    @staticmethod
-    def step_backward(d_new_state, state, saved):
-        d_gi, d_gh, d_state = GRUCell.step_backward(d_new_state, state, saved)
-        hidden = d_gi.shape[1] // 3
-        d_gh = d_gh.copy()
-        d_gh[:, 2 * hidden :] = d_gi[:, 2 * hidden :]
-        return d_gi, d_gh, d_state
+def test_checks_cover_every_variant():
+    """The kit tries 1 and 2 layers, with and without bias, in both dtypes, on every shape."""
+    report = check_cell(("gru", "numpy"), reference=None, checks=["shapes_and_dtypes"],
+                        shapes=SHAPES, host=HOST)
+    assert report.passed, report
+    assert "of 32 cases (layers 1, 2; bias on, off; float32, float64)" in report.results[0].message
 
 
-def test_gradient_checker_catches_a_buggy_cell():
-    case = make_case("gru", (3, 2, 2, 2), seed=3, cell_class=_GRUWithBackwardBug)
-    with pytest.raises(AssertionError, match="relative error"):
-        assert_gradients_match(case.analytic(), case.numeric())
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_backward_without_final_state_gradient_means_zero(kind):
-    case = make_case(kind, (3, 2, 2, 3), num_layers=2)
-    result = case.cell.forward(case.params, case.x, case.state)
-    zeros = tuple(np.zeros_like(s) for s in case.state)
-    implicit = case.cell.backward(case.params, result.cache, case.w_out)
-    explicit = case.cell.backward(case.params, result.cache, case.w_out, zeros)
-    np.testing.assert_array_equal(implicit.d_inputs, explicit.d_inputs)
-    for name in case.params:
-        np.testing.assert_array_equal(implicit.param_grads[name], explicit.param_grads[name])
-    for a, b in zip(implicit.d_initial_state, explicit.d_initial_state, strict=True):
-        np.testing.assert_array_equal(a, b)
+def _case(kind, shape, num_layers=1, bias=True, dtype="float64", seed=0):
+    return make_case(CELLS[kind], shape, num_layers, bias, dtype, seed)
 
 
 # --- Forward against the equations ---------------------------------------------------------------
@@ -111,7 +62,7 @@ def test_backward_without_final_state_gradient_means_zero(kind):
 
 def _by_hand_case(kind):
     """T=1, B=2, I=3, H=2, one layer: small enough to write the equations out per sequence."""
-    case = make_case(kind, (1, 2, 3, 2), seed=11)
+    case = _case(kind, (1, 2, 3, 2), seed=11)
     result = case.cell.forward(case.params, case.x, case.state)
     return case, result
 
@@ -183,7 +134,7 @@ def test_zero_weights_without_bias_give_known_values(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_layers_stack_outputs_upwards(kind):
     """A two-layer cell is a one-layer cell fed with another one-layer cell's outputs."""
-    case = make_case(kind, (4, 2, 3, 2), num_layers=2)
+    case = _case(kind, (4, 2, 3, 2), num_layers=2)
     result = case.cell.forward(case.params, case.x, case.state)
     layer_input = case.x
     for k, input_size in enumerate((3, 2)):
@@ -196,43 +147,7 @@ def test_layers_stack_outputs_upwards(kind):
     np.testing.assert_allclose(result.outputs, layer_input, rtol=1e-13)
 
 
-@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
-@pytest.mark.parametrize("num_layers", [1, 2], ids=["L1", "L2"])
-@pytest.mark.parametrize("kind", KINDS)
-def test_step_repeated_equals_forward(kind, num_layers, bias):
-    case = make_case(kind, (5, 3, 4, 2), num_layers, bias)
-    result = case.cell.forward(case.params, case.x, case.state)
-    state = case.state
-    for t in range(case.x.shape[0]):
-        out, state = case.cell.step(case.params, case.x[t], state)
-        np.testing.assert_allclose(out, result.outputs[t], rtol=1e-12, atol=1e-15)
-    for stepped, whole in zip(state, result.final_state, strict=True):
-        np.testing.assert_allclose(stepped, whole, rtol=1e-12, atol=1e-15)
-
-
 # --- float32 --------------------------------------------------------------------------------------
-
-
-def _all_results(case: Case) -> dict[str, np.ndarray]:
-    result = case.cell.forward(case.params, case.x, case.state)
-    back = case.cell.backward(case.params, result.cache, case.w_out, case.w_state)
-    found = {"outputs": result.outputs, "d_inputs": back.d_inputs}
-    found.update({f"final_state[{i}]": s for i, s in enumerate(result.final_state)})
-    found.update({f"d_initial_state[{i}]": s for i, s in enumerate(back.d_initial_state)})
-    found.update({f"d_{n}": g for n, g in back.param_grads.items()})
-    return found
-
-
-@pytest.mark.parametrize("num_layers", [1, 2], ids=["L1", "L2"])
-@pytest.mark.parametrize("kind", KINDS)
-def test_float32_agrees_with_float64(kind, num_layers):
-    single = _all_results(make_case(kind, (6, 3, 4, 5), num_layers, dtype="float32", seed=5))
-    double = _all_results(make_case(kind, (6, 3, 4, 5), num_layers, dtype="float64", seed=5))
-    assert single.keys() == double.keys()
-    for name, value in single.items():
-        assert value.dtype == np.float32, f"{name} is {value.dtype}, not float32"
-        scale = np.max(np.abs(double[name]))
-        np.testing.assert_allclose(value, double[name], rtol=1e-4, atol=1e-4 * scale, err_msg=name)
 
 
 def test_sigmoid_is_stable_and_keeps_dtype():
@@ -241,49 +156,6 @@ def test_sigmoid_is_stable_and_keeps_dtype():
         s = sigmoid(a)
     assert s.dtype == np.float32
     np.testing.assert_allclose(s, [0.0, np.exp(-50.0), 0.5, 1.0, 1.0], rtol=1e-6, atol=0)
-
-
-# --- Arguments are left alone ------------------------------------------------------------------
-
-
-def _frozen(array):
-    array = array.copy()
-    array.flags.writeable = False
-    return array
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_forward_and_backward_do_not_modify_their_arguments(kind):
-    case = make_case(kind, (4, 2, 3, 2), num_layers=2)
-    params = {n: _frozen(v) for n, v in case.params.items()}
-    x, state = _frozen(case.x), tuple(_frozen(s) for s in case.state)
-    d_out, d_state = _frozen(case.w_out), tuple(_frozen(s) for s in case.w_state)
-    # Read-only arrays: any in-place write raises.
-    result = case.cell.forward(params, x, state)
-    first = case.cell.backward(params, result.cache, d_out, d_state)
-    # And the values are unchanged, the cache included: a second backward gives the same answer.
-    second = case.cell.backward(params, result.cache, d_out, d_state)
-    for name in params:
-        np.testing.assert_array_equal(params[name], case.params[name])
-        np.testing.assert_array_equal(first.param_grads[name], second.param_grads[name])
-    np.testing.assert_array_equal(x, case.x)
-    np.testing.assert_array_equal(d_out, case.w_out)
-    np.testing.assert_array_equal(first.d_inputs, second.d_inputs)
-    for i in range(case.cell.state_size):
-        np.testing.assert_array_equal(state[i], case.state[i])
-        np.testing.assert_array_equal(d_state[i], case.w_state[i])
-        np.testing.assert_array_equal(first.d_initial_state[i], second.d_initial_state[i])
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_results_do_not_alias_arguments(kind):
-    case = make_case(kind, (1, 2, 2, 2))
-    result = case.cell.forward(case.params, case.x, case.state)
-    back = case.cell.backward(case.params, result.cache, case.w_out, case.w_state)
-    arguments = [*case.params.values(), case.x, *case.state, case.w_out, *case.w_state]
-    results = [result.outputs, *result.final_state, back.d_inputs, *back.d_initial_state]
-    for produced in results + list(back.param_grads.values()):
-        assert not any(np.shares_memory(produced, a) for a in arguments)
 
 
 # --- Parameters: PyTorch's layout and initialisation ------------------------------------------
@@ -356,23 +228,19 @@ def test_init_uniform_draws_in_order():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_protocol_basics(kind, dtype):
+    """What the kit's protocol check leaves to each backend: the state size of each cell, and
+    contiguous numpy arrays on this one."""
     cell = CELLS[kind](CellConfig(3, 4, num_layers=2, dtype=dtype))
     assert isinstance(cell, Cell)
     assert cell.state_size == (2 if kind == "lstm" else 1)
-    state = cell.initial_state(5)
-    assert len(state) == cell.state_size
-    for s in state:
-        assert s.shape == (2, 5, 4) and s.dtype == dtype and not s.any()
     host = np.arange(12.0)[::2].reshape(2, 3)  # float64, not contiguous
     array = cell.to_backend(host)
-    assert array.dtype == dtype and array.flags.c_contiguous
-    np.testing.assert_array_equal(cell.to_host(array), host)
-    assert isinstance(cell.to_host(array), np.ndarray)
+    assert isinstance(array, np.ndarray) and array.dtype == dtype and array.flags.c_contiguous
 
 
 @pytest.fixture
 def lstm_case():
-    return make_case("lstm", (4, 2, 3, 5), num_layers=2)
+    return _case("lstm", (4, 2, 3, 5), num_layers=2)
 
 
 @pytest.mark.parametrize(
@@ -421,7 +289,7 @@ def test_backward_rejects_bad_inputs(lstm_case):
         cell.backward(params, cache, lstm_case.w_out[:3])
     with pytest.raises(ValueError, match=r"d_final_state c must have shape \(2, 2, 5\)"):
         cell.backward(params, cache, lstm_case.w_out, (lstm_case.w_state[0], lstm_case.x))
-    other = make_case("gru", (4, 2, 3, 5), num_layers=2)
+    other = _case("gru", (4, 2, 3, 5), num_layers=2)
     other_cache = other.cell.forward(other.params, other.x, other.state).cache
     with pytest.raises(ValueError, match="cache must come from forward"):
         cell.backward(params, other_cache, lstm_case.w_out)
@@ -458,25 +326,13 @@ def test_registers_every_cell_on_the_numpy_backend():
     bias=st.booleans(),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_random_shapes_step_equals_forward_and_one_gradient_is_right(
+def test_random_shapes_step_equals_forward_and_gradients_are_right(
     kind, shape, num_layers, bias, seed
 ):
-    case = make_case(kind, shape, num_layers, bias, seed=seed)
-    result = case.cell.forward(case.params, case.x, case.state)
-    state = case.state
-    for t in range(shape[0]):
-        out, state = case.cell.step(case.params, case.x[t], state)
-        np.testing.assert_allclose(out, result.outputs[t], rtol=1e-12, atol=1e-15)
-    for stepped, whole in zip(state, result.final_state, strict=True):
-        np.testing.assert_allclose(stepped, whole, rtol=1e-12, atol=1e-15)
-
-    rng = np.random.default_rng(seed)
-    inputs = case.inputs()
-    name = sorted(inputs)[rng.integers(len(inputs))]
-    value, f = inputs[name]
-    idx = tuple(int(rng.integers(n)) for n in value.shape)
-    analytic = case.analytic()[name][idx]
-    numeric = fd_derivative(f, value, idx)
-    assert abs(analytic - numeric) / max(abs(analytic) + abs(numeric), FD_FLOOR) < FD_TOL, (
-        f"{name}{list(idx)}: analytic {analytic}, fd {numeric}"
-    )
+    """On random shapes: step against forward, and one random element of every gradient
+    (every parameter, the inputs, each initial state) against finite differences."""
+    check_cell(
+        (kind, "numpy"), reference=None, checks=["step_matches_forward", "gradients"],
+        shapes=[shape], layers=[num_layers], bias=[bias], dtypes=["float64"], seed=seed,
+        fd_elements=1, host=HOST,
+    ).raise_on_failure()

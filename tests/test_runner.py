@@ -9,7 +9,7 @@ import pytest
 
 from rnnbench.records import RunSpec, TrainingConfig
 from rnnbench.results import ResultStore
-from rnnbench.runner import execute_run, run_suite
+from rnnbench.runner import execute_run, execute_runs
 
 TIMING = {"step_ms", "train_seconds", "sequences_per_second"}  # a few every run must have
 
@@ -67,7 +67,7 @@ def test_failing_run_is_recorded_and_suite_goes_on(host, tmp_path):
             make_spec(host, "toy", 8)]
     store = ResultStore(tmp_path)
     store.start_fresh()
-    records = run_suite(None, runs, host, store)
+    records = execute_runs(None, runs, host, store)
     assert [r.status for r in records] == ["ok", "failed", "ok"]
     assert "boom: this cell refuses hidden_size 13" in records[1].error
     assert [r.status for r in store.records()] == ["ok", "failed", "ok"]
@@ -102,12 +102,12 @@ def test_results_are_appended_as_runs_finish_and_resume_skips_them(host, tmp_pat
             assert record.run_id in {r.run_id for r in store.records()}
 
     with pytest.raises(KeyboardInterrupt):
-        run_suite(None, runs, host, store, observer=Interrupt())
+        execute_runs(None, runs, host, store, observer=Interrupt())
     assert [r.run_id for r in store.records()] == [runs[0].run_id, runs[1].run_id]
 
     remaining = [r for r in runs if r.run_id not in store.finished_ids()]
     assert remaining == [runs[2]]
-    run_suite(None, remaining, host, store)
+    execute_runs(None, remaining, host, store)
     assert [r.run_id for r in store.records()] == [r.run_id for r in runs]
 
 
@@ -115,14 +115,14 @@ def test_failed_runs_are_retried_on_resume(host, tmp_path):
     store = ResultStore(tmp_path)
     store.start_fresh()
     spec = make_spec(host, "toy_boom", 13, steps=5)
-    run_suite(None, [spec], host, store)
+    execute_runs(None, [spec], host, store)
     assert spec.run_id not in store.finished_ids()
 
 
 def test_torn_last_line_is_skipped_with_warning(host, tmp_path):
     store = ResultStore(tmp_path)
     store.start_fresh()
-    run_suite(None, [make_spec(host, steps=5)], host, store)
+    execute_runs(None, [make_spec(host, steps=5)], host, store)
     with open(store.path, "a") as handle:
         handle.write('{"run_id": "abc", "lab')
     with pytest.warns(UserWarning, match="unreadable record"):
@@ -133,7 +133,7 @@ def test_torn_last_line_is_skipped_with_warning(host, tmp_path):
 def test_start_fresh_keeps_the_previous_file(host, tmp_path):
     store = ResultStore(tmp_path)
     store.start_fresh()
-    run_suite(None, [make_spec(host, steps=5)], host, store)
+    execute_runs(None, [make_spec(host, steps=5)], host, store)
     store.start_fresh()
     assert store.records() == []
     previous = (tmp_path / "results.previous.jsonl").read_text().splitlines()
@@ -165,7 +165,7 @@ def test_event_hooks_see_every_run(host, tmp_path, data_dir):
     host.pm.register(Recorder(), name="recorder")
     store = ResultStore(tmp_path)
     spec = make_spec(host, steps=5)
-    run_suite(None, [spec], host, store)
+    execute_runs(None, [spec], host, store)
     assert events == [("suite_start", 1), ("run_start", spec.run_id), ("run_end", "ok"),
                       ("suite_end", 1)]
 

@@ -8,17 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from rnnbench import CellConfig, CellSupport
+from rnnbench.cell import DTYPES
 from rnnbench.errors import SuiteError, SuiteProblem
-from rnnbench.plugin_manager import CellEntry, MetricEntry, Registry, TaskEntry
+from rnnbench.plugin_manager import CellEntry, MetricEntry, Registry, TaskEntry, build_host
 from rnnbench.suite import (
     SUITE_SCHEMA,
     Suite,
-    _Validator,
     field_name,
     load_suite,
     read_suite,
     validate_suite,
 )
+from rnnbench.suite_schema import SchemaValidator
 from rnnbench.task import Task, Topology, param
 
 
@@ -108,7 +110,7 @@ training:
 
 
 def test_schema_is_valid_draft_2020_12() -> None:
-    _Validator.check_schema(SUITE_SCHEMA)
+    SchemaValidator.check_schema(SUITE_SCHEMA)
 
 
 def test_line_of_keys_and_items(write) -> None:
@@ -701,3 +703,122 @@ def test_many_problems_are_reported_together_in_file_order(write, registry) -> N
 def test_read_then_validate_separately(write, registry) -> None:
     doc = read_suite(write(BASIC))
     assert validate_suite(doc, registry).runs == load_suite(doc.path, registry).runs
+
+
+# --- what a cell supports ------------------------------------------------------------------------
+
+NARROW = """
+name: narrow
+cell: [lstm, narrow_lstm]
+task: {name: adding, params: {length: 3, train_size: 20, validation_size: 10, test_size: 10}}
+hidden_size: 4
+num_layers: [1, 2]
+bias: [true, false]
+training: {steps: 2, batch_size: 10}
+"""
+
+
+@pytest.fixture
+def narrow_registry(data_dir) -> Registry:
+    """The built-ins plus tests/data/narrow_plugin.py: narrow_lstm supports float64, one layer,
+    with biases only."""
+    return build_host(plugins=[str(data_dir / "narrow_plugin.py")]).registry
+
+
+def test_unsupported_values_name_cell_backend_asked_supported_and_fix(write, narrow_registry):
+    problems = problems_of(write(NARROW), narrow_registry)
+    assert [(p.line, p.field, p.message) for p in problems] == [
+        # The default dtype was not written: reported at the cell that cannot run it.
+        (2, "cell[1]", "cell 'narrow_lstm' on backend 'numpy' does not support dtype float32 "
+         "(the suite's default; supported: float64)"),
+        # Only the list values the cell cannot run are blamed: num_layers 2, bias false.
+        (5, "num_layers[1]", "cell 'narrow_lstm' on backend 'numpy' does not support num_layers "
+         "2 (at most 1)"),
+        (6, "bias[1]", "cell 'narrow_lstm' on backend 'numpy' does not support bias false "
+         "(supported: true)"),
+    ]
+    assert [p.hint for p in problems] == [
+        "use dtype float64 for it, or exclude the combination: "
+        "exclude: [{cell: narrow_lstm, backend: numpy, dtype: float32}]",
+        "use num_layers up to 1 for it, or exclude the combination: "
+        "exclude: [{cell: narrow_lstm, backend: numpy, num_layers: 2}]",
+        "use bias true for it, or exclude the combination: "
+        "exclude: [{cell: narrow_lstm, backend: numpy, bias: false}]",
+    ]
+
+
+def test_the_suggested_excludes_fix_the_suite(write, narrow_registry):
+    problems = problems_of(write(NARROW.replace("hidden_size", "dtype: float64\nhidden_size")),
+                           narrow_registry)
+    assert [p.field for p in problems] == ["num_layers[1]", "bias[1]"]
+    excludes = [p.hint.split("exclude: [", 1)[1].rstrip("]") for p in problems]
+    fixed = write(NARROW.replace("hidden_size", "dtype: float64\nhidden_size")
+                  + f"exclude: [{', '.join(excludes)}]\n", "fixed.yaml")
+    suite = load_suite(fixed, narrow_registry)
+    assert [(r.cell, r.num_layers, r.bias) for r in suite.runs] == [
+        ("lstm", 1, True), ("lstm", 1, False), ("lstm", 2, True), ("lstm", 2, False),
+        ("narrow_lstm", 1, True),
+    ]
+
+
+def test_unsupported_value_in_an_include_is_reported_there(write, narrow_registry):
+    path = write(NARROW.replace("cell: [lstm, narrow_lstm]", "cell: lstm")
+                 + "include:\n  - {cell: narrow_lstm, dtype: float64, num_layers: 3}\n")
+    problems = problems_of(path, narrow_registry)
+    # The include sets num_layers itself and takes bias [true, false] from the suite's axes.
+    assert [(p.line, p.field) for p in problems] == [(6, "bias[1]"), (9, "include[0].num_layers")]
+    assert "'narrow_lstm'" in problems[0].message and "bias false" in problems[0].message
+    assert "num_layers 3 (at most 1)" in problems[1].message
+
+
+@pytest.mark.parametrize(
+    "supports",
+    [CellSupport(), CellSupport(dtypes=("float64",)), CellSupport(dtypes=("float32",)),
+     CellSupport(max_layers=2), CellSupport(bias=(False,)),
+     CellSupport(dtypes=("float64",), max_layers=1, bias=(True,))],
+)
+def test_validate_rejects_exactly_what_cell_support_rejects(write, supports):
+    """CellSupport.problems, the declaration's own check, is the oracle for every combination."""
+    registry = make_registry()
+    registry.cells[("declared", "numpy")] = CellEntry("declared", "numpy", _factory, "test",
+                                                      supports=supports)
+    for dtype in DTYPES:
+        for layers in (1, 2, 3):
+            for bias in (True, False):
+                path = write(BASIC.replace("[rnn, lstm]", "declared")
+                             + f"dtype: {dtype}\nnum_layers: {layers}\nbias: {str(bias).lower()}\n")
+                config = CellConfig(1, 8, num_layers=layers, bias=bias, dtype=dtype)
+                expected = supports.problems(config)
+                if expected:
+                    assert len(problems_of(path, registry)) == len(expected), config
+                else:
+                    assert len(load_suite(path, registry).runs) == 4, config
+
+
+def test_a_name_two_plugins_claim_is_an_error_at_its_line_and_other_suites_still_validate(
+    tmp_path,
+):
+    data = Path(__file__).parent / "data"
+    host = build_host(plugins=[str(data / "clashing_plugin.py")])
+    suite = tmp_path / "clash.yaml"
+    suite.write_text(
+        "name: clash\ncell: [rnn, lstm]\nbackend: numpy\n"
+        "task: {name: adding, params: {length: 5}}\nhidden_size: 4\n"
+        "training: {steps: 2}\nmetrics: [test_loss]\n"
+    )
+    with pytest.raises(SuiteError) as caught:
+        validate_suite(read_suite(suite), host.registry)
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.field) == (2, "cell[1]")
+    assert "'reference_cells'" in problem.message and "'clashing_plugin'" in problem.message
+    assert "-p no:" in problem.message
+
+    suite.write_text(suite.read_text().replace("[rnn, lstm]", "rnn"))
+    assert len(validate_suite(read_suite(suite), host.registry).runs) == 1
+
+    # No metrics key means every metric; one two plugins claim is then in use.
+    host.load_local(str(data / "clashing_metric_plugin.py"))
+    suite.write_text(suite.read_text().replace("metrics: [test_loss]\n", ""))
+    with pytest.raises(SuiteError) as caught:
+        validate_suite(read_suite(suite), host.registry)
+    assert "every registered metric" in caught.value.problems[0].message

@@ -1,5 +1,6 @@
-"""The built-in tasks: determinism, shapes, metadata, content, baselines, learnability, and the
-encoder-decoder model's gradients and free-running evaluation."""
+"""The built-in tasks: the test kit's task checks (declaration, parameters, determinism by seed,
+split shapes, baselines, loss and accuracy), content, learnability, and the encoder-decoder
+model's gradients and free-running evaluation."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from rnnbench import Split, Task, TaskData, Topology
+from rnnbench import Split, TaskData
 from rnnbench.cli import main
 from rnnbench.model import EncoderDecoderModel, SequenceModel, build_model
 from rnnbench.plugin_manager import build_host
@@ -20,9 +21,11 @@ from rnnbench.plugins.tasks.many_to_one import AddingProblem, Forecast
 from rnnbench.plugins.tasks.one_to_many import Sine
 from rnnbench.plugins.tasks.one_to_one import Blobs
 from rnnbench.records import TrainingConfig
+from rnnbench.testing import check_task, task_checks
 from rnnbench.training import train
 
-REGISTRY = build_host().registry
+HOST = build_host()
+REGISTRY = HOST.registry
 TASK_NAMES = sorted(REGISTRY.tasks)
 BUILT_IN = {"adding", "blobs", "sine", "forecast", "copy_memory", "echo", "reverse", "sort"}
 
@@ -60,45 +63,21 @@ def test_every_built_in_task_is_registered():
     assert not {name for name in REGISTRY.broken if name.endswith("_tasks")}
 
 
-@pytest.mark.parametrize("name", TASK_NAMES)
-def test_same_seed_same_data_other_seed_other_data(name):
-    task = REGISTRY.tasks[name].task_class()
-    first, again, other = task.make_data(3), task.make_data(3), task.make_data(4)
-    for a, b in zip(arrays_of(first), arrays_of(again), strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert any(
-        a.shape != c.shape or not np.array_equal(a, c)
-        for a, c in zip(arrays_of(first), arrays_of(other), strict=True)
-    )
+@pytest.mark.parametrize(
+    "check", [check for name in TASK_NAMES for check in task_checks(name, host=HOST)]
+)
+def test_task_checks(check):
+    check()
 
 
-@pytest.mark.parametrize("name", TASK_NAMES)
-def test_shapes_match_sizes_readout_and_model(name):
-    task = REGISTRY.tasks[name].task_class()
-    data = task.make_data(0)
-    for split_name, split in splits(data).items():
-        steps, count, features = split.inputs.shape
-        assert features == data.input_size and count == len(split) > 0, split_name
-        assert np.all(np.isfinite(split.inputs))
-        targets = split.targets
-        classes = np.issubdtype(targets.dtype, np.integer)
-        if task.readout == "last":
-            assert split.targets_axis == 0 and targets.shape[0] == count
-        else:
-            assert split.targets_axis == 1 and targets.shape[1] == count
-            out_steps = steps if task.model == "sequence" else split.decoder_inputs.shape[0]
-            assert targets.shape[0] == out_steps
-        if classes:
-            assert targets.ndim == (1 if task.readout == "last" else 2)
-            assert targets.min() >= 0 and targets.max() < data.output_size
-        else:
-            assert targets.shape[-1] == data.output_size and np.all(np.isfinite(targets))
-        if task.model == "encoder-decoder":
-            assert split.decoder_inputs.shape[1:] == (count, data.decoder_input_size)
-        else:
-            assert split.decoder_inputs is None and data.decoder_input_size is None
-    if task.topology is Topology.ONE_TO_ONE:
-        assert data.train.inputs.shape[0] == 1
+def test_task_checks_see_the_sunspots_as_fixed_data():
+    """The shipped series does not depend on the seed; the kit is told so, and still checks
+    that the baseline is computed from the data."""
+    params = {"source": "sunspots"}
+    assert not check_task("forecast", params=params, host=HOST).passed
+    report = check_task("forecast", params=params, data_depend_on_seed=False, host=HOST)
+    assert report.passed, report
+    assert "other data" in report["baseline"].message
 
 
 @pytest.mark.parametrize("name", TASK_NAMES)
@@ -111,31 +90,6 @@ def test_untrained_model_evaluates_to_a_finite_loss(name):
     assert math.isfinite(evaluation.loss)
     classification = np.issubdtype(data.validation.targets.dtype, np.integer)
     assert (evaluation.accuracy is not None) == classification
-
-
-@pytest.mark.parametrize("name", TASK_NAMES)
-def test_metadata_parameters_and_docs(name):
-    entry = REGISTRY.tasks[name]
-    cls = entry.task_class
-    assert isinstance(cls.topology, Topology) and cls.description and cls.__doc__
-    assert cls.parameters(), name
-    for f in cls.parameters():
-        assert f.metadata.get("help"), f"{name}.{f.name} has no help"
-        assert default_of(f) is not dataclasses.MISSING, f"{name}.{f.name} has no default"
-    for method in ("make_data", "loss", "baseline_loss"):
-        assert getattr(cls, method) is not getattr(Task, method), f"{name} lacks {method}"
-    if cls.free_running:
-        assert cls.feedback is not Task.feedback
-
-
-@pytest.mark.parametrize("name", TASK_NAMES)
-def test_baseline_is_computed_finite_and_positive(name):
-    task = REGISTRY.tasks[name].task_class()
-    data = task.make_data(0)
-    baseline = task.baseline_loss(data)
-    assert math.isfinite(baseline) and baseline > 0
-    # Computed from the data, not typed in: other data, another number.
-    assert task.baseline_loss(task.make_data(1)) != baseline
 
 
 def test_list_shows_every_task_with_topology_and_parameters(capsys, monkeypatch):

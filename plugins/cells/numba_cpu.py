@@ -2,24 +2,26 @@
 
 Same equations, parameter names and layout as the numpy reference (and PyTorch), so a suite
 switches backend with one word and gets the same numbers to the dtype's precision. The protocol
-plumbing (validation, the layer stack, state shapes) is the reference's own; only the work of
-one layer over one whole sequence is replaced, by the kernels in
-:mod:`rnnbench.plugins.cells.numba_kernels`.
+plumbing (argument checks, the layer stack, state shapes, parameters) is
+:class:`rnnbench.StackedCell`'s; this module supplies the work of one layer over one whole
+sequence, as the kernels in :mod:`rnnbench.plugins.cells.numba_kernels`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from rnnbench import hookimpl
+from rnnbench import StackedCell, hookimpl
 from rnnbench.plugins.cells import numba_kernels as kernels
-from rnnbench.plugins.cells.reference import GRUCell, LayerState, LSTMCell, ReferenceCell, RNNCell
 
 BACKEND = "numba-cpu"
+
+#: One layer's state: ``(h,)`` or ``(h, c)``, each ``(B, H)``.
+LayerState = tuple[np.ndarray, ...]
 
 
 @dataclass(frozen=True)
@@ -40,45 +42,22 @@ def _c(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-class NumbaCell(ReferenceCell):
-    """The per-layer work of a reference cell, replaced by a compiled kernel pair."""
+class NumbaCell(StackedCell):
+    """One layer over a whole sequence as a compiled kernel pair; a cell adds its kernels."""
+
+    kind: ClassVar[str]
+    description: ClassVar[str]
 
     def _weights(self, params: Mapping[str, np.ndarray], k: int):
         """``(W_ih, W_hh, b_ih, b_hh)`` of layer ``k``, contiguous; zero biases without bias."""
-        w_ih, w_hh, b_ih, b_hh = self._layer_params(params, k)
-        if b_ih is None:
+        w_ih, w_hh = params[f"weight_ih_l{k}"], params[f"weight_hh_l{k}"]
+        if self.config.bias:
+            b_ih, b_hh = params[f"bias_ih_l{k}"], params[f"bias_hh_l{k}"]
+        else:
             b_ih = b_hh = np.zeros(w_hh.shape[0], self.config.np_dtype)
         return _c(w_ih), _c(w_hh), _c(b_ih), _c(b_hh)
 
-    def _layer_backward(
-        self,
-        params: Mapping[str, np.ndarray],
-        k: int,
-        cache: KernelCache,
-        d_outputs: np.ndarray,
-        d_final: LayerState,
-        grads: dict[str, np.ndarray],
-    ) -> tuple[np.ndarray, LayerState]:
-        w_ih, w_hh, _, _ = self._weights(params, k)
-        steps, batch = d_outputs.shape[:2]
-        dtype = self.config.np_dtype
-        dx2 = np.empty_like(cache.x2)
-        dw_ih, dw_hh = np.empty_like(w_ih), np.empty_like(w_hh)
-        db_ih = np.empty(w_hh.shape[0], dtype)
-        db_hh = np.empty_like(db_ih)
-        d_initial = tuple(np.empty_like(d) for d in d_final)
-        self._backward_kernel(
-            cache, w_ih, w_hh, _c(d_outputs), tuple(_c(d) for d in d_final),
-            (dx2, dw_ih, dw_hh, db_ih, db_hh), d_initial,
-        )
-        grads[f"weight_ih_l{k}"] = dw_ih
-        grads[f"weight_hh_l{k}"] = dw_hh
-        if self.config.bias:
-            grads[f"bias_ih_l{k}"] = db_ih
-            grads[f"bias_hh_l{k}"] = db_hh
-        return dx2.reshape(steps, batch, -1), d_initial
-
-    def _layer_forward(
+    def layer_forward(
         self, params: Mapping[str, np.ndarray], k: int, inputs: np.ndarray, state: LayerState
     ) -> tuple[np.ndarray, LayerState, KernelCache]:
         steps, batch = inputs.shape[:2]
@@ -88,6 +67,32 @@ class NumbaCell(ReferenceCell):
         )
         return h_all[1:], final, KernelCache(cache.inputs, buffers)
 
+    def layer_backward(
+        self,
+        params: Mapping[str, np.ndarray],
+        k: int,
+        layer_cache: KernelCache,
+        d_outputs: np.ndarray,
+        d_final: LayerState,
+    ) -> tuple[np.ndarray, LayerState, dict[str, np.ndarray]]:
+        w_ih, w_hh, _, _ = self._weights(params, k)
+        steps, batch = d_outputs.shape[:2]
+        dtype = self.config.np_dtype
+        dx2 = np.empty_like(layer_cache.x2)
+        dw_ih, dw_hh = np.empty_like(w_ih), np.empty_like(w_hh)
+        db_ih = np.empty(w_hh.shape[0], dtype)
+        db_hh = np.empty_like(db_ih)
+        d_initial = tuple(np.empty_like(d) for d in d_final)
+        self._backward_kernel(
+            layer_cache, w_ih, w_hh, _c(d_outputs), tuple(_c(d) for d in d_final),
+            (dx2, dw_ih, dw_hh, db_ih, db_hh), d_initial,
+        )
+        grads = {f"weight_ih_l{k}": dw_ih, f"weight_hh_l{k}": dw_hh}
+        if self.config.bias:
+            grads[f"bias_ih_l{k}"] = db_ih
+            grads[f"bias_hh_l{k}"] = db_hh
+        return dx2.reshape(steps, batch, -1), d_initial, grads
+
     def _empty(self, *shape: int) -> np.ndarray:
         return np.empty(shape, self.config.np_dtype)
 
@@ -95,8 +100,10 @@ class NumbaCell(ReferenceCell):
     _backward_kernel: Callable[..., Any]
 
 
-class NumbaRNNCell(NumbaCell, RNNCell):
+class NumbaRNNCell(NumbaCell):
+    kind = "rnn"
     description = "Elman RNN (tanh), PyTorch nn.RNN equations; Numba-compiled for the CPU"
+    gates = 1
 
     def _forward_kernel(self, x2, w_ih, w_hh, b_ih, b_hh, state, steps, batch):
         hidden = self.config.hidden_size
@@ -111,8 +118,12 @@ class NumbaRNNCell(NumbaCell, RNNCell):
                              d_initial[0])
 
 
-class NumbaLSTMCell(NumbaCell, LSTMCell):
+class NumbaLSTMCell(NumbaCell):
+    kind = "lstm"
     description = "LSTM, PyTorch nn.LSTM equations (gates i, f, g, o); Numba-compiled for the CPU"
+    gates = 4
+    state_size = 2
+    state_names = ("h", "c")
 
     def _forward_kernel(self, x2, w_ih, w_hh, b_ih, b_hh, state, steps, batch):
         hidden = self.config.hidden_size
@@ -128,8 +139,10 @@ class NumbaLSTMCell(NumbaCell, LSTMCell):
                               d_final[1], d_pre, *grads, d_initial[0], d_initial[1])
 
 
-class NumbaGRUCell(NumbaCell, GRUCell):
+class NumbaGRUCell(NumbaCell):
+    kind = "gru"
     description = "GRU, PyTorch nn.GRU equations (gates r, z, n); Numba-compiled for the CPU"
+    gates = 3
 
     def _forward_kernel(self, x2, w_ih, w_hh, b_ih, b_hh, state, steps, batch):
         hidden = self.config.hidden_size

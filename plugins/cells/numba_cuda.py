@@ -7,9 +7,9 @@ inputs and states either as device arrays or as host numpy arrays (copied over f
 of the cell's dtype. A whole sequence runs on the device: see
 :mod:`rnnbench.plugins.cells.cuda_kernels`.
 
-The layer stack and the protocol's shape conventions are the reference's own (its ``_run`` and
-layer loop); this module replaces the validation (device arrays), the per-layer forward and
-backward, and the stacking of per-layer states.
+The layer stack, argument checks and the protocol's shape conventions are
+:class:`rnnbench.StackedCell`'s; this module supplies the per-layer forward and backward and the
+base's array plumbing for device arrays (copies, zeros, stacking, checking device arguments).
 
 Without a GPU the cells are registered but unavailable, with the reason; with
 ``NUMBA_ENABLE_CUDASIM=1`` they run on Numba's CUDA simulator (slowly: every GPU thread is a
@@ -22,27 +22,16 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from rnnbench import hookimpl
-from rnnbench.cell import BackwardResult, ForwardResult
-from rnnbench.plugins.cells.reference import (
-    GRUCell,
-    LayerState,
-    LSTMCell,
-    ReferenceCache,
-    ReferenceCell,
-    RNNCell,
-    _check_array,
-    _shape_text,
-)
+from rnnbench import StackedCell, hookimpl
 
 BACKEND = "numba-cuda"
 
-#: The device array type, by name, for messages.
-DEVICE_ARRAY = "a CUDA device array"
+#: One layer's state: ``(h,)`` or ``(h, c)``, each ``(B, H)``, on the device.
+LayerState = tuple[Any, ...]
 
 
 @functools.cache
@@ -98,8 +87,12 @@ class CudaLayerCache:
     buffers: tuple[Any, ...]  # per cell: activated gates, cell states, ...
 
 
-class CudaCell(ReferenceCell):
-    """A reference cell whose arrays live on a CUDA device and whose layers run as kernels."""
+class CudaCell(StackedCell):
+    """A cell whose arrays live on a CUDA device and whose layers run as kernels."""
+
+    kind: ClassVar[str]
+    description: ClassVar[str]
+    array_description = "a CUDA device array or a numpy array"
 
     def __init__(self, config) -> None:
         super().__init__(config)
@@ -107,7 +100,7 @@ class CudaCell(ReferenceCell):
         #: ``None``: the default for the GPU, or small blocks on the simulator.
         self.geometry = None
 
-    # --- Protocol: arrays and state -------------------------------------------------------------
+    # --- Array plumbing (StackedCell's hooks) ---------------------------------------------------
 
     def to_backend(self, array: np.ndarray) -> Any:
         if is_device_array(array):
@@ -123,58 +116,38 @@ class CudaCell(ReferenceCell):
             return array.copy_to_host()
         return np.asarray(array)
 
-    def initial_state(self, batch_size: int) -> tuple[Any, ...]:
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        shape = (self.config.num_layers, batch_size, self.config.hidden_size)
-        return tuple(self._zeros(*shape) for _ in range(self.state_size))
+    def zeros(self, shape: tuple[int, ...]) -> Any:
+        return self._zeros(*shape)
 
-    # --- Protocol: computation ------------------------------------------------------------------
+    def stack(self, arrays: Sequence[Any]) -> Any:
+        """``(B, H)`` device arrays stacked into a new ``(len(arrays), B, H)`` one."""
+        out = self._empty(len(arrays), *arrays[0].shape)
+        for k, array in enumerate(arrays):
+            self._copy(array, out[k])
+        return out
 
-    def forward(self, params: Mapping[str, Any], x: Any, initial_state: Sequence[Any]):
-        params = self._device_params(params)
-        x = self._device("x", x, ("T", "B", self.config.input_size), contiguous=True)
-        if x.shape[0] < 1 or x.shape[1] < 1:
-            raise ValueError(f"x must have at least one time step and one sequence, got {x.shape}")
-        state = self._device_state("initial_state", initial_state, x.shape[1])
-        outputs, final_state, cache = self._run(params, x, state)
-        return ForwardResult(outputs=outputs, final_state=final_state, cache=cache)
-
-    def step(self, params: Mapping[str, Any], x_t: Any, state: Sequence[Any]):
-        params = self._device_params(params)
-        x_t = self._device("x_t", x_t, ("B", self.config.input_size), contiguous=True)
-        if x_t.shape[0] < 1:
-            raise ValueError(f"x_t must hold at least one sequence, got {x_t.shape}")
-        state = self._device_state("state", state, x_t.shape[0])
-        outputs, new_state, _ = self._run(params, x_t.reshape(1, *x_t.shape), state)
-        return outputs[0], new_state
-
-    def backward(
-        self,
-        params: Mapping[str, Any],
-        cache: Any,
-        d_outputs: Any,
-        d_final_state: Sequence[Any] | None = None,
-    ) -> BackwardResult:
-        params = self._device_params(params)
-        if (
-            not isinstance(cache, ReferenceCache)
-            or (cache.kind, cache.config) != (self.kind, self.config)
-            or not all(isinstance(layer, CudaLayerCache) for layer in cache.layers)
-        ):
-            raise ValueError(f"cache must come from forward() of an identical {self!r}")
-        seq_len, batch = cache.layers[0].inputs.shape[:2]
-        hidden = self.config.hidden_size
-        d_outputs = self._device("d_outputs", d_outputs, (seq_len, batch, hidden), True)
-        if d_final_state is None:
-            d_final_state = self.initial_state(batch)
-        d_final_state = self._device_state("d_final_state", d_final_state, batch)
-
-        return self._backward_layers(params, cache, d_outputs, d_final_state)
+    def check_array(
+        self, name: str, array: Any, shape: Sequence[int | str], *, contiguous: bool = False
+    ) -> Any:
+        """``array`` on the device, checked: a host array is checked as numpy arrays are, then
+        copied over; a device array must have the shape and dtype (and be C-contiguous where
+        ``contiguous``)."""
+        if not is_device_array(array):
+            return self.to_backend(super().check_array(name, array, shape))
+        self.check_shape_and_dtype(name, array, shape)
+        if contiguous and not array.is_c_contiguous():
+            raise ValueError(f"{name} must be a C-contiguous device array")
+        return array
 
     # --- Layers ---------------------------------------------------------------------------------
 
-    def _layer_forward(
+    def _layer_params(self, params: Mapping[str, Any], k: int) -> tuple[Any, Any, Any, Any]:
+        """``(W_ih, W_hh, b_ih, b_hh)`` of layer ``k``; the biases are None without bias."""
+        if not self.config.bias:
+            return params[f"weight_ih_l{k}"], params[f"weight_hh_l{k}"], None, None
+        return tuple(params[f"{p}_l{k}"] for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+    def layer_forward(
         self, params: Mapping[str, Any], k: int, inputs: Any, state: LayerState
     ) -> tuple[Any, LayerState, CudaLayerCache]:
         """Layer ``k`` over the whole sequence ``inputs`` (T, B, I_k) from ``state``: one GEMM for
@@ -197,17 +170,17 @@ class CudaCell(ReferenceCell):
         cache = CudaLayerCache(inputs=inputs, h_all=h_all, buffers=buffers)
         return h_all[1:], self._final_state(cache), cache
 
-    def _layer_backward(
+    def layer_backward(
         self,
         params: Mapping[str, Any],
         k: int,
-        cache: CudaLayerCache,
+        layer_cache: CudaLayerCache,
         d_outputs: Any,
         d_final: LayerState,
-        grads: dict[str, Any],
-    ) -> tuple[Any, LayerState]:
+    ) -> tuple[Any, LayerState, dict[str, Any]]:
         """BPTT through layer ``k``: one fused kernel per step (and one more for the initial
         state), then every weight gradient as one GEMM over all ``T*B`` rows."""
+        cache = layer_cache
         w_ih, w_hh, _, _ = self._layer_params(params, k)
         steps, batch, width_in = cache.inputs.shape
         hidden, width = self.config.hidden_size, self.gates * self.config.hidden_size
@@ -222,22 +195,11 @@ class CudaCell(ReferenceCell):
         self._matmul(d_hid2, h_prev2, dw_hh, trans_a=True)
         d_inputs = self._empty(steps, batch, width_in)
         self._matmul(d_in2, w_ih, d_inputs.reshape(rows, width_in))
-        grads[f"weight_ih_l{k}"] = dw_ih
-        grads[f"weight_hh_l{k}"] = dw_hh
+        grads = {f"weight_ih_l{k}": dw_ih, f"weight_hh_l{k}": dw_hh}
         if self.config.bias:
             grads[f"bias_ih_l{k}"] = self._column_sums(d_in2)
             grads[f"bias_hh_l{k}"] = self._column_sums(d_hid2)
-        return d_inputs, carries
-
-    def _stack_layers(self, per_layer: list[LayerState]) -> tuple[Any, ...]:
-        """Per-layer states (each ``(B, H)``) to the protocol's state (each ``(L, B, H)``)."""
-        stacked = []
-        for i in range(self.state_size):
-            out = self._empty(len(per_layer), *per_layer[0][i].shape)
-            for k, layer in enumerate(per_layer):
-                self._copy(layer[i], out[k])
-            stacked.append(out)
-        return tuple(stacked)
+        return d_inputs, carries, grads
 
     # Per cell: the time loops.
     _forward_steps: Callable[..., tuple[Any, ...]]
@@ -306,66 +268,11 @@ class CudaCell(ReferenceCell):
         self._launch_1d(self._k.fill_zero, flat.shape[0], flat)
         return array
 
-    # --- Validation -----------------------------------------------------------------------------
 
-    def _device(
-        self, name: str, array: Any, shape: Sequence[int | str], contiguous: bool = False
-    ) -> Any:
-        """``array`` on the device, checked: a host array is checked as the reference checks
-        it, then copied over; a device array must have the shape and dtype (and be
-        C-contiguous where ``contiguous``)."""
-        dtype = self.config.np_dtype
-        if isinstance(array, np.ndarray):
-            _check_array(name, array, shape, dtype)
-            return self.to_backend(array)
-        want = _shape_text(shape)
-        if not is_device_array(array):
-            raise TypeError(
-                f"{name} must be {DEVICE_ARRAY} or a numpy array of shape {want}, got"
-                f" {type(array).__name__}"
-            )
-        if len(array.shape) != len(shape) or any(
-            isinstance(d, int) and d != n for d, n in zip(shape, array.shape, strict=True)
-        ):
-            raise ValueError(f"{name} must have shape {want}, got {tuple(array.shape)}")
-        if array.dtype != dtype:
-            raise ValueError(
-                f"{name} must have dtype {dtype} (the cell's CellConfig.dtype), got {array.dtype}"
-            )
-        if contiguous and not array.is_c_contiguous():
-            raise ValueError(f"{name} must be a C-contiguous device array")
-        return array
-
-    def _device_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        if not isinstance(params, Mapping):
-            raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
-        missing = [n for n in self.param_shapes if n not in params]
-        extra = [n for n in params if n not in self.param_shapes]
-        if missing or extra:
-            raise ValueError(
-                f"params of {self!r} must have exactly the keys {list(self.param_shapes)};"
-                f" missing {missing}, unexpected {extra}"
-            )
-        return {
-            name: self._device(f"params[{name!r}]", params[name], shape)
-            for name, shape in self.param_shapes.items()
-        }
-
-    def _device_state(self, name: str, state: Any, batch: int) -> tuple[Any, ...]:
-        names = _shape_text(self.state_names)
-        if not isinstance(state, (tuple, list)) or len(state) != self.state_size:
-            raise ValueError(
-                f"{name} must be a tuple of {self.state_size} array(s) {names}, got {state!r:.80}"
-            )
-        shape = (self.config.num_layers, batch, self.config.hidden_size)
-        return tuple(
-            self._device(f"{name} {part}", array, shape)
-            for part, array in zip(self.state_names, state, strict=True)
-        )
-
-
-class CudaRNNCell(CudaCell, RNNCell):
+class CudaRNNCell(CudaCell):
+    kind = "rnn"
     description = "Elman RNN (tanh), PyTorch nn.RNN equations; Numba CUDA kernels (GPU)"
+    gates = 1
 
     def _forward_steps(self, pre, w_hh_t, b_hh, h_all, state):
         batch = h_all.shape[1]
@@ -386,8 +293,12 @@ class CudaRNNCell(CudaCell, RNNCell):
         return d_pre, d_pre
 
 
-class CudaLSTMCell(CudaCell, LSTMCell):
+class CudaLSTMCell(CudaCell):
+    kind = "lstm"
     description = "LSTM, PyTorch nn.LSTM equations (gates i, f, g, o); Numba CUDA kernels (GPU)"
+    gates = 4
+    state_size = 2
+    state_names = ("h", "c")
 
     def _forward_steps(self, gates, w_hh_t, b_hh, h_all, state):
         steps, batch = gates.shape[:2]
@@ -415,8 +326,10 @@ class CudaLSTMCell(CudaCell, LSTMCell):
         return d_pre, d_pre
 
 
-class CudaGRUCell(CudaCell, GRUCell):
+class CudaGRUCell(CudaCell):
+    kind = "gru"
     description = "GRU, PyTorch nn.GRU equations (gates r, z, n); Numba CUDA kernels (GPU)"
+    gates = 3
 
     def _forward_steps(self, gates, w_hh_t, b_hh, h_all, state):
         steps, batch = gates.shape[:2]

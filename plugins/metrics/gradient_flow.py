@@ -53,17 +53,21 @@ Metrics and their value shapes (JSON-friendly flat lists of numbers, aligned ele
   vanishes, above 1 explodes); ``None`` with fewer than two such points;
 - ``grad_ratio_init`` / ``grad_ratio_trained``: norm at the largest lag / norm at lag 0.
 
-All are ``None`` when the model is not the plain :class:`rnnbench.model.SequenceModel` (other
-models wire cells differently), when the sequences have a single step, or when the readout is
-neither ``"last"`` nor ``"all"``; the ``_trained`` ones are ``None`` for a diverged run.
+All are ``None`` when the model is not the plain one-cell model (a :class:`rnnbench.SequenceModel`
+whose ``single_cell`` is true; other models wire cells differently), when the sequences have a
+single step, or when the readout is neither ``"last"`` nor ``"all"``; the ``_trained`` ones are
+``None`` for a diverged run.
 
 Spectral radius
 ---------------
 ``spectral_radius_init`` / ``spectral_radius_trained``: the largest spectral radius (largest
 absolute eigenvalue) over every gate's ``H x H`` block of every recurrent weight
 (``weight_hh_l*``, also under a prefix such as ``encoder.``), as
-:func:`rnnbench.initialisation.spectral_radius` computes it. ``None`` when there is no such weight
-or it is not finite; computed for diverged runs too while the weights are finite.
+:func:`rnnbench.spectral_radius` computes it (on the blocks :func:`rnnbench.gate_blocks` gives).
+``None`` when there is no such weight or it is not finite; computed for diverged runs too while
+the weights are finite.
+
+Only the public API (``from rnnbench import ...``) is used here, as in any third-party metric.
 """
 
 from __future__ import annotations
@@ -74,10 +78,14 @@ from typing import Any
 
 import numpy as np
 
-from rnnbench import RunOutcome, hookimpl
-from rnnbench.initialisation import gate_blocks, spectral_radius
-from rnnbench.model import READOUT_BIAS, READOUT_WEIGHT, SequenceModel
-from rnnbench.task import Split
+from rnnbench import (
+    RunOutcome,
+    SequenceModel,
+    Split,
+    gate_blocks,
+    hookimpl,
+    spectral_radius,
+)
 
 #: Sequences of the validation split the gradient profile is measured on (its first ones).
 PROBE_BATCH = 32
@@ -120,11 +128,7 @@ def state_gradients(
     steps, count = batch.inputs.shape[:2]
     if any(not 0 <= lag < steps for lag in lags):
         raise ValueError(f"lags must lie in [0, {steps - 1}], got {list(lags)}")
-    cell_params = {
-        name: cell.to_backend(value)
-        for name, value in params.items()
-        if not name.startswith("readout.")
-    }
+    cell_params = model.cell_params(params)
     inputs = batch.inputs.astype(dtype, copy=False)
 
     # Chunks [start, end): a new chunk starts right after every probed step t = T-1-lag, so the
@@ -140,11 +144,10 @@ def state_gradients(
         state = result.final_state
     outputs = np.concatenate(host_outputs)
 
-    weight = params[READOUT_WEIGHT]
     seen = outputs[-1] if task.readout == "last" else outputs
-    _, d_predictions = task.loss(seen @ weight.T + params[READOUT_BIAS], batch.targets)
+    _, d_predictions = task.loss(model.readout.apply(params, seen), batch.targets)
     # x count: each sequence's gradient is that of its own loss (the task's loss is a mean).
-    d_seen = (d_predictions.astype(dtype, copy=False) @ weight) * dtype.type(count)
+    d_seen = model.readout.d_hidden(params, d_predictions) * dtype.type(count)
     if task.readout == "last":
         direct = np.zeros_like(outputs)
         direct[-1] = d_seen
@@ -212,11 +215,11 @@ def probe_batch(run: RunOutcome) -> Split:
 
 
 def applies(run: RunOutcome) -> bool:
-    """The profile is defined for the plain one-cell model with sequences longer than one step.
-
-    The exact class, not a subclass: a subclass may wire the cell differently."""
+    """The profile is defined for the plain one-cell model with sequences longer than one step
+    (``single_cell``: a subclass of the model may wire the cell differently)."""
     return (
-        type(run.model) is SequenceModel
+        isinstance(run.model, SequenceModel)
+        and run.model.single_cell
         and run.task.readout in ("last", "all")
         and run.data.validation.inputs.shape[0] > 1
     )

@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnbench import ResultTable, atomic_write_bytes, hookimpl
-from rnnbench.records import RunRecord
+from rnnbench import ResultTable, RunRecord, atomic_write_bytes, hookimpl
 
 PLOTS = "plots"
 #: Gradient-profile metrics drawn against ``grad_lags`` (see the gradient_flow metrics).

@@ -1,8 +1,8 @@
-"""Stops every run at its first evaluation, through the epoch-end event hook."""
+"""Stops every run at its first evaluation, through the rnnbench_evaluation event hook."""
 
 from rnnbench import hookimpl
 
 
 @hookimpl
-def rnnbench_epoch_end(step):
+def rnnbench_evaluation(step):
     return True

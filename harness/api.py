@@ -1,0 +1,170 @@
+"""Running a suite from Python: what ``rnnbench run`` does, as one function a notebook can call.
+
+:func:`run_suite` loads the plugins, reads and validates the suite, selects runs, runs them and
+writes the results folder; it prints nothing and raises the usual errors
+(:class:`~rnnbench.errors.SuiteError` with every problem, :class:`~rnnbench.errors.PluginError`,
+:class:`~rnnbench.errors.RnnbenchError`). The command line is this function plus printing::
+
+    import rnnbench
+    run = rnnbench.run_suite("benchmarks/quickstart.yaml", output_dir="results/mine")
+    print(run.finished, run.failed, run.diverged)
+    run.table.summary()  # mean and std over seeds, one row per configuration
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rnnbench.errors import PluginError, RnnbenchError, SuiteError, SuiteProblem
+from rnnbench.plugin_manager import PluginHost, build_host
+from rnnbench.records import RunRecord, RunSpec
+from rnnbench.results import (
+    ENVIRONMENT_FILE,
+    SUITE_COPY,
+    ResultStore,
+    ResultTable,
+    atomic_write_text,
+    capture_environment,
+    load_table,
+    write_json,
+)
+from rnnbench.runner import RunObserver, SilentObserver, execute_runs
+from rnnbench.selection import select
+from rnnbench.suite import Suite, read_suite, validate_suite
+
+__all__ = ["SuiteRun", "load_validated_suite", "run_suite", "write_tables"]
+
+
+@dataclass
+class SuiteRun:
+    """What one :func:`run_suite` call did: the suite, where its results are, and its records."""
+
+    suite: Suite
+    #: The results folder: ``results.jsonl``, ``environment.json``, ``suite.yaml`` and the
+    #: reporters' tables.
+    output_dir: Path
+    #: The runs this call ran, in suite order: those ``keyword`` selected, less (with
+    #: ``resume``) those already done.
+    runs: list[RunSpec]
+    #: Selected runs not run again because the folder already held them finished (``resume``).
+    already_done: list[RunSpec]
+    #: This call's records, in the order the runs finished.
+    records: list[RunRecord]
+    #: Every record in the folder (including earlier ones a ``keyword`` or ``resume`` call
+    #: kept), as the reporters wrote it.
+    table: ResultTable
+
+    @property
+    def finished(self) -> int:
+        """Runs of this call that trained to the end (status ``ok``)."""
+        return sum(record.status == "ok" for record in self.records)
+
+    @property
+    def diverged(self) -> int:
+        """Runs of this call whose loss went NaN or infinite (a result, not a failure)."""
+        return sum(record.status == "diverged" for record in self.records)
+
+    @property
+    def failed(self) -> int:
+        """Runs of this call that raised; their errors are in :attr:`failures`."""
+        return len(self.failures)
+
+    @property
+    def failures(self) -> list[RunRecord]:
+        """The failed records of this call, each with its ``error``."""
+        return [record for record in self.records if record.status == "failed"]
+
+
+def run_suite(
+    suite_path: str | Path,
+    *,
+    output_dir: str | Path | None = None,
+    plugins: Iterable[str] = (),
+    blocked: Iterable[str] = (),
+    resume: bool = False,
+    keyword: str | None = None,
+    observer: RunObserver | None = None,
+    host: PluginHost | None = None,
+    on_validated: Callable[[], None] | None = None,
+) -> SuiteRun:
+    """Run a suite file and write its results folder, as ``rnnbench run`` does.
+
+    ``output_dir`` defaults to the suite's ``output:``, else ``results/<name>`` (relative to the
+    working directory). ``plugins`` and ``blocked`` are ``-p MODULE_OR_FILE`` and ``-p no:NAME``;
+    or pass a ``host`` that already holds the plugins (then give neither). ``keyword`` is
+    ``-k``: only the runs it selects run, and their records replace earlier ones while the
+    others are kept; without it (and without ``resume``) the folder starts a fresh
+    ``results.jsonl``. ``resume`` keeps the folder's records and skips runs already finished.
+    ``observer`` is told of progress (subclass :class:`rnnbench.runner.SilentObserver`); it is
+    entered as a context manager around the runs. ``on_validated`` is called once the suite
+    (and the plugins it names) passed validation, before anything runs: the CLI prints its
+    warnings there.
+
+    A run that fails is recorded with its error and the others go on; look at
+    :attr:`SuiteRun.failures`. Bad input raises before anything runs:
+    :class:`~rnnbench.errors.SuiteError` (every problem, each with file, line and field),
+    :class:`~rnnbench.errors.PluginError`, or :class:`~rnnbench.errors.RnnbenchError` (a
+    ``keyword`` that selects nothing).
+    """
+    if host is None:
+        host = build_host(plugins=list(plugins), blocked=list(blocked))
+    elif list(plugins) or list(blocked):
+        raise ValueError("run_suite: give plugins/blocked or a host that holds them, not both")
+    observer = observer if observer is not None else SilentObserver()
+    suite = load_validated_suite(Path(suite_path), host)
+    if on_validated is not None:
+        on_validated()
+    host.registry.reporters_in_use()  # every reporter writes this folder: a conflict fails now
+    out_dir = Path(output_dir) if output_dir is not None else (
+        suite.output or Path("results") / suite.name
+    )
+    store = ResultStore(out_dir)
+    # Before the results folder is touched, so "git dirty" speaks of the code, not the results.
+    environment = capture_environment(plugins=host.environment_plugins())
+    runs = select(suite.runs, keyword)
+    if keyword and not runs:
+        raise RnnbenchError(f"-k {keyword!r} selects none of the suite's {len(suite.runs)} runs")
+    already_done: list[RunSpec] = []
+    if resume:
+        done = store.finished_ids()
+        already_done = [run for run in runs if run.run_id in done]
+        runs = [run for run in runs if run.run_id not in done]
+    elif not keyword:
+        # A full run starts a fresh results file; a -k run updates the selected runs' records
+        # and keeps the others, so the tables still show the whole suite.
+        store.start_fresh()
+    observer.suite_started(suite, runs, already_done, out_dir)
+    environment["resumed"] = bool(resume)
+    write_json(out_dir / ENVIRONMENT_FILE, environment)
+    atomic_write_text(out_dir / SUITE_COPY, suite.path.read_text(encoding="utf-8"))
+
+    entered = observer if hasattr(observer, "__enter__") else contextlib.nullcontext()
+    with entered:
+        records = execute_runs(suite, runs, host, store, observer=observer)
+    table = write_tables(out_dir, host, metrics=list(suite.metrics))
+    return SuiteRun(suite, out_dir, runs, already_done, records, table)
+
+
+def load_validated_suite(path: Path, host: PluginHost) -> Suite:
+    """Read the suite, load the plugins it names, validate it against what is registered."""
+    document = read_suite(path)
+    for reference, line in document.plugins:
+        try:
+            host.load_local(reference, base_dir=document.path.parent)
+        except PluginError as exc:
+            raise SuiteError(
+                [SuiteProblem(str(document.path), line, "plugins", str(exc))]
+            ) from exc
+    return validate_suite(document, host.registry)
+
+
+def write_tables(out_dir: Path, host: PluginHost, metrics: list[str] | None = None) -> ResultTable:
+    """Build the table from the folder's records and have every reporter write it."""
+    better = {name: entry.better for name, entry in host.registry.metrics.resolved().items()}
+    table = load_table(out_dir, metrics=metrics, better=better)
+    for entry in host.registry.reporters_in_use():
+        entry.function(table, Path(out_dir))
+    return table

@@ -1,0 +1,202 @@
+"""From a suite's checked axes to its runs: defaults, include sets, the cartesian product,
+exclude matching and :class:`~rnnbench.records.RunSpec` building.
+
+An axis's values are as written, else (in an ``include`` entry) the base suite's, else the
+default. The runs are the product of every axis, base runs first, then each include set's;
+a run that an ``exclude`` entry matches is dropped, and a run id given twice is kept once.
+
+Run ids must not depend on how a suite is spelt, so every default is filled in before a RunSpec
+is built and numbers are converted to their field's type (``lr: 1`` is ``1.0``).
+
+Nothing here reports problems: :mod:`rnnbench.suite` checks the values first (against the schema
+and the registry) and then expands them. Each value keeps where it was written
+(:class:`AxisValue`), so a check on an expanded run can still point at the line to fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import types
+import typing
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from rnnbench.plugin_manager import TaskEntry
+from rnnbench.records import TRAINING_AXES, RunSpec, TrainingConfig
+from rnnbench.suite_yaml import KeyPath, SuiteDocument
+
+__all__ = [
+    "AXIS_DEFAULTS",
+    "MISSING",
+    "TRAINING_DEFAULTS",
+    "AxisValue",
+    "ExpandedRun",
+    "RunSet",
+    "TaskChoice",
+    "as_field_type",
+    "axis_values",
+    "expand_runs",
+    "matches",
+    "same_value",
+    "union_args",
+]
+
+#: The value of each run axis a suite may leave out (cell, task and hidden_size are required).
+AXIS_DEFAULTS = {"backend": "numpy", "num_layers": 1, "bias": True, "dtype": "float32", "seed": 0}
+#: The value of each training setting a suite may leave out: the TrainingConfig defaults.
+TRAINING_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainingConfig)}
+#: A key the document does not have (``None`` is a value: YAML's ``null``).
+MISSING = object()
+
+_TRAINING_HINTS = typing.get_type_hints(TrainingConfig)
+
+
+@dataclass(frozen=True)
+class AxisValue:
+    """One value of an axis, with where it was written (or, for a default, where it would go)."""
+
+    value: Any
+    path: KeyPath
+    line: int | None
+    explicit: bool
+
+
+@dataclass
+class TaskChoice:
+    """One task entry: the registered task and every combination of its parameters."""
+
+    entry: TaskEntry
+    combos: list[tuple[tuple[str, Any], ...]]
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunSet:
+    """The base axes of a suite, or one include set (the base with some axes replaced)."""
+
+    origin: KeyPath
+    axes: dict[str, list[AxisValue]]
+    tasks: list[TaskChoice]
+    training: dict[str, list[AxisValue]]
+
+
+@dataclass(frozen=True)
+class ExpandedRun:
+    """One run of the product, before the registry checks: its spec, and where each of its
+    run-axis values (cell, backend, hidden_size, num_layers, bias, dtype, seed) came from."""
+
+    spec: RunSpec
+    values: dict[str, AxisValue]
+
+
+def axis_values(
+    doc: SuiteDocument,
+    container: KeyPath,
+    mapping: dict[str, Any],
+    key: str,
+    fallback: list[AxisValue] | None,
+    default: Any,
+) -> list[AxisValue]:
+    """The values of one axis of ``mapping`` (at ``container`` in ``doc``): as written, else
+    ``fallback`` (an include's base values), else ``default``."""
+    raw = mapping.get(key, MISSING)
+    path = (*container, key)
+    if raw is MISSING:
+        if fallback is not None:
+            return fallback
+        return [AxisValue(default, path, doc.nearest_line(*path), explicit=False)]
+    if isinstance(raw, list):
+        return [
+            AxisValue(item, (*path, index), doc.line_of(*path, index), explicit=True)
+            for index, item in enumerate(raw)
+        ]
+    return [AxisValue(raw, path, doc.line_of(*path), explicit=True)]
+
+
+def expand_runs(
+    run_sets: Iterable[RunSet], excludes: list[dict[str, list[Any]]]
+) -> list[ExpandedRun]:
+    """Every run of ``run_sets`` in suite order, minus those matching all the keys of any
+    exclude entry (``{flat key: accepted values}``), each run id once (its first occurrence)."""
+    seen: set[str] = set()
+    runs = []
+    for run_set in run_sets:
+        for run in _product(run_set):
+            if any(matches(run.spec, criteria) for criteria in excludes):
+                continue
+            if run.spec.run_id in seen:
+                continue
+            seen.add(run.spec.run_id)
+            runs.append(run)
+    return runs
+
+
+def _product(run_set: RunSet) -> Iterator[ExpandedRun]:
+    """Every run of one set, in the order its values are listed: cell, backend, task
+    (entry, then parameter combination), the other axes, then the training settings."""
+    axes = run_set.axes
+    tasks = [(choice, combo) for choice in run_set.tasks for combo in choice.combos]
+    training_lists = [run_set.training[key] for key in TRAINING_AXES]
+    product = itertools.product(
+        axes["cell"], axes["backend"], tasks, axes["hidden_size"], axes["num_layers"],
+        axes["bias"], axes["dtype"], axes["seed"], *training_lists,
+    )  # fmt: skip
+    for cell, backend, (choice, combo), hidden, layers, bias, dtype, seed, *train in product:
+        training = TrainingConfig(
+            **{
+                key: as_field_type(value.value, _TRAINING_HINTS.get(key))
+                for key, value in zip(TRAINING_AXES, train, strict=True)
+            }
+        )
+        spec = RunSpec(
+            cell=cell.value,
+            backend=backend.value,
+            task=choice.entry.name,
+            task_params=combo,
+            hidden_size=hidden.value,
+            num_layers=layers.value,
+            bias=bias.value,
+            dtype=dtype.value,
+            seed=seed.value,
+            training=training,
+            label_params=tuple(
+                key for key, value in combo if not same_value(value, choice.defaults.get(key))
+            ),
+        )
+        values = {"cell": cell, "backend": backend, "hidden_size": hidden, "num_layers": layers,
+                  "bias": bias, "dtype": dtype, "seed": seed}
+        yield ExpandedRun(spec, values)
+
+
+def matches(spec: RunSpec, criteria: dict[str, list[Any]]) -> bool:
+    """Whether ``spec`` has, for every key of an exclude entry, one of the key's values."""
+    flat = spec.flat()
+    return all(
+        key in flat and any(same_value(flat[key], value) for value in values)
+        for key, values in criteria.items()
+    )
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equality as a suite means it: 1 matches 1.0, but true never matches 1."""
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
+
+
+def union_args(annotation: Any) -> tuple[Any, ...] | None:
+    """The members of a union annotation (``int | None``), or ``None`` for any other."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return None
+
+
+def as_field_type(value: Any, annotation: Any) -> Any:
+    """An int where the field wants a float becomes a float, so ``lr: 1`` and ``lr: 1.0`` (and
+    a task default written ``0``) give the same run id."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return value
+    allowed = union_args(annotation) or (annotation,)
+    if float in allowed and int not in allowed:
+        return float(value)
+    return value

@@ -1,0 +1,264 @@
+"""What a suite file may contain: the JSON Schema of its structure, and the check that turns
+schema errors into problems a user can act on (file, line, field, what was expected, a fix).
+
+The schema checks structure and value types only. Names (cells, backends, tasks, metrics) and
+task parameters are checked against the plugin registry in :mod:`rnnbench.suite`, since
+plugins can add them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jsonschema
+
+from rnnbench.cell import DTYPES
+from rnnbench.errors import did_you_mean
+from rnnbench.records import CONFIG_AXES, INITS, OPTIMIZERS, TRAINING_AXES
+from rnnbench.suite_expand import AXIS_DEFAULTS
+from rnnbench.suite_yaml import KeyPath, SuiteDocument, SuiteProblems, yaml_text
+
+__all__ = ["SUITE_SCHEMA", "SchemaValidator", "check_structure"]
+
+# Each schema that can fail carries an "expected" annotation (ignored by jsonschema) so an error
+# reads "expected a positive integer, got 0" rather than a dump of the schema.
+
+_NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
+_POSITIVE_INT = {"type": "integer", "minimum": 1}
+_NAME = {"type": "string", "minLength": 1}
+
+
+def _axis(item: dict[str, Any], expected: str) -> dict[str, Any]:
+    """One value or a non-empty list of values, each matching ``item``."""
+    return {
+        "if": {"type": "array"},
+        "then": {"type": "array", "minItems": 1, "items": {**item, "expected": expected}},
+        "else": {**item, "expected": f"{expected}, or a list of them"},
+    }
+
+
+def _task_entry(expected: str) -> dict[str, Any]:
+    return {
+        "if": {"type": "object"},
+        "then": {
+            "type": "object",
+            "properties": {
+                "name": {**_NAME, "expected": "a task name"},
+                "params": {
+                    "type": "object",
+                    "expected": "a mapping of parameter values",
+                    # A list-valued parameter is expanded, so an empty list would give no runs.
+                    "additionalProperties": {"if": {"type": "array"}, "then": {"minItems": 1}},
+                },
+            },
+            "required": ["name"],
+            "additionalProperties": False,
+        },
+        "else": {**_NAME, "expected": expected},
+    }
+
+
+_TASK_AXIS = {
+    "if": {"type": "array"},
+    "then": {
+        "type": "array",
+        "minItems": 1,
+        "items": _task_entry("a task name or a mapping {name: ..., params: {...}}"),
+    },
+    "else": _task_entry("a task name, a mapping {name: ..., params: {...}}, or a list of them"),
+}
+
+_AXES: dict[str, dict[str, Any]] = {
+    "cell": _axis(_NAME, "a cell name"),
+    "backend": _axis(_NAME, "a backend name"),
+    "task": _TASK_AXIS,
+    "hidden_size": _axis(_POSITIVE_INT, "a positive integer"),
+    "num_layers": _axis(_POSITIVE_INT, "a positive integer"),
+    "bias": _axis({"type": "boolean"}, "true or false"),
+    "dtype": _axis({"enum": list(DTYPES)}, "one of " + ", ".join(DTYPES)),
+    "seed": _axis({"type": "integer", "minimum": 0}, "a non-negative integer"),
+}
+
+_TRAINING: dict[str, dict[str, Any]] = {
+    "optimizer": _axis({"enum": list(OPTIMIZERS)}, "one of " + ", ".join(OPTIMIZERS)),
+    "lr": _axis({"type": "number", "exclusiveMinimum": 0}, "a number > 0"),
+    "momentum": _axis(
+        {"type": "number", "minimum": 0, "exclusiveMaximum": 1}, "a number in [0, 1)"
+    ),
+    "batch_size": _axis(_POSITIVE_INT, "a positive integer"),
+    # null is allowed so an include can switch between the two: {epochs: 5, steps: null}
+    "steps": _axis({"type": ["integer", "null"], "minimum": 1}, "a positive integer or null"),
+    "epochs": _axis({"type": ["integer", "null"], "minimum": 1}, "a positive integer or null"),
+    "clip": _axis(
+        {"type": ["number", "null"], "exclusiveMinimum": 0}, "a number > 0 or null (no clipping)"
+    ),
+    "eval_every": _axis({"type": ["integer", "null"], "minimum": 1}, "a positive integer or null"),
+    "target_loss": _axis(
+        {"type": ["number", "null"], "exclusiveMinimum": 0}, "a number > 0 or null (no target)"
+    ),
+    "init": _axis({"enum": list(INITS)}, "one of " + ", ".join(INITS)),
+    "spectral_radius": _axis(
+        {"type": ["number", "null"], "exclusiveMinimum": 0}, "a number > 0 or null"
+    ),
+}
+assert tuple(_TRAINING) == TRAINING_AXES and tuple(_AXES) == CONFIG_AXES, "schema out of date"
+
+_EXCLUDE_AXES = {**_AXES, "task": _axis(_NAME, "a task name")}
+_TASK_PARAM_KEY = r"^task\.[A-Za-z_][A-Za-z0-9_]*$"
+
+#: The JSON Schema (Draft 2020-12) of a suite file's structure. Names (cells, tasks, metrics)
+#: are checked against the plugin registry separately, since plugins can add them.
+SUITE_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "expected": "a mapping of suite keys",
+    "properties": {
+        "name": {
+            "type": "string",
+            "pattern": _NAME_PATTERN,
+            "expected": "a name of letters, digits, '-', '_' and '.' (not starting with '.')",
+        },
+        "description": {"type": "string", "expected": "a string"},
+        "output": {"type": "string", "minLength": 1, "expected": "a path"},
+        "plugins": {
+            "type": "array",
+            "items": {**_NAME, "expected": "a module name or a .py file path"},
+            "expected": "a list of plugins (module names or .py file paths)",
+        },
+        **_AXES,
+        "training": {
+            "type": "object",
+            "properties": _TRAINING,
+            "additionalProperties": False,
+            "expected": "a mapping of training settings",
+        },
+        "metrics": {
+            "type": "array",
+            "items": {**_NAME, "expected": "a metric name"},
+            "expected": "a list of metric names",
+        },
+        "include": {
+            "type": "array",
+            "expected": "a list of mappings",
+            "items": {
+                "type": "object",
+                "minProperties": 1,
+                "properties": {**_AXES, **_TRAINING},
+                "additionalProperties": False,
+                "expected": "a mapping of axis values, e.g. {cell: lstm, hidden_size: 128}",
+                "empty": "an empty include entry adds nothing",
+            },
+        },
+        "exclude": {
+            "type": "array",
+            "expected": "a list of mappings",
+            "items": {
+                "type": "object",
+                "minProperties": 1,
+                "properties": {**_EXCLUDE_AXES, **_TRAINING},
+                "patternProperties": {
+                    _TASK_PARAM_KEY: {"if": {"type": "array"}, "then": {"minItems": 1}}
+                },
+                "additionalProperties": False,
+                "expected": "a mapping of values to match, e.g. {cell: rnn, hidden_size: 32}",
+                "empty": "an empty exclude entry would remove every run",
+            },
+        },
+        "skip_unavailable": {"type": "boolean", "expected": "true or false"},
+    },
+    "required": ["name", "cell", "task", "hidden_size"],
+    "additionalProperties": False,
+}
+
+
+def _strict_integer(checker: Any, instance: Any) -> bool:
+    # jsonschema counts 16.0 as an integer; a suite should say 16, so ids and types are exact.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+#: A Draft 2020-12 validator class whose integers are exact: ``16.0`` is not an integer.
+SchemaValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
+)
+_VALIDATOR = SchemaValidator(SUITE_SCHEMA)
+
+_REQUIRED_HINTS = {
+    "name": "e.g. name: my-suite",
+    "cell": "e.g. cell: [rnn, lstm]",
+    "task": "e.g. task: adding",
+    "hidden_size": "e.g. hidden_size: 32",
+    "name@task": "e.g. {name: adding, params: {length: 50}}",
+}
+
+
+def check_structure(doc: SuiteDocument, problems: SuiteProblems) -> None:
+    """Add a problem to ``problems`` for every way ``doc`` breaks :data:`SUITE_SCHEMA`."""
+    for error in _VALIDATOR.iter_errors(doc.data):
+        path: KeyPath = tuple(error.absolute_path)
+        kind = error.validator
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        if kind == "additionalProperties":
+            allowed = list(schema.get("properties", {}))
+            patterns = list(schema.get("patternProperties", {}))
+            for key in error.instance:
+                if key in allowed or any(re.search(p, key) for p in patterns):
+                    continue
+                problems.add(
+                    (*path, key),
+                    f"unknown key {key!r}",
+                    _key_hint(path, key, allowed),
+                    line=doc.line_of(*path, key),
+                )
+        elif kind == "required":
+            for key in error.validator_value:
+                if key not in error.instance:
+                    hint = _REQUIRED_HINTS.get(key if not path else f"{key}@task")
+                    problems.add(
+                        (*path, key),
+                        f"missing required key {key!r}",
+                        hint,
+                        line=doc.nearest_line(*path),
+                    )
+        elif kind == "minItems":
+            problems.add(
+                path,
+                "must not be an empty list",
+                "remove the key to use its default" if path and path[-1] in AXIS_DEFAULTS else None,
+            )
+        elif kind == "minProperties":
+            problems.add(path, schema.get("empty", "must not be empty"))
+        else:
+            expected = schema.get("expected")
+            if expected is None:
+                problems.add(path, error.message)
+                continue
+            hint = None
+            if kind == "enum" and isinstance(error.instance, str):
+                hint = did_you_mean(error.instance, [str(v) for v in schema["enum"]])
+            got = yaml_text(error.instance)
+            if kind == "type" and isinstance(error.instance, str):
+                got += " (a string)"
+                if _looks_numeric(error.instance):
+                    hint = "remove the quotes to give a number"
+            problems.add(path, f"expected {expected}, got {got}", hint)
+
+
+def _key_hint(path: KeyPath, key: str, allowed: list[str]) -> str:
+    """Where an unknown key belongs, when that is known; else the closest allowed keys."""
+    if path == () and key in TRAINING_AXES:
+        return f"{key!r} is a training setting: put it under 'training:'"
+    if len(path) == 2 and path[0] == "include" and key == "training":
+        return "give training settings flat in an include entry, e.g. {lr: 0.1}"
+    if len(path) == 2 and path[0] == "exclude":
+        allowed = [*allowed, "task.<parameter>"]
+    return did_you_mean(key, allowed)
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
