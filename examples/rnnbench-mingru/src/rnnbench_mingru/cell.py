@@ -18,13 +18,14 @@ time, which is the clearest statement of the equations and fast enough for a ben
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import rnnbench
 from rnnbench import CellSupport, hookimpl
 
-from rnnbench_mingru._stacking import LayerStackCell, LayerState
+#: One layer's state, ``(h,)``: minGRU has one state tensor, ``(B, H)`` per layer.
+LayerState = tuple[np.ndarray]
 
 #: The version of rnnbench's plugin contract this module was written for.
 RNNBENCH_CONTRACT = 1
@@ -47,24 +48,25 @@ class MinGRULayerCache:
     previous: np.ndarray  # h_{t-1}, (T, B, H): the state before each step
 
 
-class MinGRUCell(LayerStackCell):
+class MinGRUCell(rnnbench.StackedCell):
     """minGRU on the numpy backend: the equations of one layer, forward and backward.
 
     Argument checks, zero states, PyTorch-style initialisation and the stacking of layers come
-    from the base class; this class implements one layer.
+    from :class:`rnnbench.StackedCell`; this class implements one layer. Its one state tensor is
+    ``h`` (the base's default ``state_names = ("h",)``, ``state_size = 1``).
     """
 
-    state_size = 1
-
-    def layer_param_shapes(self, k: int, input_size: int) -> dict[str, tuple[int, ...]]:
+    def layer_param_shapes(self, k: int) -> dict[str, tuple[int, ...]]:
+        """``weight_ih_l{k}`` ``(2H, I_k)`` and, with bias, ``bias_ih_l{k}`` ``(2H,)``: PyTorch's
+        names, but no ``weight_hh_l{k}`` (the default layout for ``gates`` would add one)."""
         rows = 2 * self.config.hidden_size
-        shapes: dict[str, tuple[int, ...]] = {f"weight_ih_l{k}": (rows, input_size)}
+        shapes: dict[str, tuple[int, ...]] = {f"weight_ih_l{k}": (rows, self.layer_input_size(k))}
         if self.config.bias:
             shapes[f"bias_ih_l{k}"] = (rows,)
         return shapes
 
     def layer_forward(
-        self, params: Mapping[str, np.ndarray], k: int, inputs: np.ndarray, state: LayerState
+        self, params: dict[str, np.ndarray], k: int, inputs: np.ndarray, state: LayerState
     ) -> tuple[np.ndarray, LayerState, MinGRULayerCache]:
         hidden = self.config.hidden_size
         # The gates read the input only, so they are computed for every step at once.
@@ -82,7 +84,7 @@ class MinGRUCell(LayerStackCell):
 
     def layer_backward(
         self,
-        params: Mapping[str, np.ndarray],
+        params: dict[str, np.ndarray],
         k: int,
         layer_cache: MinGRULayerCache,
         d_outputs: np.ndarray,
