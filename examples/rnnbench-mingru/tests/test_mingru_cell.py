@@ -1,7 +1,9 @@
-"""The minGRU cell: gradients, step, arguments, shapes and dtypes, initialisation, equations.
+"""The minGRU cell: rnnbench's cell checks (``rnnbench.testing``), then minGRU's own equations.
 
-The generic checks are one call each to ``local_checks``, which become calls to
-``rnnbench.testing`` once it is released; the last tests check minGRU's own equations.
+The generic checks (gradients against finite differences, step against forward, arguments left
+alone, shapes and dtypes, ...) come from rnnbench's test kit, run on the cell as rnnbench loads
+it: registered as ``mingru`` on ``numpy``, with the support it declares. The last tests check
+what no test kit can know: minGRU's own equations.
 """
 
 from __future__ import annotations
@@ -11,62 +13,26 @@ import warnings
 import numpy as np
 import pytest
 from rnnbench import CellConfig
+from rnnbench.testing import CELL_CHECK_NAMES, cell_checks
 
 from rnnbench_mingru.cell import MinGRUCell
 
-from local_checks import (
-    check_arguments_unchanged,
-    check_gradients,
-    check_init_params,
-    check_no_final_state_gradient,
-    check_shapes_and_dtypes,
-    check_step_matches_forward,
+#: The checks that compare with another backend of the same cell: minGRU has one backend only,
+#: so they would only skip. The scan-form test below is this package's independent reference.
+REFERENCE_CHECKS = ("same_init_as_reference", "matches_reference")
+CHECKS = [name for name in CELL_CHECK_NAMES if name not in REFERENCE_CHECKS]
+#: Cases ``(T, B, I, H)``: a general one, one time step, one sequence (the kit adds
+#: T = B = I = H = 1); with 1, 2 and 3 layers, bias on and off, float32 and float64 (every
+#: combination the cell declares in its CellSupport).
+SHAPES = [(5, 3, 3, 4), (1, 4, 2, 3), (7, 1, 2, 3)]
+LAYERS = [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "check", cell_checks(("mingru", "numpy"), checks=CHECKS, shapes=SHAPES, layers=LAYERS)
 )
-
-#: (input_size, hidden_size, num_layers, bias), covering one and several layers, bias on and off,
-#: and the smallest sizes.
-SIZES = [(3, 4, 1, True), (3, 4, 1, False), (2, 5, 2, True), (4, 3, 3, False), (1, 1, 1, True)]
-IDS = [f"I{i}-H{h}-L{k}-{'bias' if b else 'nobias'}" for i, h, k, b in SIZES]
-
-
-def config(sizes: tuple[int, int, int, bool], dtype: str = "float64") -> CellConfig:
-    return CellConfig(*sizes, dtype=dtype)
-
-
-@pytest.mark.parametrize("sizes", SIZES, ids=IDS)
-def test_gradients_match_finite_differences(sizes):
-    check_gradients(MinGRUCell, config(sizes))
-
-
-@pytest.mark.parametrize(("steps", "batch"), [(1, 1), (1, 4), (7, 1)])
-def test_gradients_match_finite_differences_at_edge_lengths(steps, batch):
-    check_gradients(MinGRUCell, config((2, 3, 2, True)), steps=steps, batch=batch)
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("sizes", SIZES, ids=IDS)
-def test_step_matches_forward(sizes, dtype):
-    check_step_matches_forward(MinGRUCell, config(sizes, dtype))
-
-
-@pytest.mark.parametrize("sizes", SIZES[:3], ids=IDS[:3])
-def test_arguments_are_not_modified(sizes):
-    check_arguments_unchanged(MinGRUCell, config(sizes))
-
-
-def test_no_final_state_gradient_means_zero():
-    check_no_final_state_gradient(MinGRUCell, config((3, 4, 2, True)))
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("sizes", SIZES, ids=IDS)
-def test_shapes_and_dtypes(sizes, dtype):
-    check_shapes_and_dtypes(MinGRUCell, config(sizes, dtype))
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_init_params(dtype):
-    check_init_params(MinGRUCell, config((3, 4, 2, True), dtype))
+def test_follows_the_cell_contract(check):
+    check()
 
 
 # --- minGRU's own equations -------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The parity task: data, labels, baseline, loss and accuracy."""
+"""The parity task: rnnbench's task checks (``rnnbench.testing``), then parity's own data, labels,
+baseline, loss and accuracy."""
 
 from __future__ import annotations
 
@@ -8,17 +9,23 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from rnnbench import Split
+from rnnbench.testing import TASK_CHECK_NAMES, task_checks
 
 from rnnbench_mingru.tasks import Parity
 
-from local_checks import check_task
-
 SMALL = {"train_size": 300, "validation_size": 50, "test_size": 200}
+#: Every task check but ``feedback``, which applies to free-running tasks only (parity is not).
+CHECKS = [name for name in TASK_CHECK_NAMES if name != "feedback"]
+CONTRACT_CASES = [
+    pytest.param(check, id=f"T{length}-{check.name}")
+    for length in (1, 2, 9)
+    for check in task_checks(Parity, params={"length": length, **SMALL}, checks=CHECKS)
+]
 
 
-@pytest.mark.parametrize("length", [1, 2, 9])
-def test_follows_the_task_contract(length):
-    check_task(Parity(length=length, **SMALL))
+@pytest.mark.parametrize("check", CONTRACT_CASES)
+def test_follows_the_task_contract(check):
+    check()
 
 
 def test_labels_are_the_parity_of_the_bits():
