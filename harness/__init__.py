@@ -1,13 +1,15 @@
-"""rnnbench's core: the public API a plugin author imports.
+"""rnnbench: a plugin-based benchmark harness for recurrent neural networks.
 
-Everything a plugin needs comes from here::
+``import rnnbench`` is the whole public API; a plugin imports nothing else (tests may import
+:mod:`rnnbench.testing`, the test kit). The contract, every hook with what it receives and
+returns, is :mod:`rnnbench.hookspecs`; the tutorial is ``docs/writing-plugins.md``::
 
-    from rnnbench import hookimpl, Cell, CellConfig, ForwardResult, BackwardResult
+    from rnnbench import hookimpl, CellRegistrar, StackedCell, CellConfig, CellSupport
     from rnnbench import Task, TaskData, Split, Topology, param, mse, cross_entropy
     from rnnbench import RunOutcome, ResultTable, atomic_write_text
-    from rnnbench import save_params, load_params, ParamsFileError
+    from rnnbench import build_cell, load_params, save_params, run_suite
 
-The hooks themselves are documented in :mod:`rnnbench.hookspecs`.
+Names keep their meaning within a contract version (:data:`CONTRACT_VERSION`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from importlib import metadata
 import pluggy
 
 from rnnbench.api import SuiteRun, run_suite
+from rnnbench.boundary import CellContractError
 from rnnbench.cell import (
     GATES,
     BackwardResult,
@@ -39,8 +42,16 @@ from rnnbench.hookspecs import (
 )
 from rnnbench.initialisation import gate_blocks, spectral_radius
 from rnnbench.losses import accuracy, cross_entropy, mse
-from rnnbench.model import SequenceModel
+from rnnbench.model import EncoderDecoderModel, Evaluation, Model, Readout, SequenceModel
 from rnnbench.params_io import ParamsFileError, load_params, save_params
+from rnnbench.plugin_manager import (
+    PluginConflictError,
+    PluginHost,
+    PluginLoadError,
+    UnknownNameError,
+    build_cell,
+    load_plugins,
+)
 from rnnbench.records import RunRecord, RunSpec, TrainingConfig
 from rnnbench.results import (
     ResultTable,
@@ -49,8 +60,9 @@ from rnnbench.results import (
     format_mean_std,
     format_value,
 )
-from rnnbench.runner import RunOutcome
+from rnnbench.runner import RunObserver, RunOutcome, SilentObserver
 from rnnbench.stacked_cell import StackedCell
+from rnnbench.suite import Suite
 from rnnbench.task import (
     Split,
     Task,
@@ -62,7 +74,9 @@ from rnnbench.task import (
     positional_cross_entropy,
     positional_distribution,
 )
+from rnnbench.training import TrainingResult
 
+#: The installed rnnbench's version (its distribution's, from the package metadata).
 try:
     __version__: str = metadata.version("rnnbench")
 except metadata.PackageNotFoundError:  # imported from a source tree that was never installed
@@ -83,23 +97,34 @@ __all__ = [
     "BackwardResult",
     "Cell",
     "CellConfig",
+    "CellContractError",
     "CellRegistrar",
     "CellSupport",
+    "EncoderDecoderModel",
+    "Evaluation",
     "EvaluationLogs",
     "ForwardResult",
     "MetricRegistrar",
     "MetricValue",
+    "Model",
     "ParamsFileError",
+    "PluginConflictError",
     "PluginError",
+    "PluginHost",
+    "PluginLoadError",
+    "Readout",
     "ReporterRegistrar",
     "ResultTable",
     "RnnbenchError",
+    "RunObserver",
     "RunOutcome",
     "RunRecord",
     "RunSpec",
     "SequenceModel",
+    "SilentObserver",
     "Split",
     "StackedCell",
+    "Suite",
     "SuiteError",
     "SuiteRun",
     "Task",
@@ -107,10 +132,13 @@ __all__ = [
     "TaskRegistrar",
     "Topology",
     "TrainingConfig",
+    "TrainingResult",
+    "UnknownNameError",
     "__version__",
     "accuracy",
     "atomic_write_bytes",
     "atomic_write_text",
+    "build_cell",
     "check_sizes",
     "cross_entropy",
     "format_mean_std",
@@ -119,6 +147,7 @@ __all__ = [
     "hookimpl",
     "init_uniform",
     "load_params",
+    "load_plugins",
     "mse",
     "one_hot",
     "param",

@@ -41,10 +41,25 @@ def initialise(
     """
     if scheme not in INITS:
         raise ValueError(f"unknown init {scheme!r}; use one of {', '.join(INITS)}")
-    for name, weight in params.items():
-        prefix, marker, layer = name.rpartition("weight_hh_l")  # "encoder." etc. may lead
-        if not marker:
-            continue
+    if scheme == "pytorch" and radius is None:
+        return
+    recurrent = [name for name in params if name.rpartition("weight_hh_l")[1]]
+    asked = f"init {scheme!r}" if radius is None else f"init {scheme!r} with spectral_radius"
+    if not recurrent:
+        # A cell without PyTorch's recurrent matrices (e.g. minGRU) would silently train from
+        # its default initialisation under another run id: refuse instead.
+        raise ValueError(
+            f"{asked} sets the recurrent matrices weight_hh_l{{k}}, and this cell has none "
+            f"(its parameters: {', '.join(params)}); use init: pytorch without spectral_radius"
+        )
+    for name in recurrent:
+        weight = params[name]
+        prefix, _, layer = name.rpartition("weight_hh_l")  # "encoder." etc. may lead
+        if weight.ndim != 2 or weight.shape[0] % weight.shape[1]:
+            raise ValueError(
+                f"{asked} needs {name} to be gate matrices of shape (G*H, H), got "
+                f"{weight.shape}; use init: pytorch without spectral_radius for this cell"
+            )
         for block in gate_blocks(weight):
             if scheme == "orthogonal":
                 q, r = np.linalg.qr(rng.standard_normal(block.shape))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -41,6 +41,9 @@ Params = dict[str, np.ndarray]
 
 @dataclass
 class Evaluation:
+    """A model's score on one split: the task's mean loss, and its accuracy where the task
+    defines one (``None`` otherwise)."""
+
     loss: float
     accuracy: float | None
 
@@ -310,7 +313,47 @@ class EncoderDecoderModel:
         return evaluate_in_chunks(self, params, split)
 
 
-Model = SequenceModel | EncoderDecoderModel
+class Model(Protocol):
+    """What a metric may use of ``RunOutcome.model``: the trained model of a run, built by the
+    harness around the run's cell(s) from what its task declares. Both built-in models,
+    :class:`SequenceModel` and :class:`EncoderDecoderModel`, have exactly these members.
+
+    ``params`` is always the model's flat dict of host arrays (``run.params`` or
+    ``run.initial_params``): the cell's parameters under PyTorch's names (``encoder.`` /
+    ``decoder.`` prefixed for encoder-decoder tasks) plus ``readout.weight`` and ``readout.bias``.
+    """
+
+    #: The run's task.
+    task: Task
+    #: The (first) cell: the only one of a sequence model, the encoder of an encoder-decoder.
+    cell: Cell
+    #: The linear readout from hidden states to the task's outputs (``readout.weight``
+    #: ``(O, H)``, ``readout.bias`` ``(O,)``).
+    readout: Readout
+    #: Number of values the readout produces per step.
+    output_size: int
+    #: True when the readout reads ``cell``'s outputs directly and the cell starts from a zero
+    #: state (a plain sequence model), which metrics reasoning about that wiring rely on.
+    single_cell: bool
+
+    def init_params(self, rng: np.random.Generator) -> Params:
+        """Fresh parameters (cells' initialisation, then the readout's)."""
+        ...
+
+    def loss_and_grads(self, params: Params, batch: Split) -> tuple[float, Params]:
+        """The batch's mean loss and the gradient of every parameter (host arrays); one
+        training step's worth of computation."""
+        ...
+
+    def evaluation_predictions(self, params: Params, split: Split) -> np.ndarray:
+        """What evaluation scores on ``split``: teacher-forced predictions, or free-running
+        generation for generation and encoder-decoder tasks."""
+        ...
+
+    def evaluate(self, params: Params, split: Split) -> Evaluation:
+        """The task's loss (and accuracy, where the task has one) on a whole split, e.g.
+        ``run.model.evaluate(run.params, run.data.train)``."""
+        ...
 
 
 def evaluate_in_chunks(model: Model, params: Params, split: Split) -> Evaluation:

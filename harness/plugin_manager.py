@@ -31,7 +31,7 @@ from typing import Any
 import pluggy
 
 from rnnbench import hookspecs
-from rnnbench.cell import CellSupport
+from rnnbench.cell import Cell, CellConfig, CellSupport
 from rnnbench.errors import PluginError, did_you_mean
 
 # The registry's names are re-exported: the plugin manager is where callers have found them.
@@ -105,6 +105,22 @@ class PluginHost:
             f"({did_you_mean(name, known)})"
             for name in dict.fromkeys(self.blocked) if name not in self._seen
         ]
+
+    def build_cell(self, name: str, backend: str, config: CellConfig) -> Cell:
+        """A cell registered as ``name`` on ``backend``, built for ``config``: the way to get any
+        cell, built-in or a plugin's, e.g. to check it against a PyTorch module.
+
+        Raises :class:`PluginError` (an unknown name or backend, with the closest one; a name two
+        plugins register; a config beyond what the cell declared it supports; a backend that
+        cannot run here, with the reason; a factory that breaks the cell protocol).
+        """
+        entry = self.registry.cell(name, backend)
+        reason = entry.unavailable_reason()
+        if reason is not None:
+            raise PluginError(
+                entry.plugin, f"cell {name!r} on backend {backend!r} cannot run here: {reason}"
+            )
+        return entry.build(config)
 
     # -- loading --------------------------------------------------------------------------------
 
@@ -637,6 +653,29 @@ def _distribution_of(module_name: str) -> tuple[str | None, str | None]:
     except Exception:  # broken metadata of some other package must not break loading
         pass
     return None, None
+
+
+def load_plugins(plugins: Iterable[str] = (), blocked: Iterable[str] = ()) -> PluginHost:
+    """Load rnnbench's plugins as ``rnnbench run`` does: every installed entry point of the
+    ``rnnbench`` group, less ``blocked`` (``-p no:NAME``), plus ``plugins`` (``-p MODULE_OR_FILE``).
+
+    The returned host's ``registry`` holds what they registered; ``host.build_cell(...)`` builds
+    a cell. A broken installed plugin is recorded, not raised (see ``rnnbench plugins``); a
+    broken plugin named in ``plugins`` raises :class:`PluginError`.
+    """
+    return build_host(plugins=plugins, blocked=blocked)
+
+
+def build_cell(
+    name: str, backend: str, config: CellConfig, plugins: Iterable[str] = ()
+) -> Cell:
+    """The cell registered as ``name`` on ``backend`` (built-in or an installed plugin's, or one
+    of ``plugins``), built for ``config``; see :meth:`PluginHost.build_cell`::
+
+        cell = rnnbench.build_cell("lstm", "numpy", rnnbench.CellConfig(input_size=3,
+                                                                         hidden_size=8))
+    """
+    return load_plugins(plugins).build_cell(name, backend, config)
 
 
 def build_host(

@@ -14,7 +14,7 @@ from collections.abc import Callable, Hashable, Iterator, MutableMapping, Sequen
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from rnnbench.cell import CellSupport
+from rnnbench.cell import CELL_MEMBERS, Cell, CellConfig, CellSupport
 from rnnbench.errors import PluginError, RnnbenchError, did_you_mean
 from rnnbench.records import RunSpec
 from rnnbench.task import Task, Topology
@@ -46,6 +46,28 @@ class CellEntry:
             return self.available()
         except Exception as exc:  # an availability probe must never crash a listing
             return f"availability check failed: {exc!r}"
+
+    def build(self, config: CellConfig) -> Cell:
+        """A cell of this implementation for ``config``, checked against what it declared it
+        supports and against the cell protocol, so a mistake names this plugin, not a line
+        deep inside a run."""
+        if not isinstance(config, CellConfig):
+            raise TypeError(f"cell {self.name!r} needs a rnnbench.CellConfig, got {config!r}")
+        problems = self.supports.problems(config)
+        if problems:
+            raise PluginError(
+                self.plugin,
+                f"cell {self.name!r} on backend {self.backend!r}: " + "; ".join(problems),
+            )
+        cell = self.factory(config)
+        missing = [name for name in CELL_MEMBERS if not hasattr(cell, name)]
+        if missing:
+            raise PluginError(
+                self.plugin,
+                f"registered a factory for cell {self.name!r} on {self.backend!r} that returned "
+                f"{type(cell).__name__!r}, which lacks {', '.join(missing)} (see rnnbench.Cell)",
+            )
+        return cell
 
 
 @dataclass(frozen=True)

@@ -324,6 +324,8 @@ def format_value(value: Any, digits: int = 4) -> str:
 
 
 def format_mean_std(mean: float | None, std: float | None, digits: int = 4) -> str:
+    """``mean ± std`` as tables show it (the mean alone when std is missing or zero; empty when
+    there is no mean), each to ``digits`` significant digits as :func:`format_value` writes."""
     if mean is None:
         return ""
     if std is None or std == 0:

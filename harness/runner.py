@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from rnnbench.boundary import CellOrigin
-from rnnbench.cell import CELL_MEMBERS, CellConfig, parameter_count
+from rnnbench.cell import parameter_count
 from rnnbench.errors import PluginError
 from rnnbench.hookspecs import EvaluationLogs
 from rnnbench.initialisation import initialise
 from rnnbench.model import Evaluation, Model, build_model
-from rnnbench.plugin_manager import CellEntry, PluginHost, Registry
+from rnnbench.plugin_manager import PluginHost, Registry
 from rnnbench.records import RunRecord, RunSpec
 from rnnbench.results import ResultStore
 from rnnbench.task import Task, TaskData
@@ -169,13 +169,8 @@ def _train_and_evaluate(
     data = task.make_data(data_seed)
     cell_entry = registry.cell(spec.cell, spec.backend)
 
-    def checked_factory(config: CellConfig) -> Any:
-        cell = cell_entry.factory(config)
-        check_cell_contract(cell, cell_entry)
-        return cell
-
     origin = CellOrigin(spec.cell, spec.backend, cell_entry.plugin)
-    model = build_model(task, data, checked_factory, spec.hidden_size, spec.num_layers,
+    model = build_model(task, data, cell_entry.build, spec.hidden_size, spec.num_layers,
                         spec.bias, spec.dtype, origin)
     rng = np.random.default_rng(model_seed)
     params = model.init_params(rng)
@@ -209,17 +204,6 @@ def _train_and_evaluate(
         test=test,
         baseline_loss=float(task.baseline_loss(data)),
     )
-
-
-def check_cell_contract(cell: Any, entry: CellEntry) -> None:
-    """A factory must return a rnnbench.Cell; say which plugin broke the contract, and how."""
-    missing = [name for name in CELL_MEMBERS if not hasattr(cell, name)]
-    if missing:
-        raise PluginError(
-            entry.plugin,
-            f"registered a factory for cell {entry.name!r} on {entry.backend!r} that returned "
-            f"{type(cell).__name__!r}, which lacks {', '.join(missing)} (see rnnbench.Cell)",
-        )
 
 
 def compute_metrics(

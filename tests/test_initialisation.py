@@ -57,3 +57,19 @@ def test_default_leaves_params_and_rng_alone():
 def test_unknown_scheme():
     with pytest.raises(ValueError, match="unknown init"):
         initialise(params_of(RNNCell), "xavier", None, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize(("scheme", "radius"), [("orthogonal", None), ("pytorch", 1.5)])
+def test_a_cell_without_recurrent_matrices_is_refused_not_silently_left_alone(scheme, radius):
+    params = {"weight_ih_l0": np.ones((6, 2)), "bias_ih_l0": np.zeros(6)}  # minGRU-like
+    before = {name: value.copy() for name, value in params.items()}
+    with pytest.raises(ValueError, match="this cell has none"):
+        initialise(params, scheme, radius, np.random.default_rng(0))
+    assert all(np.array_equal(params[name], before[name]) for name in params)
+    initialise(params, "pytorch", None, np.random.default_rng(0))  # the default needs nothing
+
+
+def test_a_recurrent_weight_that_is_not_gate_matrices_is_refused():
+    params = {"weight_ih_l0": np.ones((3, 2)), "weight_hh_l0": np.ones(3)}  # IndRNN-like vector
+    with pytest.raises(ValueError, match=r"shape \(G\*H, H\)"):
+        initialise(params, "identity", None, np.random.default_rng(0))

@@ -63,7 +63,9 @@ def test_local_plugin_by_module_name(monkeypatch, data_dir):
 
 def test_block_a_plugin_with_no_prefix():
     host = build_host(blocked=["reference_cells"])
-    assert not any(backend == "numpy" for _, backend in host.registry.cells)
+    # Another installed plugin may register a numpy cell of its own; the built-ins are gone.
+    for cell in ("rnn", "lstm", "gru"):
+        assert (cell, "numpy") not in host.registry.cells
     assert "reference_cells" not in host.plugin_names()
     assert "adding" in host.registry.tasks
 

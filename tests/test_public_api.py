@@ -149,3 +149,42 @@ def test_every_built_in_cell_builds_on_stacked_cell():
     assert {backend for _, backend in cells} >= {"numpy", "numba-cpu", "numba-cuda"}
     for (name, backend), entry in cells.items():
         assert issubclass(entry.factory, rnnbench.StackedCell), (name, backend)
+
+
+def _documented_data(name: str) -> bool:
+    """Whether a public constant or type alias carries a ``#:`` comment just above where a
+    core module assigns it (data have no docstrings of their own)."""
+    for path in HARNESS.rglob("*.py"):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for index, line in enumerate(lines):
+            stripped = line.strip()
+            if stripped.startswith((f"{name} =", f"{name}:")) and any(
+                above.strip().startswith("#:") for above in lines[max(0, index - 3):index]
+            ):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("name", sorted(rnnbench.__all__))
+def test_every_public_name_is_documented(name):
+    import inspect
+
+    value = getattr(rnnbench, name)
+    if inspect.isclass(value) or inspect.isfunction(value) or inspect.ismethod(value):
+        own = value.__dict__.get("__doc__") if inspect.isclass(value) else value.__doc__
+        assert own and own.strip(), f"rnnbench.{name} has no docstring of its own"
+    else:  # constants, type aliases, the hookimpl marker: a '#:' comment documents them
+        assert _documented_data(name), f"rnnbench.{name}: add a '#:' comment above it"
+
+
+def test_build_cell_is_the_public_way_to_any_registered_cell():
+    config = rnnbench.CellConfig(input_size=3, hidden_size=4, dtype="float64")
+    cell = rnnbench.build_cell("gru", "numpy", config)
+    assert isinstance(cell, rnnbench.StackedCell) and cell.config == config
+    with pytest.raises(rnnbench.UnknownNameError, match="did you mean 'gru'"):
+        rnnbench.build_cell("gur", "numpy", config)
+    with pytest.raises(rnnbench.UnknownNameError, match="no backend 'numpyy'"):
+        rnnbench.build_cell("gru", "numpyy", config)
+    host = rnnbench.load_plugins(plugins=[str(ROOT / "tests" / "data" / "narrow_plugin.py")])
+    with pytest.raises(rnnbench.PluginError, match="num_layers 2 is more than the 1 supported"):
+        host.build_cell("narrow_lstm", "numpy", rnnbench.CellConfig(3, 4, num_layers=2))

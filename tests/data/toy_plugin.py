@@ -12,6 +12,7 @@ import numpy as np
 from rnnbench import (
     BackwardResult,
     CellConfig,
+    CellSupport,
     ForwardResult,
     hookimpl,
     init_uniform,
@@ -91,8 +92,14 @@ class NanCell(ToyCell):
         return result
 
 
+#: The toy cells are single-layer; saying so lets `validate` reject a suite asking for more.
+ONE_LAYER = CellSupport(max_layers=1)
+
+
 @hookimpl
 def rnnbench_register_cells(register):
-    register("toy", "numpy", ToyCell, description="linear recurrence, for tests")
-    register("toy_boom", "numpy", BoomCell, description="fails at hidden_size 13")
-    register("toy_nan", "numpy", NanCell, description="outputs NaN")
+    register("toy", "numpy", ToyCell, description="linear recurrence, for tests",
+             supports=ONE_LAYER)
+    register("toy_boom", "numpy", BoomCell, description="fails at hidden_size 13",
+             supports=ONE_LAYER)
+    register("toy_nan", "numpy", NanCell, description="outputs NaN", supports=ONE_LAYER)
