@@ -111,7 +111,7 @@ SUPPORTS = CellSupport(dtypes=("float32", "float64"), max_layers=None, bias=(Tru
 
 
 @hookimpl
-def rnnbench_register_cells(register):
+def rnnbench_register_cells(register: rnnbench.CellRegistrar) -> None:
     register(
         "mingru",
         "numpy",

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rnnbench import ResultTable, atomic_write_text, format_mean_std, format_value, hookimpl
+from rnnbench import (
+    ReporterRegistrar,
+    ResultTable,
+    atomic_write_text,
+    format_mean_std,
+    format_value,
+    hookimpl,
+)
 
 #: The version of rnnbench's plugin contract this module was written for.
 RNNBENCH_CONTRACT = 1
@@ -45,6 +52,6 @@ def write_leaderboard(table: ResultTable, out_dir: Path) -> list[Path]:
 
 
 @hookimpl
-def rnnbench_register_reporters(register):
+def rnnbench_register_reporters(register: ReporterRegistrar) -> None:
     register("leaderboard", write_leaderboard, "leaderboard.md: each task's configurations "
              "ranked by mean test loss")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rnnbench import RunOutcome, hookimpl
+from rnnbench import MetricRegistrar, RunOutcome, hookimpl
 
 #: The version of rnnbench's plugin contract this module was written for.
 RNNBENCH_CONTRACT = 1
@@ -27,7 +27,7 @@ def generalisation_gap(run: RunOutcome) -> float | None:
 
 
 @hookimpl
-def rnnbench_register_metrics(register):
+def rnnbench_register_metrics(register: MetricRegistrar) -> None:
     register(
         "generalisation_gap",
         generalisation_gap,

@@ -9,6 +9,7 @@ from rnnbench import (
     Split,
     Task,
     TaskData,
+    TaskRegistrar,
     Topology,
     accuracy,
     check_sizes,
@@ -80,5 +81,5 @@ class Parity(Task):
 
 
 @hookimpl
-def rnnbench_register_tasks(register):
+def rnnbench_register_tasks(register: TaskRegistrar) -> None:
     register(Parity)

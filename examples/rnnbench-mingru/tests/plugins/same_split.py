@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from rnnbench import TaskData, hookimpl
+from rnnbench import TaskData, TaskRegistrar, hookimpl
 
 from rnnbench_mingru.tasks import Parity
 
@@ -27,5 +27,5 @@ class ParityTestOnTrain(Parity):
 
 
 @hookimpl
-def rnnbench_register_tasks(register):
+def rnnbench_register_tasks(register: TaskRegistrar) -> None:
     register(ParityTestOnTrain)
