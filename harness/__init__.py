@@ -22,11 +22,14 @@ from rnnbench.api import SuiteRun, run_suite
 from rnnbench.boundary import CellContractError
 from rnnbench.cell import (
     GATES,
+    Array,
     BackwardResult,
     Cell,
     CellConfig,
     CellSupport,
     ForwardResult,
+    Params,
+    State,
     init_uniform,
     param_shapes,
     parameter_count,
@@ -61,7 +64,7 @@ from rnnbench.results import (
     format_value,
 )
 from rnnbench.runner import RunObserver, RunOutcome, SilentObserver
-from rnnbench.stacked_cell import StackedCell
+from rnnbench.stacked_cell import LayerState, StackedCell
 from rnnbench.suite import Suite
 from rnnbench.task import (
     Split,
@@ -94,6 +97,7 @@ hookimpl = pluggy.HookimplMarker("rnnbench")
 __all__ = [
     "CONTRACT_VERSION",
     "GATES",
+    "Array",
     "BackwardResult",
     "Cell",
     "CellConfig",
@@ -104,9 +108,11 @@ __all__ = [
     "Evaluation",
     "EvaluationLogs",
     "ForwardResult",
+    "LayerState",
     "MetricRegistrar",
     "MetricValue",
     "Model",
+    "Params",
     "ParamsFileError",
     "PluginConflictError",
     "PluginError",
@@ -124,6 +130,7 @@ __all__ = [
     "SilentObserver",
     "Split",
     "StackedCell",
+    "State",
     "Suite",
     "SuiteError",
     "SuiteRun",

@@ -201,8 +201,9 @@ def max_relative_error(
         if err.size and err.max() > worst:
             index = np.unravel_index(err.argmax(), err.shape)
             worst = float(err.max())
-            where = f"{name}{list(map(int, index))}: backward {a[index]!r}, finite differences " \
-                    f"{n[index]!r}"
+            # repr of a Python float: every digit, without numpy 2's "np.float64(...)" wrapper
+            where = f"{name}{list(map(int, index))}: backward {float(a[index])!r}, finite " \
+                    f"differences {float(n[index])!r}"
     return worst, where
 
 

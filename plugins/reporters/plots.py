@@ -89,7 +89,8 @@ def plot_learning_curves(table: ResultTable, out_dir: Path) -> Path | None:
                          (0, len(steps) - len(c)), constant_values=np.nan) for c in curves]
             _mean_band(axis, steps, ys, label)
         axis.set(title=task, xlabel="optimizer steps", ylabel="validation loss", yscale="log")
-        axis.legend(fontsize="small")
+        if axis.get_legend_handles_labels()[0]:  # every run may have diverged before a point
+            axis.legend(fontsize="small")
     figure.suptitle(f"{table.suite}: learning curves (mean over seeds, band = min..max)")
     return _save(figure, out_dir / PLOTS / "learning_curves.png")
 
@@ -120,7 +121,8 @@ def plot_gradient_by_lag(table: ResultTable, out_dir: Path) -> Path | None:
                 _mean_band(axis, lags, ys, label)
         axis.set(title=f"{task}: {when}", xlabel="lag (steps back from the last)",
                  ylabel="|dLoss/dh_t|", yscale="log")
-        axis.legend(fontsize="small")
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize="small")
     figure.suptitle(f"{table.suite}: gradient norm by time lag (mean over seeds)")
     return _save(figure, out_dir / PLOTS / "gradient_by_lag.png")
 
