@@ -85,8 +85,8 @@ def check_output_dir(path: Path, suite_path: Path | None = None, *, force: bool 
     for name in run_files:
         if name not in owned and (path / name).exists():
             raise RnnbenchError(
-                f"{path / name}: not written by rnnbench (not in {path / MANIFEST}); it will not "
-                "be replaced: move it away or choose another output folder"
+                f"{path / name}: not written by rnnbench, so it will not be replaced; move it "
+                "away or choose another output folder"
             )
     return OutputDir(path, owned)
 
@@ -111,10 +111,8 @@ def owned_files(path: Path) -> set[str] | None:
             ) from exc
         return set(files)
     if (path / RESULTS_FILE).is_file() and (path / ENVIRONMENT_FILE).is_file():
-        return {
-            entry.relative_to(path).as_posix() for entry in path.rglob("*")
-            if entry.is_file() and not entry.name.startswith(_STAGING_PREFIX)
-        }
+        files = (entry.relative_to(path) for entry in path.rglob("*") if entry.is_file())
+        return {f.as_posix() for f in files if not f.parts[0].startswith(_STAGING_PREFIX)}
     return None
 
 

@@ -98,7 +98,7 @@ def test_case4_user_suite_yaml_is_never_replaced_even_with_force(tmp_path, capsy
     out.mkdir()
     (out / "suite.yaml").write_text("my own suite\n")
     assert main(["run", str(suite), "-o", str(out), "-q", "--force"]) == 2
-    one_error_line(capsys, str(out / "suite.yaml"), "not written by rnnbench", "move it away")
+    one_error_line(capsys, str(out / "suite.yaml"), "not written by rnnbench", "move it")
     assert sorted(p.name for p in out.iterdir()) == ["suite.yaml"]
     assert (out / "suite.yaml").read_text() == "my own suite\n"
 
@@ -128,11 +128,16 @@ def test_case4_results_folder_of_an_older_rnnbench_is_adopted(tmp_path, capsys):
     out = tmp_path / "old"
     assert main(["run", str(suite), "-o", str(out), "-q"]) == 0
     (out / MANIFEST).unlink()  # as rnnbench left folders before the manifest
+    leftover = out / ".rnnbench-staging-killed"  # what a kill -9 while reporting leaves
+    leftover.mkdir()
+    (leftover / "results.md").write_text("half a table")
     assert main(["run", str(suite), "-o", str(out), "-q"]) == 0
     assert capsys.readouterr().err == ""
     owned = set(json.loads((out / MANIFEST).read_text())["files"])
     assert {"results.jsonl", "environment.json", "results.md", "runs.csv"} <= owned
-    assert not [p for p in out.iterdir() if p.name.startswith(".rnnbench-staging-")]
+    assert not [name for name in owned if name.startswith(".rnnbench-staging-")]
+    assert [p.name for p in out.iterdir() if p.name.startswith(".rnnbench-staging-")] == [
+        leftover.name]  # only the old leftover: this run's staging folders are gone
 
 
 def test_case4_show_rewrites_tables_but_not_user_files(tmp_path, capsys):
