@@ -19,6 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rnnbench.errors import PluginError, RnnbenchError, SuiteError, SuiteProblem
+from rnnbench.output_dir import (
+    RUN_FILES,
+    check_output_dir,
+    naming_os_errors,
+    staged_reporter_output,
+)
 from rnnbench.plugin_manager import PluginHost, build_host
 from rnnbench.records import RunRecord, RunSpec
 from rnnbench.results import (
@@ -89,6 +95,7 @@ def run_suite(
     observer: RunObserver | None = None,
     host: PluginHost | None = None,
     on_validated: Callable[[], None] | None = None,
+    force: bool = False,
 ) -> SuiteRun:
     """Run a suite file and write its results folder, as ``rnnbench run`` does.
 
@@ -101,13 +108,16 @@ def run_suite(
     ``observer`` is told of progress (subclass :class:`rnnbench.runner.SilentObserver`); it is
     entered as a context manager around the runs. ``on_validated`` is called once the suite
     (and the plugins it names) passed validation, before anything runs: the CLI prints its
-    warnings there.
+    warnings there. ``force`` (``--force``) writes into an existing folder that is not an
+    rnnbench results folder; even then no file rnnbench did not write is replaced
+    (:mod:`rnnbench.output_dir`).
 
     A run that fails is recorded with its error and the others go on; look at
     :attr:`SuiteRun.failures`. Bad input raises before anything runs:
     :class:`~rnnbench.errors.SuiteError` (every problem, each with file, line and field),
     :class:`~rnnbench.errors.PluginError`, or :class:`~rnnbench.errors.RnnbenchError` (a
-    ``keyword`` that selects nothing).
+    ``keyword`` that selects nothing, an output folder it may not write). A write the system
+    refuses (full disk, ...) raises ``OSError`` naming the file.
     """
     if host is None:
         host = build_host(plugins=list(plugins), blocked=list(blocked))
@@ -121,12 +131,14 @@ def run_suite(
     out_dir = Path(output_dir) if output_dir is not None else (
         suite.output or Path("results") / suite.name
     )
+    output = check_output_dir(out_dir, suite.path, force=force)
     store = ResultStore(out_dir)
     # Before the results folder is touched, so "git dirty" speaks of the code, not the results.
     environment = capture_environment(plugins=host.environment_plugins())
     runs = select(suite.runs, keyword)
     if keyword and not runs:
         raise RnnbenchError(f"-k {keyword!r} selects none of the suite's {len(suite.runs)} runs")
+    output.claim(*RUN_FILES)  # the manifest first: a folder with it is a results folder
     already_done: list[RunSpec] = []
     if resume:
         done = store.finished_ids()
@@ -142,7 +154,7 @@ def run_suite(
     atomic_write_text(out_dir / SUITE_COPY, suite.path.read_text(encoding="utf-8"))
 
     entered = observer if hasattr(observer, "__enter__") else contextlib.nullcontext()
-    with entered:
+    with entered, naming_os_errors(store.path):
         records = execute_runs(suite, runs, host, store, observer=observer)
     table = write_tables(out_dir, host, metrics=list(suite.metrics))
     return SuiteRun(suite, out_dir, runs, already_done, records, table)
@@ -166,5 +178,7 @@ def write_tables(out_dir: Path, host: PluginHost, metrics: list[str] | None = No
     better = {name: entry.better for name, entry in host.registry.metrics.resolved().items()}
     table = load_table(out_dir, metrics=metrics, better=better)
     for entry in host.registry.reporters_in_use():
-        entry.function(table, Path(out_dir))
+        # Into a staging folder, moved into place from there: never over a user's file.
+        with staged_reporter_output(Path(out_dir)) as staging:
+            entry.function(table, staging)
     return table

@@ -6,10 +6,12 @@ Exit codes: 0 success, 1 a run failed, 2 bad input (suite, plugin or arguments),
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from rnnbench.compare import (
     compare_folders,
 )
 from rnnbench.errors import RnnbenchError
+from rnnbench.output_dir import KeptFileWarning, require_writable_folder
 from rnnbench.plugin_manager import TRACEBACK_ENV, PluginHost, build_host
 from rnnbench.records import RunRecord, RunSpec
 from rnnbench.results import (
@@ -78,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="keep the results folder's records and skip runs already finished")
     run.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    run.add_argument("--force", action="store_true",
+                     help="write into an existing folder that is not an rnnbench results folder "
+                     "(files rnnbench did not write are still never replaced)")
 
     validate = commands.add_parser("validate", parents=[plugins],
                                    help="check a suite without running it")
@@ -178,6 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("interrupted: finished runs are saved; continue with --resume")
         return EXIT_INTERRUPTED
+    except OSError as exc:  # the system refused a read or write: not a bug, no traceback
+        print_line(console, os_error_line(exc))
+        return EXIT_BAD_INPUT
     raise AssertionError(f"unhandled command {args.command!r}")
 
 
@@ -187,6 +196,38 @@ def make_console(stderr: bool = False) -> Console:
     if not console.is_terminal:
         console = Console(stderr=stderr, highlight=False, soft_wrap=True, width=160)
     return console
+
+
+def print_line(console: Console, message: str, label: str = "error") -> None:
+    """``label: message`` as one line, printed literally: paths and values may hold brackets."""
+    style = "red" if label == "error" else "yellow"
+    console.print(Text.assemble((f"{label}:", style), " ", message), markup=False,
+                  soft_wrap=True)
+
+
+def os_error_line(exc: OSError) -> str:
+    """``PATH: reason`` for an OSError: the file it names and the system's words."""
+    reason = exc.strerror or str(exc)
+    names = [str(name) for name in (exc.filename, exc.filename2) if name is not None]
+    return ": ".join([" -> ".join(names), reason]) if names else reason
+
+
+@contextlib.contextmanager
+def kept_files_reported(console: Console) -> Iterator[None]:
+    """Print each reporter file left alone (a user's file of its name) as a warning line, as it
+    happens; other warnings go on as before."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", KeptFileWarning)
+        shown = warnings.showwarning
+
+        def show(message: Warning | str, category: type[Warning], *rest: Any) -> None:
+            if issubclass(category, KeptFileWarning):
+                print_line(console, str(message), label="warning")
+            else:
+                shown(message, category, *rest)
+
+        warnings.showwarning = show
+        yield
 
 
 def make_host(plugin_args: Sequence[str], strict: bool = True) -> PluginHost:
@@ -240,11 +281,13 @@ def command_validate(args: argparse.Namespace, host: PluginHost, console: Consol
 def command_run(args: argparse.Namespace, host: PluginHost, console: Console) -> int:
     if not args.quiet:
         warn_broken(host, console, wants_traceback(args))
-    result = run_suite(
-        args.suite, output_dir=args.output, host=host, resume=args.resume, keyword=args.select,
-        observer=make_observer(console, quiet=args.quiet),
-        on_validated=None if args.quiet else lambda: warn_unmatched_blocks(host, console),
-    )
+    with kept_files_reported(console):
+        result = run_suite(
+            args.suite, output_dir=args.output, host=host, resume=args.resume,
+            keyword=args.select, observer=make_observer(console, quiet=args.quiet),
+            on_validated=None if args.quiet else lambda: warn_unmatched_blocks(host, console),
+            force=args.force,
+        )
     if not args.quiet:
         print_table(result.table, make_console())
         make_console().print(f"results: {result.output_dir}")
@@ -256,7 +299,9 @@ def command_run(args: argparse.Namespace, host: PluginHost, console: Console) ->
 def command_show(args: argparse.Namespace, host: PluginHost) -> int:
     if not (args.results / "results.jsonl").exists():
         raise RnnbenchError(f"{args.results}: no results.jsonl here; is it a results folder?")
-    table = write_tables(args.results, host)
+    require_writable_folder(args.results)  # it rewrites the tables
+    with kept_files_reported(make_console(stderr=True)):
+        table = write_tables(args.results, host)
     print_table(table, make_console())
     return EXIT_OK
 

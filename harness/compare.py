@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 from rnnbench.errors import RnnbenchError
 from rnnbench.records import RunRecord
-from rnnbench.results import ENVIRONMENT_FILE, RESULTS_FILE
+from rnnbench.results import ENVIRONMENT_FILE, RESULTS_FILE, environment_problems
 
 Mode = Literal["exact", "tolerant"]
 MODES: tuple[Mode, ...] = ("exact", "tolerant")
@@ -291,8 +291,10 @@ def choose_mode(env_a: Mapping[str, Any] | None,
         a, b = env_a.get(name), env_b.get(name)
         if a is None or b is None or a != b:
             differences.append(f"{name} {_shown(a)} vs {_shown(b)}")
-    packages_a = env_a.get("packages") or {}
-    packages_b = env_b.get("packages") or {}
+    for side, env in (("A", env_a), ("B", env_b)):
+        differences += [f"{side}'s {ENVIRONMENT_FILE}: {p}" for p in environment_problems(env)]
+    packages_a = _packages(env_a)
+    packages_b = _packages(env_b)
     recorded = [p for p in NUMERIC_PACKAGES if p in packages_a or p in packages_b]
     for name in recorded:
         a, b = packages_a.get(name), packages_b.get(name)
@@ -303,6 +305,12 @@ def choose_mode(env_a: Mapping[str, Any] | None,
     versions = ", ".join(f"{p} {packages_a[p]}" for p in recorded)
     same = f"python {env_a['python']}" + (f", {versions}" if versions else "")
     return "exact", f"same {same} on {env_a['machine']}"
+
+
+def _packages(environment: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The recorded package versions; none when ``packages`` is not an object."""
+    packages = environment.get("packages")
+    return packages if isinstance(packages, dict) else {}
 
 
 def _shown(value: Any) -> str:

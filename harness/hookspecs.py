@@ -234,9 +234,10 @@ def rnnbench_register_reporters(register: ReporterRegistrar) -> None:
     call ``register(name, function, description="")`` once per format, where
     ``function(table: rnnbench.ResultTable, out_dir: pathlib.Path) -> list[pathlib.Path]``
     writes its files under ``out_dir`` (use ``rnnbench.atomic_write_text``) and returns their
-    paths. Every registered reporter runs after each ``rnnbench run`` and ``rnnbench show``;
-    reporters read records only: they never rerun or retrain anything. Returns nothing; every
-    plugin's implementation is called.
+    paths. ``out_dir`` is an empty staging folder inside the results folder: rnnbench moves the
+    files into place, except over a file it did not write. Every registered reporter runs
+    after each ``rnnbench run`` and ``rnnbench show``; reporters read records only: they never
+    rerun or retrain anything. Returns nothing; every plugin's implementation is called.
     """
 
 

@@ -49,8 +49,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a full disk fails write() or fsync(), which name nothing
         raise
     return path
 
@@ -155,6 +157,44 @@ def capture_environment(
         "git": _git_state(project_dir or Path(__file__).resolve().parent.parent),
         **({"plugins": list(plugins)} if plugins is not None else {}),
     }
+
+
+def environment_problems(environment: Any) -> list[str]:
+    """What in an ``environment.json`` document readers cannot use: not an object, or a field
+    of the wrong JSON type (``packages`` must be an object of versions, ``git`` an object whose
+    ``commit`` is a string). One phrase per problem; empty when it is usable."""
+    if not isinstance(environment, dict):
+        return [f"expected a JSON object, not {type(environment).__name__}"]
+    problems = []
+    packages = environment.get("packages")
+    if packages is not None and not isinstance(packages, dict):
+        problems.append(f"'packages' is a {type(packages).__name__}, not an object of versions")
+    git = environment.get("git")
+    if git is not None and not (isinstance(git, dict)
+                                and isinstance(git.get("commit", ""), str)):
+        problems.append("'git' is not an object with a string 'commit'")
+    return problems
+
+
+def read_environment(path: Path) -> dict[str, Any] | None:
+    """``environment.json`` for display: None when absent or unreadable, fields of the wrong type
+    left out; each problem is a warning naming the file, never a crash (it is information about
+    the runs, not part of them)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        environment = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        warnings.warn(f"{path}: unreadable, left out ({exc})", stacklevel=2)
+        return None
+    problems = environment_problems(environment)
+    for problem in problems:
+        warnings.warn(f"{path}: {problem}; left out", stacklevel=2)
+    if not isinstance(environment, dict):
+        return None
+    return {key: value for key, value in environment.items()
+            if not any(problem.startswith(f"'{key}'") for problem in problems)}
 
 
 def _cpu_model() -> str:
@@ -341,10 +381,7 @@ def load_table(directory: Path, metrics: Sequence[str] | None = None,
     records = store.records()
     if metrics is None:
         metrics = _metric_names(records)
-    environment = None
-    env_path = directory / ENVIRONMENT_FILE
-    if env_path.exists():
-        environment = json.loads(env_path.read_text(encoding="utf-8"))
+    environment = read_environment(directory / ENVIRONMENT_FILE)
     suite = records[0].suite if records else directory.name
     return ResultTable(suite, records, list(metrics), dict(better or {}), environment)
 

@@ -356,3 +356,30 @@ def test_compare_mentions_a_cell_from_another_distribution(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "note: cell gru/numpy is provided by reference_cells (rnnbench " in out
     assert "by fast_gru (fast-cells 2.0) in B" in out
+
+
+@pytest.mark.parametrize("packages", [["numpy", "2.0"], "numpy 2.0", 3])
+def test_case6_environment_packages_of_the_wrong_type(packages, tmp_path, capsys):
+    """Issue 9, case 6 (the environment part): ``packages`` that is not an object of versions
+    does not crash ``show`` (left out, with a warning) or ``compare`` (tolerant mode, saying
+    why)."""
+    suite = write_suite(tmp_path)
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out in (a, b):
+        assert main(["run", str(suite), "-o", str(out), "-q"]) == 0
+    environment = json.loads((b / "environment.json").read_text())
+    environment["packages"], environment["git"] = packages, ["not", "an", "object"]
+    (b / "environment.json").write_text(json.dumps(environment))
+
+    with pytest.warns(UserWarning) as caught:
+        assert main(["show", str(b)]) == 0
+    assert sorted(str(w.message).split(": ", 1)[1] for w in caught) == [
+        "'git' is not an object with a string 'commit'; left out",
+        f"'packages' is a {type(packages).__name__}, not an object of versions; left out",
+    ]
+    assert "Traceback" not in capsys.readouterr().err
+    assert "Ran " in (b / "results.md").read_text()  # the rest of the environment is shown
+
+    assert main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "tolerant" in out and "B's environment.json: 'packages' is a" in out
