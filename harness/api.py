@@ -14,12 +14,14 @@ writes the results folder; it prints nothing and raises the usual errors
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from rnnbench.errors import PluginError, RnnbenchError, SuiteError, SuiteProblem
 from rnnbench.plugin_manager import PluginHost, build_host
+from rnnbench.record_file import StoreWarning
 from rnnbench.records import RunRecord, RunSpec
 from rnnbench.results import (
     ENVIRONMENT_FILE,
@@ -31,8 +33,10 @@ from rnnbench.results import (
     load_table,
     write_json,
 )
+from rnnbench.resume_check import resumed_environment_file, suite_differences
 from rnnbench.runner import RunObserver, SilentObserver, execute_runs
 from rnnbench.selection import select
+from rnnbench.store_lock import results_folder_lock
 from rnnbench.suite import Suite, read_suite, validate_suite
 
 __all__ = ["SuiteRun", "load_validated_suite", "run_suite", "write_tables"]
@@ -127,25 +131,53 @@ def run_suite(
     runs = select(suite.runs, keyword)
     if keyword and not runs:
         raise RnnbenchError(f"-k {keyword!r} selects none of the suite's {len(suite.runs)} runs")
-    already_done: list[RunSpec] = []
-    if resume:
-        done = store.finished_ids()
-        already_done = [run for run in runs if run.run_id in done]
-        runs = [run for run in runs if run.run_id not in done]
-    elif not keyword:
-        # A full run starts a fresh results file; a -k run updates the selected runs' records
-        # and keeps the others, so the tables still show the whole suite.
-        store.start_fresh()
-    observer.suite_started(suite, runs, already_done, out_dir)
-    environment["resumed"] = bool(resume)
-    write_json(out_dir / ENVIRONMENT_FILE, environment)
-    atomic_write_text(out_dir / SUITE_COPY, suite.path.read_text(encoding="utf-8"))
+    with results_folder_lock(out_dir):  # one writer per folder; a second run exits 2
+        store.repair()  # a torn last line (crash, full disk) is moved aside, never appended to
+        already_done: list[RunSpec] = []
+        environment_path = out_dir / ENVIRONMENT_FILE
+        if resume:
+            environment_path = check_resume(out_dir, suite, store, environment)
+            done = store.finished_ids()
+            already_done = [run for run in runs if run.run_id in done]
+            runs = [run for run in runs if run.run_id not in done]
+        elif not keyword:
+            # A full run starts a fresh results file (the old one is kept); a -k run updates
+            # the selected runs' records and keeps the others, so the tables show the suite.
+            store.start_fresh()
+        observer.suite_started(suite, runs, already_done, out_dir)
+        environment["resumed"] = bool(resume)
+        write_json(environment_path, environment)
+        atomic_write_text(out_dir / SUITE_COPY, suite.path.read_text(encoding="utf-8"))
 
-    entered = observer if hasattr(observer, "__enter__") else contextlib.nullcontext()
-    with entered:
-        records = execute_runs(suite, runs, host, store, observer=observer)
-    table = write_tables(out_dir, host, metrics=list(suite.metrics))
+        entered = observer if hasattr(observer, "__enter__") else contextlib.nullcontext()
+        try:
+            with entered:
+                records = execute_runs(suite, runs, host, store, observer=observer)
+        except KeyboardInterrupt:
+            # The tables must show the records now in results.jsonl, not the previous suite's.
+            with contextlib.suppress(Exception):
+                write_tables(out_dir, host, metrics=list(suite.metrics))
+            raise
+        table = write_tables(out_dir, host, metrics=list(suite.metrics))
     return SuiteRun(suite, out_dir, runs, already_done, records, table)
+
+
+def check_resume(out_dir: Path, suite: Suite, store: ResultStore, environment: dict) -> Path:
+    """One :class:`StoreWarning` each when ``--resume`` continues a folder run with a different
+    suite or in a different environment; returns where to write this invocation's environment
+    (beside the earlier ``environment.json`` when they differ, which is kept)."""
+    differs = suite_differences(
+        out_dir, suite.path.read_text(encoding="utf-8"),
+        [run.run_id for run in suite.runs] + [run.run_id for run, _ in suite.skipped],
+        (record.run_id for record in store.records()),
+    )
+    if differs:
+        warnings.warn(f"{out_dir}: --resume with a different suite: {differs}", StoreWarning,
+                      stacklevel=3)
+    path, message = resumed_environment_file(out_dir, environment)
+    if message:
+        warnings.warn(message, StoreWarning, stacklevel=3)
+    return path
 
 
 def load_validated_suite(path: Path, host: PluginHost) -> Suite:
