@@ -42,8 +42,9 @@ def encode_nonfinite(value: Any) -> Any:
 def decode_nonfinite(value: Any) -> Any:
     """The inverse of :func:`encode_nonfinite`: ``$float`` objects back to floats."""
     if isinstance(value, dict):
-        if len(value) == 1 and FLOAT_KEY in value and value[FLOAT_KEY] in _NAMES:
-            return _NAMES[value[FLOAT_KEY]]
+        name = value.get(FLOAT_KEY)
+        if len(value) == 1 and isinstance(name, str) and name in _NAMES:
+            return _NAMES[name]
         return {key: decode_nonfinite(item) for key, item in value.items()}
     if isinstance(value, list):
         return [decode_nonfinite(item) for item in value]

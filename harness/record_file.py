@@ -58,6 +58,7 @@ def parse_record(line: str | bytes) -> RunRecord:
         raise BadRecord("nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, integers beyond Python's digit limit
         raise BadRecord(f"not JSON ({exc})") from None
+    data = decode_nonfinite(data)
     if not isinstance(data, dict):
         raise BadRecord(f"a JSON {type(data).__name__}, not an object")
     for key, kind in REQUIRED.items():
@@ -69,15 +70,28 @@ def parse_record(line: str | bytes) -> RunRecord:
         value = data.get(key)
         if value is not None and not isinstance(value, kinds):
             raise BadRecord(f"{key!r} is a {type(value).__name__}")
-    data = decode_nonfinite(data)
     if not all(isinstance(point, dict) for point in data.get("curve") or []):
         raise BadRecord("'curve' holds a point that is not an object")
     if not all(isinstance(name, str) for name in data.get("metrics") or {}):
         raise BadRecord("'metrics' has a name that is not a string")
+    if _has_huge_integer(data):
+        raise BadRecord("an integer beyond the float range")
     record = RunRecord.from_dict(data)
     record.metrics = record.metrics or {}
     record.curve = record.curve or []
     return record
+
+
+def _has_huge_integer(value: Any) -> bool:
+    """Whether ``value`` holds an integer no float can hold (tables and compare take floats of
+    numbers)."""
+    if isinstance(value, int):
+        return abs(value) >= 2 ** 1024
+    if isinstance(value, dict):
+        return any(_has_huge_integer(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_huge_integer(item) for item in value)
+    return False
 
 
 def read_record_file(path: Path) -> RecordFile:

@@ -11,10 +11,12 @@ import warnings
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rnnbench.cli import main
 from rnnbench.json_numbers import decode_nonfinite, dumps
-from rnnbench.record_file import TORN_FILE, StoreWarning, parse_record, repair_torn_tail
+from rnnbench.record_file import TORN_FILE, BadRecord, StoreWarning, parse_record, repair_torn_tail
 from rnnbench.results import ResultStore, atomic_write_text, load_table
 from rnnbench.store_lock import LOCK_FILE, FolderLocked, results_folder_lock
 
@@ -77,6 +79,25 @@ def test_case1_nonfinite_numbers_are_recorded_and_read_back(tmp_path, capsys):
     assert decode_nonfinite({"a": {"b": 1.0}}) == {"a": {"b": 1.0}}
 
 
+def test_case1_exploding_training_is_recorded_and_resumable(tmp_path, capsys):
+    """The issue's reproduction: sgd, lr 10, no clipping, spectral radius 5 on rnn float64
+    reaches an infinite loss in the learning curve (was: ValueError, exit 1, every --resume)."""
+    suite = write_suite(tmp_path, SUITE.replace("length: 4, train_size: 40", "length: 30, "
+                                                "train_size: 40").replace("seed: [0, 1]", "seed: 0")
+                        .replace("training: {optimizer: adam, lr: 0.01, batch_size: 20, steps: 4, "
+                                 "eval_every: 2}",
+                                 "training: {optimizer: sgd, lr: 10, clip: null, spectral_radius: "
+                                 "5, batch_size: 20, steps: 100, eval_every: 1}"))
+    out = tmp_path / "out"
+    assert main(["run", str(suite), "-o", str(out), "-q"]) in (0, 1)  # 1: the run diverged
+    assert '{"$float": "inf"}' in (out / "results.jsonl").read_text()
+    [record] = ResultStore(out).records()
+    assert any(math.isinf(v) for point in record.curve for v in point.values())
+    assert main(["run", str(suite), "-o", str(out), "-q", "--resume"]) in (0, 1)
+    assert main(["show", str(out)]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def test_case1_committed_results_still_read_and_compare_identical(tmp_path, capsys):
     committed = Path(__file__).resolve().parent.parent / "results" / "quickstart"
     with warnings.catch_warnings():
@@ -115,7 +136,11 @@ def test_case2_torn_tail_is_moved_aside_never_merged(tmp_path, capsys):
      "'run_id' is a list"),
     ('{"run_id": "x", "label": "l", "suite": "s", "config": {}, "status": "ok", "seconds": '
      + "9" * 5000 + "}", "not JSON"),
+    ('{"run_id": "x", "label": "l", "suite": "s", "config": {}, "status": "ok", '
+     '"metrics": {"m": 1' + "0" * 400 + "}}", "an integer beyond the float range"),
     ('{"run_id": "x", "label": "l"}', "no 'suite'"),
+    ('{"run_id": "x", "label": "l", "suite": "s", "config": {}, "status": "ok", '
+     '"metrics": {"$float": "inf"}}', "'metrics' is a float"),
     ('{"run_id": "x", "label": "l", "suite": "s", "config": {}, "status": "ok", '
      '"metrics": [1]}', "'metrics' is a list"),
 ])
@@ -239,3 +264,23 @@ def test_case11_tables_are_rewritten_on_interrupt(tmp_path, monkeypatch, capsys)
     runs = (out / "runs.csv").read_text()
     assert "gru" not in runs and runs.count("\n") == 2  # header and the one finished run
     assert len(lines_of(out)) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=200),
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+        lambda inner: st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["run_id", "label", "suite", "config", "status",
+                                           "metrics", "curve", "seconds", "$float"]), inner,
+                          max_size=6),
+        max_leaves=20,
+    ).map(lambda value: json.dumps(value).encode()),
+))
+def test_case6_any_line_is_a_record_or_a_bad_record(line):
+    try:
+        record = parse_record(line)
+    except BadRecord:
+        return
+    assert isinstance(record.run_id, str) and isinstance(record.metrics, dict)
