@@ -111,7 +111,10 @@ def run_suite(
     :attr:`SuiteRun.failures`. Bad input raises before anything runs:
     :class:`~rnnbench.errors.SuiteError` (every problem, each with file, line and field),
     :class:`~rnnbench.errors.PluginError`, or :class:`~rnnbench.errors.RnnbenchError` (a
-    ``keyword`` that selects nothing).
+    ``keyword`` that selects nothing), or :class:`~rnnbench.store_lock.FolderLocked` (another
+    run is writing ``output_dir``). What the user should know about the folder (unreadable
+    records skipped, a torn last line moved aside, a resume against a different suite or
+    environment) is issued as a :class:`~rnnbench.record_file.StoreWarning`.
     """
     if host is None:
         host = build_host(plugins=list(plugins), blocked=list(blocked))

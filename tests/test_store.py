@@ -204,6 +204,23 @@ def test_case3_lock_is_released_after_the_run(tmp_path):
         pass
 
 
+def test_case3_store_lock_imports_and_runs_without_fcntl(monkeypatch, tmp_path):
+    """Windows has no fcntl: not a target, but importing must not fail (the folder is then
+    not locked)."""
+    import importlib.util
+
+    import rnnbench.store_lock
+
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # "import fcntl" raises ImportError
+    spec = importlib.util.spec_from_file_location("store_lock_copy",
+                                                  rnnbench.store_lock.__file__)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.fcntl is None
+    with module.results_folder_lock(tmp_path), module.results_folder_lock(tmp_path):
+        pass
+
+
 def test_case4_every_previous_results_file_is_kept(tmp_path):
     suite, out = write_suite(tmp_path), tmp_path / "out"
     contents = []
