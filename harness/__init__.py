@@ -44,6 +44,7 @@ from rnnbench.hookspecs import (
     TaskRegistrar,
 )
 from rnnbench.initialisation import gate_blocks, spectral_radius
+from rnnbench.json_numbers import encode_nonfinite
 from rnnbench.losses import accuracy, cross_entropy, mse
 from rnnbench.model import EncoderDecoderModel, Evaluation, Model, Readout, SequenceModel
 from rnnbench.params_io import ParamsFileError, load_params, save_params
@@ -148,6 +149,7 @@ __all__ = [
     "build_cell",
     "check_sizes",
     "cross_entropy",
+    "encode_nonfinite",
     "format_mean_std",
     "format_value",
     "gate_blocks",

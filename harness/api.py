@@ -14,6 +14,7 @@ writes the results folder; it prints nothing and raises the usual errors
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from rnnbench.output_dir import (
     staged_reporter_output,
 )
 from rnnbench.plugin_manager import PluginHost, build_host
+from rnnbench.record_file import StoreWarning
 from rnnbench.records import RunRecord, RunSpec
 from rnnbench.results import (
     ENVIRONMENT_FILE,
@@ -37,8 +39,10 @@ from rnnbench.results import (
     load_table,
     write_json,
 )
+from rnnbench.resume_check import resumed_environment_file, suite_differences
 from rnnbench.runner import RunObserver, SilentObserver, execute_runs
 from rnnbench.selection import select
+from rnnbench.store_lock import results_folder_lock
 from rnnbench.suite import Suite, read_suite, validate_suite
 
 __all__ = ["SuiteRun", "load_validated_suite", "run_suite", "write_tables"]
@@ -116,8 +120,12 @@ def run_suite(
     :attr:`SuiteRun.failures`. Bad input raises before anything runs:
     :class:`~rnnbench.errors.SuiteError` (every problem, each with file, line and field),
     :class:`~rnnbench.errors.PluginError`, or :class:`~rnnbench.errors.RnnbenchError` (a
-    ``keyword`` that selects nothing, an output folder it may not write). A write the system
-    refuses (full disk, ...) raises ``OSError`` naming the file.
+    ``keyword`` that selects nothing, an output folder it may not write),
+    :class:`~rnnbench.store_lock.FolderLocked` (another run is writing ``output_dir``), or an
+    ``OSError`` naming the file for a write the system refuses (full disk, ...). What the user
+    should know about the folder (unreadable records skipped, a torn last line moved aside, a
+    resume against a different suite or environment) is issued as a
+    :class:`~rnnbench.record_file.StoreWarning`.
     """
     if host is None:
         host = build_host(plugins=list(plugins), blocked=list(blocked))
@@ -139,25 +147,53 @@ def run_suite(
     if keyword and not runs:
         raise RnnbenchError(f"-k {keyword!r} selects none of the suite's {len(suite.runs)} runs")
     output.claim(*RUN_FILES)  # the manifest first: a folder with it is a results folder
-    already_done: list[RunSpec] = []
-    if resume:
-        done = store.finished_ids()
-        already_done = [run for run in runs if run.run_id in done]
-        runs = [run for run in runs if run.run_id not in done]
-    elif not keyword:
-        # A full run starts a fresh results file; a -k run updates the selected runs' records
-        # and keeps the others, so the tables still show the whole suite.
-        store.start_fresh()
-    observer.suite_started(suite, runs, already_done, out_dir)
-    environment["resumed"] = bool(resume)
-    write_json(out_dir / ENVIRONMENT_FILE, environment)
-    atomic_write_text(out_dir / SUITE_COPY, suite.path.read_text(encoding="utf-8"))
+    with results_folder_lock(out_dir):  # one writer per folder; a second run exits 2
+        store.repair()  # a torn last line (crash, full disk) is moved aside, never appended to
+        already_done: list[RunSpec] = []
+        environment_path = out_dir / ENVIRONMENT_FILE
+        if resume:
+            environment_path = check_resume(out_dir, suite, store, environment)
+            done = store.finished_ids()
+            already_done = [run for run in runs if run.run_id in done]
+            runs = [run for run in runs if run.run_id not in done]
+        elif not keyword:
+            # A full run starts a fresh results file (the old one is kept); a -k run updates
+            # the selected runs' records and keeps the others, so the tables show the suite.
+            store.start_fresh()
+        observer.suite_started(suite, runs, already_done, out_dir)
+        environment["resumed"] = bool(resume)
+        write_json(environment_path, environment)
+        atomic_write_text(out_dir / SUITE_COPY, suite.path.read_text(encoding="utf-8"))
 
-    entered = observer if hasattr(observer, "__enter__") else contextlib.nullcontext()
-    with entered, naming_os_errors(store.path):
-        records = execute_runs(suite, runs, host, store, observer=observer)
-    table = write_tables(out_dir, host, metrics=list(suite.metrics))
+        entered = observer if hasattr(observer, "__enter__") else contextlib.nullcontext()
+        try:
+            with entered, naming_os_errors(store.path):
+                records = execute_runs(suite, runs, host, store, observer=observer)
+        except KeyboardInterrupt:
+            # The tables must show the records now in results.jsonl, not the previous suite's.
+            with contextlib.suppress(Exception):
+                write_tables(out_dir, host, metrics=list(suite.metrics))
+            raise
+        table = write_tables(out_dir, host, metrics=list(suite.metrics))
     return SuiteRun(suite, out_dir, runs, already_done, records, table)
+
+
+def check_resume(out_dir: Path, suite: Suite, store: ResultStore, environment: dict) -> Path:
+    """One :class:`StoreWarning` each when ``--resume`` continues a folder run with a different
+    suite or in a different environment; returns where to write this invocation's environment
+    (beside the earlier ``environment.json`` when they differ, which is kept)."""
+    differs = suite_differences(
+        out_dir, suite.path.read_text(encoding="utf-8"),
+        [run.run_id for run in suite.runs] + [run.run_id for run, _ in suite.skipped],
+        (record.run_id for record in store.records()),
+    )
+    if differs:
+        warnings.warn(f"{out_dir}: --resume with a different suite: {differs}", StoreWarning,
+                      stacklevel=3)
+    path, message = resumed_environment_file(out_dir, environment)
+    if message:
+        warnings.warn(message, StoreWarning, stacklevel=3)
+    return path
 
 
 def load_validated_suite(path: Path, host: PluginHost) -> Suite:

@@ -39,6 +39,7 @@ from rnnbench.compare import (
 from rnnbench.errors import RnnbenchError
 from rnnbench.output_dir import KeptFileWarning, require_writable_folder
 from rnnbench.plugin_manager import TRACEBACK_ENV, PluginHost, build_host
+from rnnbench.record_file import StoreWarning
 from rnnbench.records import RunRecord, RunSpec
 from rnnbench.results import (
     ResultTable,
@@ -159,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = make_console(stderr=True)
+    print_store_warnings()
     try:
         host = make_host(args.plugins, strict=args.command not in ("list", "plugins"))
         if args.command not in ("run", "validate"):  # those warn once the suite's are loaded
@@ -188,6 +190,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_line(console, os_error_line(exc))
         return EXIT_BAD_INPUT
     raise AssertionError(f"unhandled command {args.command!r}")
+
+
+def print_store_warnings() -> None:
+    """Print each results-folder warning (skipped records, a repaired torn line, a resume
+    elsewhere) once, as one ``warning:`` line on stderr; other warnings as Python prints them."""
+    if getattr(warnings.showwarning, "prints_store_warnings", False):
+        return
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, StoreWarning):
+            make_console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(str(message))}")
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    show.prints_store_warnings = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+    warnings.filterwarnings("once", category=StoreWarning)
 
 
 def make_console(stderr: bool = False) -> Console:

@@ -31,12 +31,14 @@ from __future__ import annotations
 import json
 import math
 import struct
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from rnnbench.errors import RnnbenchError
+from rnnbench.record_file import StoreWarning, read_record_file
 from rnnbench.records import RunRecord
 from rnnbench.results import ENVIRONMENT_FILE, RESULTS_FILE, environment_problems
 
@@ -322,49 +324,32 @@ def _shown(value: Any) -> str:
 
 def read_folder(folder: Path) -> tuple[list[RunRecord], dict[str, Any] | None]:
     """A results folder's records (the latest per run id) and its environment (None when it has
-    no environment.json). Anything unreadable is an :class:`RnnbenchError`: a comparison that
-    silently skipped a torn line would report a run as missing, not the real problem."""
+    no environment.json). A folder or file that cannot be read is an :class:`RnnbenchError`;
+    unreadable records are skipped with one :class:`~rnnbench.record_file.StoreWarning` that
+    counts them (so a run they held shows as missing, and the warning says why)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise RnnbenchError(f"{folder}: no such folder")
     if not (folder / RESULTS_FILE).is_file():
         raise RnnbenchError(f"{folder}: no {RESULTS_FILE} here; is it a results folder?")
     path = folder / RESULTS_FILE
-    latest: dict[str, RunRecord] = {}
     try:
-        # As ResultStore.records (the latest record of each run id, in first-recorded order), but
-        # strict: a line it would skip with a warning is an error here.
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = RunRecord.from_dict(json.loads(line))
-                except (json.JSONDecodeError, TypeError, AttributeError) as exc:
-                    raise RnnbenchError(
-                        f"{path}:{number}: unreadable record ({exc}); a torn last line is what "
-                        "an interrupted run leaves: finish it with --resume or delete the line"
-                    ) from exc
-                latest[record.run_id] = record
-    except (OSError, UnicodeDecodeError) as exc:
+        found = read_record_file(path)
+    except OSError as exc:
         raise RnnbenchError(f"{path}: cannot read: {exc}") from exc
-    records = list(latest.values())
-    for record in records:
-        if not (isinstance(record.metrics, dict) and isinstance(record.curve, list)
-                and all(isinstance(point, dict) for point in record.curve)):
-            raise RnnbenchError(
-                f"{path}: run {record.run_id}: 'metrics' must be an object and 'curve' a list "
-                "of objects"
-            )
+    if found.skipped_line():
+        warnings.warn(found.skipped_line(), StoreWarning, stacklevel=2)
+    records = found.records
     environment = None
     env_path = folder / ENVIRONMENT_FILE
     if env_path.exists():
         try:
             environment = json.loads(env_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise RnnbenchError(f"{env_path}: cannot read: {exc}") from exc
         if not isinstance(environment, dict):
             raise RnnbenchError(f"{env_path}: expected a JSON object")
+        # Fields of the wrong type stay: choose_mode names them and falls back to tolerant.
     return records, environment
 
 

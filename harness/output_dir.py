@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fnmatch
 import json
 import os
 import shutil
@@ -28,7 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rnnbench.errors import RnnbenchError
+from rnnbench.record_file import TORN_FILE
 from rnnbench.results import ENVIRONMENT_FILE, RESULTS_FILE, SUITE_COPY, atomic_write_text
+from rnnbench.store_lock import LOCK_FILE
 
 #: The list of files rnnbench wrote in a results folder (relative paths, ``/``-separated).
 MANIFEST = ".rnnbench-manifest.json"
@@ -205,6 +208,15 @@ def require_writable_folder(path: Path) -> None:
         )
 
 
+#: Files the store itself keeps beside the results (the writer's lock, earlier results files, a
+#: torn line moved aside, a resumed environment): rnnbench's, never the user's.
+BOOKKEEPING = (LOCK_FILE, TORN_FILE, "results.previous-*.jsonl", "environment.resumed-*.json",
+               f"{_STAGING_PREFIX}*")
+
+
 def _visible_entries(path: Path) -> Iterator[Path]:
-    """What a user would call the folder's contents: anything but our own staging leftovers."""
-    return (entry for entry in path.iterdir() if not entry.name.startswith(_STAGING_PREFIX))
+    """What a user would call the folder's contents: anything but rnnbench's own bookkeeping."""
+    return (
+        entry for entry in path.iterdir()
+        if not any(fnmatch.fnmatchcase(entry.name, pattern) for pattern in BOOKKEEPING)
+    )

@@ -3,9 +3,17 @@
 A results folder holds:
 
 - ``results.jsonl``: one RunRecord per line, appended (and fsync'ed) as each run finishes;
-- ``environment.json``: where and with what the latest invocation ran;
+- ``environment.json``: where and with what the latest invocation ran (a ``--resume`` in a
+  different environment keeps it and writes ``environment.resumed-<UTC time>.json`` beside it);
 - ``suite.yaml``: the suite file as it was run;
-- the reporters' tables (``results.md``, ``runs.csv``, ...), regenerated from the records.
+- the reporters' tables (``results.md``, ``runs.csv``, ...), regenerated from the records;
+- ``results.previous-<UTC time>.jsonl``: the results file of each earlier full run, never
+  overwritten; ``results.torn.jsonl``: partial last lines moved aside (see
+  :func:`rnnbench.record_file.repair_torn_tail`); ``.rnnbench.lock``: held by the run writing the
+  folder (:mod:`rnnbench.store_lock`).
+
+Non-finite numbers (an exploding run's inf) are recorded as ``{"$float": "inf"}``, ``"-inf"`` or
+``"nan"`` objects, so every line is standard JSON (:mod:`rnnbench.json_numbers`).
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from rnnbench import json_numbers
+from rnnbench.record_file import StoreWarning, read_record_file, repair_torn_tail
 from rnnbench.records import RunRecord
 
 RESULTS_FILE = "results.jsonl"
@@ -44,6 +54,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open() respects the umask
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -57,6 +68,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
     return path
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it; it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: Path, text: str) -> Path:
     """:func:`atomic_write_bytes` for text, UTF-8, newlines as given."""
     return atomic_write_bytes(path, text.encode("utf-8"))
@@ -68,22 +86,36 @@ def write_json(path: Path, data: Any) -> Path:
 
 class ResultStore:
     """The records of one results folder. Appends are one ``write`` of a whole line plus fsync,
-    so a crash leaves at most one torn last line, which :meth:`records` skips with a warning."""
+    so a crash leaves at most one torn last line: :meth:`records` skips it (and any corrupt
+    record) with a warning, and :meth:`repair` moves it aside before the next append."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self.path = self.directory / RESULTS_FILE
 
     def start_fresh(self) -> None:
-        """Begin a new results file; an existing one is kept as ``results.previous.jsonl``."""
+        """Begin a new results file; an existing one that holds anything is kept as
+        ``results.previous-<UTC time>.jsonl`` (never overwriting an earlier one)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():
-            os.replace(self.path, self.directory / "results.previous.jsonl")
+        if self.path.exists() and self.path.stat().st_size > 0:
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            kept = self.directory / f"results.previous-{stamp}.jsonl"
+            number = 1
+            while kept.exists():
+                number += 1
+                kept = self.directory / f"results.previous-{stamp}-{number}.jsonl"
+            os.replace(self.path, kept)
         self.path.touch()
+
+    def repair(self) -> None:
+        """Before appending: move a torn last line aside (a :class:`StoreWarning` says so)."""
+        message = repair_torn_tail(self.path)
+        if message:
+            warnings.warn(message, StoreWarning, stacklevel=2)
 
     def append(self, record: RunRecord) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(record.to_dict(), default=_json_default, allow_nan=False) + "\n"
+        line = json_numbers.dumps(record.to_dict(), default=_json_default) + "\n"
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(line)
             handle.flush()
@@ -93,20 +125,10 @@ class ResultStore:
         """The latest record of every run id, in the order runs were first recorded."""
         if not self.path.exists():
             return []
-        latest: dict[str, RunRecord] = {}
-        with open(self.path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = RunRecord.from_dict(json.loads(line))
-                except (json.JSONDecodeError, TypeError) as exc:
-                    warnings.warn(
-                        f"{self.path}:{number}: skipping unreadable record ({exc})", stacklevel=2
-                    )
-                    continue
-                latest[record.run_id] = record
-        return list(latest.values())
+        found = read_record_file(self.path)
+        if found.skipped_line():
+            warnings.warn(found.skipped_line(), StoreWarning, stacklevel=2)
+        return found.records
 
     def finished_ids(self) -> set[str]:
         """Ids of runs that need not run again on ``--resume``: finished ``ok`` or ``diverged``
@@ -169,6 +191,9 @@ def environment_problems(environment: Any) -> list[str]:
     packages = environment.get("packages")
     if packages is not None and not isinstance(packages, dict):
         problems.append(f"'packages' is a {type(packages).__name__}, not an object of versions")
+    threads = environment.get("threads")
+    if threads is not None and not isinstance(threads, dict):
+        problems.append(f"'threads' is a {type(threads).__name__}, not an object")
     git = environment.get("git")
     if git is not None and not (isinstance(git, dict)
                                 and isinstance(git.get("commit", ""), str)):
@@ -185,12 +210,12 @@ def read_environment(path: Path) -> dict[str, Any] | None:
         return None
     try:
         environment = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        warnings.warn(f"{path}: unreadable, left out ({exc})", stacklevel=2)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        warnings.warn(f"{path}: unreadable, left out ({exc})", StoreWarning, stacklevel=2)
         return None
     problems = environment_problems(environment)
     for problem in problems:
-        warnings.warn(f"{path}: {problem}; left out", stacklevel=2)
+        warnings.warn(f"{path}: {problem}; left out", StoreWarning, stacklevel=2)
     if not isinstance(environment, dict):
         return None
     return {key: value for key, value in environment.items()
@@ -331,8 +356,14 @@ class ResultTable:
             for metric in self.metrics:
                 values = [_number(r.metrics.get(metric)) for r in members]
                 numbers = [v for v in values if v is not None]
-                row[f"{metric}_mean"] = statistics.fmean(numbers) if numbers else None
-                row[f"{metric}_std"] = statistics.stdev(numbers) if len(numbers) > 1 else None
+                finite = all(math.isfinite(v) for v in numbers)
+                row[f"{metric}_mean"] = (
+                    (statistics.fmean(numbers) if finite else _infinite_mean(numbers))
+                    if numbers else None
+                )
+                row[f"{metric}_std"] = (
+                    statistics.stdev(numbers) if len(numbers) > 1 and finite else None
+                )
                 row[f"{metric}_n"] = len(numbers)
             summary.append(row)
         return summary
@@ -343,11 +374,24 @@ def _key(value: Any) -> Any:
 
 
 def _number(value: Any) -> float | None:
+    """A metric value as a float for means: bools and numbers, inf and -inf included (a mean
+    with inf is inf); None for NaN and non-numbers."""
     if isinstance(value, bool):
         return float(value)
-    if isinstance(value, (int, float)) and math.isfinite(value):
-        return float(value)
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float range
+            return math.inf if value > 0 else -math.inf
+    if isinstance(value, float) and not math.isnan(value):
+        return value
     return None
+
+
+def _infinite_mean(numbers: list[float]) -> float:
+    """inf or -inf when the infinities agree in sign, NaN (no mean) when both occur."""
+    signs = {math.copysign(1.0, v) for v in numbers if math.isinf(v)}
+    return math.nan if len(signs) > 1 else signs.pop() * math.inf
 
 
 def format_value(value: Any, digits: int = 4) -> str:

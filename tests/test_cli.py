@@ -371,13 +371,12 @@ def test_case6_environment_packages_of_the_wrong_type(packages, tmp_path, capsys
     environment["packages"], environment["git"] = packages, ["not", "an", "object"]
     (b / "environment.json").write_text(json.dumps(environment))
 
-    with pytest.warns(UserWarning) as caught:
-        assert main(["show", str(b)]) == 0
-    assert sorted(str(w.message).split(": ", 1)[1] for w in caught) == [
-        "'git' is not an object with a string 'commit'; left out",
-        f"'packages' is a {type(packages).__name__}, not an object of versions; left out",
-    ]
-    assert "Traceback" not in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["show", str(b)]) == 0
+    err = capsys.readouterr().err  # the CLI prints each store warning once, as one line
+    assert "'git' is not an object with a string 'commit'; left out" in err
+    assert f"'packages' is a {type(packages).__name__}, not an object of versions; left out" in err
+    assert "Traceback" not in err
     assert "Ran " in (b / "results.md").read_text()  # the rest of the environment is shown
 
     assert main(["compare", str(a), str(b)]) == 0

@@ -136,7 +136,8 @@ def test_start_fresh_keeps_the_previous_file(host, tmp_path):
     execute_runs(None, [make_spec(host, steps=5)], host, store)
     store.start_fresh()
     assert store.records() == []
-    previous = (tmp_path / "results.previous.jsonl").read_text().splitlines()
+    [kept] = tmp_path.glob("results.previous-*.jsonl")
+    previous = kept.read_text().splitlines()
     assert json.loads(previous[0])["status"] == "ok"
 
 

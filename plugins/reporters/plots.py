@@ -62,8 +62,16 @@ def _panels(count: int):
     return figure, list(axes.flat)
 
 
+#: Values above this are not drawn (see :func:`_mean_band`).
+PLOT_CEILING = 1e100
+
+
 def _mean_band(axis: Any, x: np.ndarray, ys: list[np.ndarray], label: str) -> None:
     stacked = np.vstack(ys)
+    # An exploding run's inf, or a value beyond PLOT_CEILING, says only "diverged" (the run's
+    # status says it too) and breaks matplotlib's log-axis ticks: leave them out of the plot.
+    with np.errstate(invalid="ignore"):
+        stacked[~(np.abs(stacked) <= PLOT_CEILING)] = np.nan
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a lag where every seed has no value
         mean = np.nanmean(stacked, axis=0)

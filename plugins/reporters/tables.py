@@ -8,7 +8,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rnnbench import ResultTable, atomic_write_text, format_mean_std, format_value, hookimpl
+from rnnbench import (
+    ResultTable,
+    atomic_write_text,
+    encode_nonfinite,
+    format_mean_std,
+    format_value,
+    hookimpl,
+)
 
 
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -103,7 +110,8 @@ def write_json(table: ResultTable, out_dir: Path) -> list[Path]:
             for record in table.records
         } if table.profiles else {},
     }
-    text = json.dumps(document, indent=2, default=str) + "\n"
+    # inf / -inf / NaN as {"$float": "inf"} objects, as in results.jsonl: standard JSON.
+    text = json.dumps(encode_nonfinite(document), indent=2, default=str, allow_nan=False) + "\n"
     return [atomic_write_text(out_dir / "results.json", text)]
 
 
