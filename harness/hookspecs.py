@@ -35,7 +35,11 @@ and line (``--traceback`` on any command, or ``RNNBENCH_TRACEBACK=1``, prints th
 traceback).
 
 *Event hooks* are called while a suite runs, on every plugin that implements them, so plugins
-can log, export or stop training early. They must not modify their arguments.
+can log, export or stop training early. They must not modify their arguments. One that raises
+(``sys.exit()`` included) cannot take the suite down: it is reported once per plugin and hook as
+a warning with its file and line, and treated as having returned ``None`` (an
+:func:`rnnbench_evaluation` that raises does not stop the run); the run's record is unaffected.
+A ``sys.exit()`` at import or in a registration hook makes the plugin broken, like an exception.
 
 No hook is "first result wins": every implementation is called, and only
 :func:`rnnbench_evaluation` looks at what they return.
