@@ -208,9 +208,10 @@ def rnnbench_register_tasks(register: TaskRegistrar) -> None:
     ``rnnbench.Topology``), ``readout`` (``"last"`` or ``"all"``) and ``description``, and where
     it needs them ``model`` (``"encoder-decoder"``) and ``free_running`` (with a ``feedback``
     method). Its fields are its parameters, each with a default (use
-    ``rnnbench.param(default, help)``); it implements ``make_data(seed)``, ``loss`` and
-    ``baseline_loss`` (computed from the data), and ``accuracy`` where it applies. Returns
-    nothing; every plugin's implementation is called.
+    ``rnnbench.param(default, help)``; ``path=True`` for one that may name a data file, resolved
+    against the suite's folder and identified by content in the run id); it implements
+    ``make_data(seed)``, ``loss`` and ``baseline_loss`` (computed from the data), and
+    ``accuracy`` where it applies. Returns nothing; every plugin's implementation is called.
     """
 
 
