@@ -47,3 +47,19 @@ def content_digest(path: Path) -> str:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:DIGEST_LENGTH]
+
+
+def check_unchanged(data_files: tuple[tuple[str, str], ...], task_params: dict[str, Any]) -> None:
+    """Raise ``ValueError`` when a data file no longer has the digest its run id was made with
+    (edited between validation and the run): the record would otherwise claim other data."""
+    for name, digest in data_files:
+        path = Path(task_params[name])
+        try:
+            now = content_digest(path)
+        except OSError as exc:
+            raise ValueError(f"data file {str(path)!r} ({name}) cannot be read: {exc}") from exc
+        if now != digest:
+            raise ValueError(
+                f"data file {str(path)!r} ({name}) changed since the suite was validated "
+                f"(sha256 {digest} then, {now} now); run the suite again to give it a new run id"
+            )

@@ -20,6 +20,7 @@ import numpy as np
 
 from rnnbench.boundary import CellOrigin
 from rnnbench.cell import parameter_count
+from rnnbench.data_files import check_unchanged
 from rnnbench.errors import PluginError
 from rnnbench.events import EventHooks, default_report
 from rnnbench.hookspecs import EvaluationLogs
@@ -174,6 +175,7 @@ def execute_run(
 def _train_and_evaluate(
     spec: RunSpec, registry: Registry, events: EventHooks, observer: RunObserver | None
 ) -> RunOutcome:
+    check_unchanged(spec.data_files, dict(spec.task_params))
     task = registry.task(spec.task).task_class(**dict(spec.task_params))
     data_seed, model_seed = seeds_for(spec.seed)
     data = task.make_data(data_seed)

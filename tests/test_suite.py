@@ -14,6 +14,7 @@ from rnnbench import CellConfig, CellSupport
 from rnnbench.cell import DTYPES
 from rnnbench.errors import SuiteError, SuiteProblem
 from rnnbench.plugin_manager import CellEntry, MetricEntry, Registry, TaskEntry, build_host
+from rnnbench.runner import execute_run
 from rnnbench.suite import (
     SUITE_SCHEMA,
     Suite,
@@ -923,3 +924,15 @@ def test_case_11_an_exclude_names_a_data_file_as_the_task_params_do(tmp_path):
     assert sorted((run.cell, Path(dict(run.task_params)["source"]).name) for run in runs) == [
         ("gru", "a.csv"), ("lstm", "a.csv"), ("lstm", "b.csv")
     ]
+
+
+def test_case_11_a_data_file_edited_after_validation_fails_its_run(tmp_path):
+    """The id promises the data it was made from: a file edited between validation and the
+    run fails that run (with both digests) instead of recording other data under the id."""
+    host = build_host()
+    suite = forecast_suite(tmp_path, "data/prices.csv", PRICES.read_bytes())
+    (run,) = load_suite(suite, host.registry).runs
+    (tmp_path / "data" / "prices.csv").write_bytes(b"day,close\n" + b"1,2\n" * 200)
+    record, _ = execute_run(run, host)
+    assert record.status == "failed"
+    assert "changed since the suite was validated" in record.error
