@@ -42,6 +42,10 @@ class EventHooks:
         first) with the arguments it accepts; returns the results of those that returned."""
         results = []
         for impl in reversed(getattr(self.host.pm.hook, hook_name).get_hookimpls()):
+            if impl.hookwrapper or impl.wrapper:  # would run half-way at best: say so, skip it
+                self._say_once(impl.plugin_name, hook_name, "is a hook wrapper, which event "
+                               "hooks do not support; ignored (drop wrapper=/hookwrapper=)")
+                continue
             arguments = {name: kwargs[name] for name in impl.argnames}
             try:
                 results.append(impl.function(**arguments))
@@ -50,13 +54,17 @@ class EventHooks:
         return results
 
     def _failed(self, plugin: str, hook_name: str, exc: BaseException) -> None:
-        key = (plugin, hook_name)
-        self.failures[key] = self.failures.get(key, 0) + 1
-        if self.failures[key] > 1:
-            return  # said once; a hook that fails every run would drown the progress lines
         where = self.host.failure_location(plugin, exc)
         at = f" (at {where})" if where else ""
-        self.report(
-            f"plugin {plugin!r} raised in {hook_name}{at}: {type(exc).__name__}: {exc}; "
+        self._say_once(
+            plugin, hook_name, f"raised in {hook_name}{at}: {type(exc).__name__}: {exc}; "
             "ignored, the suite goes on (further failures of this hook are not repeated)"
         )
+
+    def _say_once(self, plugin: str, hook_name: str, what: str) -> None:
+        """Report ``plugin {what}`` the first time ``plugin``'s ``hook_name`` fails: a hook that
+        fails every run would drown the progress lines."""
+        key = (plugin, hook_name)
+        self.failures[key] = self.failures.get(key, 0) + 1
+        if self.failures[key] == 1:
+            self.report(f"plugin {plugin!r} {what}")

@@ -288,3 +288,17 @@ def test_case_9_ctrl_c_in_an_event_hook_still_interrupts(host, tmp_path):
     host.pm.register(Interrupting(), name="interrupting")
     with pytest.raises(KeyboardInterrupt):
         execute_runs(None, [make_spec(host, steps=5)], host, ResultStore(tmp_path))
+
+
+def test_case_9_an_event_hook_wrapper_is_reported_not_silently_skipped(host, tmp_path):
+    class Wrapping:
+        from rnnbench import hookimpl
+
+        @hookimpl(wrapper=True)
+        def rnnbench_run_end(self, run, record):
+            return (yield)
+
+    host.pm.register(Wrapping(), name="wrapping")
+    with pytest.warns(PluginHookWarning, match="plugin 'wrapping' is a hook wrapper"):
+        (record,) = execute_runs(None, [make_spec(host, steps=5)], host, ResultStore(tmp_path))
+    assert record.status == "ok"
