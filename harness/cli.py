@@ -555,11 +555,18 @@ def _default_of(field: Any) -> Any:
     return field.default_factory()
 
 
-class PlainObserver(SilentObserver):
-    """Progress as plain lines, for logs and pipes (output that is not a terminal)."""
+class QuietObserver(SilentObserver):
+    """``-q``: no progress, but warnings (a plugin's event hook that raised) still print."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
+
+    def warning(self, message: str) -> None:
+        self.console.print(f"warning: {message}", markup=False)
+
+
+class PlainObserver(QuietObserver):
+    """Progress as plain lines, for logs and pipes (output that is not a terminal)."""
 
     def suite_started(
         self, suite: Suite, runs: Sequence[RunSpec], already_done: Sequence[RunSpec],
@@ -615,7 +622,7 @@ def _headline(record: RunRecord) -> str:
 
 def make_observer(console: Console, quiet: bool) -> SilentObserver:
     if quiet:
-        return SilentObserver()
+        return QuietObserver(console)
     if console.is_terminal:
         return RichObserver(console)
     return PlainObserver(console)

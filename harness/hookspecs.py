@@ -35,7 +35,11 @@ and line (``--traceback`` on any command, or ``RNNBENCH_TRACEBACK=1``, prints th
 traceback).
 
 *Event hooks* are called while a suite runs, on every plugin that implements them, so plugins
-can log, export or stop training early. They must not modify their arguments.
+can log, export or stop training early. They must not modify their arguments. One that raises
+(``sys.exit()`` included) cannot take the suite down: it is reported once per plugin and hook as
+a warning with its file and line, and treated as having returned ``None`` (an
+:func:`rnnbench_evaluation` that raises does not stop the run); the run's record is unaffected.
+A ``sys.exit()`` at import or in a registration hook makes the plugin broken, like an exception.
 
 No hook is "first result wins": every implementation is called, and only
 :func:`rnnbench_evaluation` looks at what they return.
@@ -204,9 +208,10 @@ def rnnbench_register_tasks(register: TaskRegistrar) -> None:
     ``rnnbench.Topology``), ``readout`` (``"last"`` or ``"all"``) and ``description``, and where
     it needs them ``model`` (``"encoder-decoder"``) and ``free_running`` (with a ``feedback``
     method). Its fields are its parameters, each with a default (use
-    ``rnnbench.param(default, help)``); it implements ``make_data(seed)``, ``loss`` and
-    ``baseline_loss`` (computed from the data), and ``accuracy`` where it applies. Returns
-    nothing; every plugin's implementation is called.
+    ``rnnbench.param(default, help)``; ``path=True`` for one that may name a data file, resolved
+    against the suite's folder and identified by content in the run id); it implements
+    ``make_data(seed)``, ``loss`` and ``baseline_loss`` (computed from the data), and
+    ``accuracy`` where it applies. Returns nothing; every plugin's implementation is called.
     """
 
 

@@ -153,7 +153,7 @@ class PluginHost:
             return
         try:
             module = ep.load()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is its failure
             module_name = ep.value.partition(":")[0].strip()
             self._broken(info, _load_error(
                 ep.name, f"failed to import {ep.value!r}", exc, _own_files(module_name, None)
@@ -241,6 +241,13 @@ class PluginHost:
             raise
         return name
 
+    def failure_location(self, plugin_name: str, exc: BaseException) -> str | None:
+        """``file:line`` where ``exc`` happened, preferring plugin ``plugin_name``'s own files
+        (as load failures are located)."""
+        info = self.registry.plugins.get(plugin_name)
+        own = _own_files(info.module, info.file) if info is not None else []
+        return _location(exc, own)
+
     def _disable(self, info: PluginInfo) -> None:
         info.status, info.reason = "disabled", f"by -p no:{info.name}"
         if info.name not in self.registry.plugins or info.origin == "entry point":
@@ -289,7 +296,7 @@ class PluginHost:
                         plugin_name, exc.reason + (f" (at {where})" if where else ""),
                         _traceback_text(exc),
                     ) from exc
-                except Exception as exc:
+                except (Exception, SystemExit) as exc:
                     raise _load_error(plugin_name, f"raised in {hook_name}", exc, own) from exc
 
     def _claim(self, table: ClaimTable[Any, Any], key: Any, entry: Any) -> None:
@@ -533,7 +540,7 @@ def import_plugin(reference: str, base_dir: Path | None = None) -> tuple[Any, st
         sys.modules[module_name] = module
         try:
             spec.loader.exec_module(module)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() at import is the plugin's failure
             del sys.modules[module_name]
             raise _load_error(
                 name, f"failed to import {str(path)!r}", exc, [path.resolve()]
@@ -541,7 +548,7 @@ def import_plugin(reference: str, base_dir: Path | None = None) -> tuple[Any, st
         return module, name
     try:
         return importlib.import_module(reference), reference
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise _load_error(
             reference, f"failed to import module {reference!r}", exc, _own_files(reference, None)
         ) from exc

@@ -1,7 +1,8 @@
 """Specs and records: what a run is (RunSpec), and what it produced (RunRecord).
 
 A RunSpec is fully resolved: every default filled in, so its id (a hash of its configuration)
-is stable across machines, sessions and suite-file formatting.
+is stable across machines, sessions and suite-file formatting. A data file a task parameter
+names (``param(..., path=True)``) enters the id by its content digest, not its path.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 OPTIMIZERS = ("sgd", "adam")
@@ -40,6 +42,8 @@ class TrainingConfig:
         return asdict(self)
 
 
+#: The configuration key holding the content digest of each data file a run reads.
+DATA_KEY = "data_sha256"
 #: The matrix axes of a suite, in the order they appear in run labels and tables.
 CONFIG_AXES = ("cell", "backend", "task", "hidden_size", "num_layers", "bias", "dtype", "seed")
 TRAINING_AXES = tuple(f.name for f in fields(TrainingConfig))
@@ -64,14 +68,19 @@ class RunSpec:
     #: Task parameters to show in the label (those the suite set away from their defaults);
     #: ``None`` shows them all. Presentation only: not part of the configuration or the id.
     label_params: tuple[str, ...] | None = field(default=None, compare=False)
+    #: ``(parameter, SHA-256 digest)`` of each task parameter that names a data file (the path,
+    #: resolved, is in ``task_params``); see :mod:`rnnbench.data_files`.
+    data_files: tuple[tuple[str, str], ...] = ()
 
     def config(self) -> dict[str, Any]:
         """The configuration that determines the run's numbers (and so its id).
 
         The suite name and the metric list are left out: renaming a suite or adding a metric
-        does not change what a run computes.
+        does not change what a run computes. A run reading data files has ``data_sha256``
+        (parameter -> content digest) too; runs without any have exactly the keys they always
+        had, so their ids never changed.
         """
-        return {
+        config = {
             "cell": self.cell,
             "backend": self.backend,
             "task": self.task,
@@ -83,19 +92,34 @@ class RunSpec:
             "seed": self.seed,
             "training": self.training.to_dict(),
         }
+        if self.data_files:
+            config[DATA_KEY] = dict(self.data_files)
+        return config
+
+    def identity(self) -> dict[str, Any]:
+        """What the run id hashes: :meth:`config`, with each data file's path replaced by its
+        content digest, so the id names the data (the same file moved keeps it; an edited file
+        gets a new one) while the record keeps the path for people."""
+        identity = self.config()
+        digests = identity.pop(DATA_KEY, {})
+        identity["task_params"].update(
+            {name: f"sha256:{digest}" for name, digest in digests.items()}
+        )
+        return identity
 
     @property
     def run_id(self) -> str:
-        """A stable 12-hex-digit id derived from :meth:`config`."""
-        canonical = json.dumps(self.config(), sort_keys=True, separators=(",", ":"))
+        """A stable 12-hex-digit id derived from :meth:`identity`."""
+        canonical = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     @property
     def task_label(self) -> str:
         """The task with the parameters the suite set away from their defaults:
         ``adding[length=30]``."""
+        files = dict(self.data_files)
         shown = [
-            (k, v) for k, v in self.task_params
+            (k, Path(v).name if k in files else v) for k, v in self.task_params
             if self.label_params is None or k in self.label_params
         ]
         if not shown:
@@ -116,6 +140,7 @@ class RunSpec:
         row: dict[str, Any] = {axis: getattr(self, axis) for axis in CONFIG_AXES}
         for key, value in self.task_params:
             row[f"task.{key}"] = value
+        row.update({f"task.{key}.sha256": digest for key, digest in self.data_files})
         row.update(self.training.to_dict())
         return row
 
@@ -159,7 +184,10 @@ class RunRecord:
         config = dict(self.config)
         task_params = config.pop("task_params", {}) or {}
         training = config.pop("training", {}) or {}
+        digests = config.pop(DATA_KEY, {}) or {}
         row = dict(config)
         row.update({f"task.{k}": v for k, v in task_params.items()})
+        if isinstance(digests, dict):
+            row.update({f"task.{k}.sha256": v for k, v in digests.items()})
         row.update(training)
         return row

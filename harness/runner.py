@@ -20,7 +20,9 @@ import numpy as np
 
 from rnnbench.boundary import CellOrigin
 from rnnbench.cell import parameter_count
+from rnnbench.data_files import check_unchanged
 from rnnbench.errors import PluginError
+from rnnbench.events import EventHooks, default_report
 from rnnbench.hookspecs import EvaluationLogs
 from rnnbench.initialisation import initialise
 from rnnbench.model import Evaluation, Model, build_model
@@ -68,6 +70,7 @@ class RunObserver(Protocol):
     def run_started(self, spec: RunSpec, index: int, total: int) -> None: ...
     def training_step(self, step: int, total: int) -> None: ...
     def run_finished(self, record: RunRecord, index: int, total: int) -> None: ...
+    def warning(self, message: str) -> None: ...
 
 
 class SilentObserver:
@@ -95,6 +98,11 @@ class SilentObserver:
 
     def run_finished(self, record: RunRecord, index: int, total: int) -> None:
         pass
+
+    def warning(self, message: str) -> None:
+        """Something the user must hear of that does not stop the suite (a plugin's event
+        hook raised): a Python warning here, a printed line in the CLI's displays."""
+        default_report(message)
 
 
 class Executor(Protocol):
@@ -128,10 +136,13 @@ def execute_run(
     spec: RunSpec,
     host: PluginHost,
     observer: RunObserver | None = None,
+    events: EventHooks | None = None,
 ) -> tuple[RunRecord, RunOutcome | None]:
-    """Run one spec to completion and compute its metrics. Never raises for a run's own error:
-    it is returned as a ``failed`` record. KeyboardInterrupt propagates."""
+    """Run one spec to completion and compute its metrics. Never raises for a run's own error
+    (nor a ``sys.exit()`` in a plugin's cell, task or metric): it is returned as a ``failed``
+    record. KeyboardInterrupt propagates."""
     registry = host.registry
+    events = events or EventHooks(host, warning_reporter(observer))
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     clock = time.perf_counter()
     record = RunRecord(
@@ -146,13 +157,13 @@ def execute_run(
     )
     outcome = None
     try:
-        outcome = _train_and_evaluate(spec, registry, host, observer)
+        outcome = _train_and_evaluate(spec, registry, events, observer)
         record.curve = outcome.training.curve
         if outcome.training.diverged:
             record.status = "diverged"
             record.error = outcome.training.divergence
         record.metrics = compute_metrics(outcome, spec.metrics, registry)
-    except Exception as exc:  # one run's failure must not stop the suite
+    except (Exception, SystemExit) as exc:  # one run's failure must not stop the suite
         record.status = "failed"
         record.error = f"{type(exc).__name__}: {exc}\n" + "".join(
             traceback.format_exception(exc)[-6:]
@@ -162,8 +173,9 @@ def execute_run(
 
 
 def _train_and_evaluate(
-    spec: RunSpec, registry: Registry, host: PluginHost, observer: RunObserver | None
+    spec: RunSpec, registry: Registry, events: EventHooks, observer: RunObserver | None
 ) -> RunOutcome:
+    check_unchanged(spec.data_files, dict(spec.task_params))
     task = registry.task(spec.task).task_class(**dict(spec.task_params))
     data_seed, model_seed = seeds_for(spec.seed)
     data = task.make_data(data_seed)
@@ -178,7 +190,7 @@ def _train_and_evaluate(
     initial = {name: value.copy() for name, value in params.items()}
 
     def on_evaluation(step: int, logs: EvaluationLogs) -> bool:
-        answers = host.hook.rnnbench_evaluation(run=spec, step=step, logs=logs.copy())
+        answers = events.call("rnnbench_evaluation", run=spec, step=step, logs=logs.copy())
         return any(answer is True for answer in answers)
 
     training = train(
@@ -220,7 +232,7 @@ def compute_metrics(
             continue
         try:
             value = entry.function(outcome)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             value = f"error: {type(exc).__name__}: {exc}"
         if isinstance(value, (np.generic, np.ndarray)):
             value = value.tolist()
@@ -264,21 +276,28 @@ def execute_runs(
     selects the suite and writes the results folder around it."""
     executor = executor or SerialExecutor()
     observer = observer or SilentObserver()
-    host.hook.rnnbench_suite_start(suite=suite, runs=list(runs))
+    events = EventHooks(host, warning_reporter(observer))
+    events.call("rnnbench_suite_start", suite=suite, runs=list(runs))
     records: list[RunRecord] = []
     position = {spec.run_id: index for index, spec in enumerate(runs, start=1)}
 
     def one(spec: RunSpec) -> RunRecord:
         observer.run_started(spec, position[spec.run_id], len(runs))
-        host.hook.rnnbench_run_start(run=spec)
-        record, _ = execute_run(spec, host, observer)
+        events.call("rnnbench_run_start", run=spec)
+        record, _ = execute_run(spec, host, observer, events)
         return record
 
     by_id = {spec.run_id: spec for spec in runs}
     for record in executor.map(one, runs):
         store.append(record)
         records.append(record)
-        host.hook.rnnbench_run_end(run=by_id[record.run_id], record=record)
+        events.call("rnnbench_run_end", run=by_id[record.run_id], record=record)
         observer.run_finished(record, position[record.run_id], len(runs))
-    host.hook.rnnbench_suite_end(suite=suite, records=records)
+    events.call("rnnbench_suite_end", suite=suite, records=records)
     return records
+
+
+def warning_reporter(observer: RunObserver | None) -> Callable[[str], None]:
+    """The observer's ``warning`` method, or a Python warning for an observer without one."""
+    report = getattr(observer, "warning", None)
+    return report if callable(report) else default_report

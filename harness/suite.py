@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnbench.cell import CellSupport
+from rnnbench.data_files import content_digest, is_path_parameter, looks_like_path, resolve
 from rnnbench.errors import did_you_mean
 from rnnbench.plugin_manager import CellEntry, Registry
 from rnnbench.records import CONFIG_AXES, TRAINING_AXES, RunSpec
@@ -320,6 +321,7 @@ class _Validation:
         fields = {f.name: f for f in entry.task_class.parameters()}
         hints = self.type_hints(entry.task_class)
         given: list[tuple[str, list[Any]]] = []
+        digests: dict[tuple[str, str], str] = {}
         ok = True
         for key, raw_value in params.items():
             path = (*value.path, "params", key)
@@ -331,9 +333,9 @@ class _Validation:
             items = raw_value if isinstance(raw_value, list) else [raw_value]
             converted = []
             for index, item in enumerate(items):
+                item_path = (*path, index) if isinstance(raw_value, list) else path
                 expected = _type_mismatch(item, hints.get(key))
                 if expected is not None:
-                    item_path = (*path, index) if isinstance(raw_value, list) else path
                     got = yaml_text(item) + (" (a string)" if isinstance(item, str) else "")
                     self.add(
                         item_path,
@@ -341,6 +343,9 @@ class _Validation:
                         f"parameter {key!r} of task {name!r}",
                     )
                     ok = False
+                elif is_path_parameter(fields[key]) and looks_like_path(item):
+                    item = self.data_file(item, item_path, key, name, digests)
+                    ok = ok and item is not None
                 converted.append(as_field_type(item, hints.get(key)))
             given.append((key, converted))
         if not ok:
@@ -364,7 +369,27 @@ class _Validation:
                 ok = False
                 continue
             combos.append(tuple(sorted({**defaults, **chosen}.items())))
-        return TaskChoice(entry, combos, defaults) if ok else None
+        return TaskChoice(entry, combos, defaults, digests) if ok else None
+
+    def data_file(
+        self, value: str, path: KeyPath, key: str, task: str, digests: dict[tuple[str, str], str]
+    ) -> str | None:
+        """A data-file parameter's value resolved against the suite file's folder, its content
+        digest noted in ``digests``; ``None`` (and a problem at ``path``) when it cannot be
+        read."""
+        resolved = resolve(value, self.doc.path.parent)
+        where = f"parameter {key!r} of task {task!r}; a relative path is taken from the suite " \
+            "file's folder"
+        if not resolved.is_file():
+            self.add(path, f"data file {value!r} does not exist (looked for {str(resolved)!r})",
+                     where)
+            return None
+        try:
+            digests[(key, str(resolved))] = content_digest(resolved)
+        except OSError as exc:
+            self.add(path, f"data file {value!r} cannot be read: {exc.strerror or exc}", where)
+            return None
+        return str(resolved)
 
     def type_hints(self, cls: type) -> dict[str, Any]:
         if cls not in self._hints_cache:
@@ -414,6 +439,13 @@ class _Validation:
                 for f in choice.entry.task_class.parameters()
             }
         )
+        path_params = {
+            f.name
+            for run_set in run_sets
+            for choice in run_set.tasks
+            for f in choice.entry.task_class.parameters()
+            if is_path_parameter(f)
+        }
         known = {
             "cell": self.registry.cell_names,
             "backend": self.registry.backend_names,
@@ -442,6 +474,9 @@ class _Validation:
                         f"no task of this suite has a parameter {key[5:]!r}",
                         did_you_mean(key, [f"task.{p}" for p in params]),
                     )
+                if key[5:] in path_params:  # a data file: matched as resolved in the runs
+                    base = self.doc.path.parent
+                    values = [str(resolve(v, base)) if looks_like_path(v) else v for v in values]
                 criteria[key] = values
             result.append(criteria)
         return result

@@ -70,6 +70,8 @@ class TaskChoice:
     entry: TaskEntry
     combos: list[tuple[tuple[str, Any], ...]]
     defaults: dict[str, Any] = field(default_factory=dict)
+    #: (parameter, resolved path) -> content digest of each data file the parameters name.
+    digests: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass
@@ -163,6 +165,10 @@ def _product(run_set: RunSet) -> Iterator[ExpandedRun]:
             training=training,
             label_params=tuple(
                 key for key, value in combo if not same_value(value, choice.defaults.get(key))
+            ),
+            data_files=tuple(
+                (key, choice.digests[(key, value)]) for key, value in combo
+                if isinstance(value, str) and (key, value) in choice.digests
             ),
         )
         values = {"cell": cell, "backend": backend, "hidden_size": hidden, "num_layers": layers,

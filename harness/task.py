@@ -26,11 +26,19 @@ class Topology(enum.StrEnum):
     MANY_TO_MANY = "many-to-many"
 
 
-def param(default: Any, help: str) -> Any:
-    """Declare a task parameter: a dataclass field with a default and a one-line help text."""
+def param(default: Any, help: str, path: bool = False) -> Any:
+    """Declare a task parameter: a dataclass field with a default and a one-line help text.
+
+    ``path=True``: the parameter may name a data file. A suite's value that looks like a path is
+    then resolved against the suite file's folder (and must exist), and the run id covers the
+    file's content rather than its path (see :mod:`rnnbench.data_files`).
+    """
+    metadata: dict[str, Any] = {"help": help}
+    if path:
+        metadata["path"] = True
     if isinstance(default, (list, dict, set)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass

@@ -382,3 +382,18 @@ def test_case6_environment_packages_of_the_wrong_type(packages, tmp_path, capsys
     assert main(["compare", str(a), str(b)]) == 0
     out = capsys.readouterr().out
     assert "tolerant" in out and "B's environment.json: 'packages' is a" in out
+
+
+@pytest.mark.parametrize("quiet", [[], ["-q"]])
+def test_case_9_run_prints_a_raising_hook_as_a_warning_and_finishes(
+    tmp_path, data_dir, capsys, quiet
+):
+    """Issue 9, case 9: a plugin whose event hooks raise (one with sys.exit(3)) used to abort
+    ``run`` with a traceback or exit 3; now each is a literal warning line and the run is 0."""
+    suite = str(one_cell_suite(tmp_path, "lstm"))
+    plugin = ["-p", str(data_dir / "raising_hooks_plugin.py")]
+    assert main(["run", suite, "-o", str(tmp_path / "out"), *plugin, *quiet]) == 0
+    err = capsys.readouterr().err
+    assert "warning: plugin 'raising_hooks_plugin' raised in rnnbench_run_end" in err
+    assert "SystemExit: 3" in err and "Traceback" not in err
+    assert len(ResultStore(tmp_path / "out").records()) > 0

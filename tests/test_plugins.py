@@ -9,7 +9,8 @@ import pytest
 
 import rnnbench
 from rnnbench import hookspecs
-from rnnbench.errors import PluginError
+from rnnbench.api import load_validated_suite
+from rnnbench.errors import PluginError, SuiteError
 from rnnbench.hookspecs import EvaluationLogs
 from rnnbench.plugin_manager import (
     HOOK_NAMES,
@@ -494,3 +495,41 @@ def test_two_entry_points_of_one_name_never_drop_one_silently(monkeypatch):
     rows = [(i.status, i.module) for i in host.plugins() if i.name == "reference_cells"]
     assert rows == [("loaded", "rnnbench.plugins.cells.reference"),
                     ("broken", "rnnbench.plugins.cells.numba_cpu")]
+
+
+@pytest.mark.parametrize(
+    ("file", "where"),
+    [("exiting_plugin.py", "failed to import"), ("exiting_register_plugin.py", "raised in")],
+)
+def test_case_9_sys_exit_in_a_plugin_is_that_plugins_error(data_dir, file, where):
+    """Issue 9, case 9: sys.exit(3) at import or in a registration hook used to make rnnbench
+    exit 3 without a word; it is now the plugin's failure, with its file and line."""
+    with pytest.raises(PluginError) as raised:
+        build_host(plugins=[str(data_dir / file)])
+    message = str(raised.value)
+    assert where in message and "SystemExit: 3" in message
+    assert f"{file}:" in message
+    host = build_host(plugins=[str(data_dir / file)], strict=False)
+    assert {i.name: i.status for i in host.plugins()}[file.removesuffix(".py")] == "broken"
+
+
+def test_case_9_suite_plugins_with_one_stem_in_two_folders_are_refused(tmp_path):
+    """Issue 9, case 9: two suite plugins named extra.py in different folders: never one
+    silently skipped, but an error at the suite's plugins line naming both files."""
+    for folder, metric in (("a", "ma"), ("b", "mb")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "extra.py").write_text(
+            "from rnnbench import hookimpl\n\n\n@hookimpl\n"
+            f"def rnnbench_register_metrics(register):\n    register({metric!r}, len)\n"
+        )
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "name: s\ncell: lstm\ntask: adding\nhidden_size: 4\ntraining: {steps: 2}\n"
+        "plugins: [a/extra.py, b/extra.py]\nmetrics: [ma, mb]\n"
+    )
+    with pytest.raises(SuiteError) as raised:
+        load_validated_suite(suite, build_host())
+    message = str(raised.value)
+    assert "suite.yaml:6: plugins:" in message
+    assert "b/extra.py has the name of plugin 'extra' (local file a/extra.py)" in message
+    assert "rename one of them" in message

@@ -7,9 +7,11 @@ import json
 
 import pytest
 
+from rnnbench.events import PluginHookWarning
+from rnnbench.plugin_manager import build_host
 from rnnbench.records import RunSpec, TrainingConfig
 from rnnbench.results import ResultStore
-from rnnbench.runner import execute_run, execute_runs
+from rnnbench.runner import SilentObserver, execute_run, execute_runs
 
 TIMING = {"step_ms", "train_seconds", "sequences_per_second"}  # a few every run must have
 
@@ -239,3 +241,65 @@ def test_provoked_explosion_is_recorded_as_diverged(host):
     assert record.metrics["diverged"] is True
     assert "non-finite" in record.error
     assert record.metrics["steps"] < 300
+
+
+def test_case_9_an_event_hook_that_raises_is_reported_and_the_suite_goes_on(
+    host, tmp_path, data_dir
+):
+    """Issue 9, case 9: every event hook of a plugin raises (run_start with sys.exit(3)); each
+    failure is one warning naming the plugin, the hook and its line, and the records are those
+    of a suite without the plugin."""
+    specs = [make_spec(host, steps=20, seed=seed) for seed in (0, 1)]
+    clean = execute_runs(None, specs, build_host(plugins=[str(data_dir / "toy_plugin.py")]),
+                         ResultStore(tmp_path / "clean"))
+    host.load_local(str(data_dir / "raising_hooks_plugin.py"))
+    warnings: list[str] = []
+
+    class Collecting(SilentObserver):
+        def warning(self, message: str) -> None:
+            warnings.append(message)
+
+    records = execute_runs(None, specs, host, ResultStore(tmp_path / "out"),
+                           observer=Collecting())
+    assert [deterministic(r, host) for r in records] == [deterministic(r, host) for r in clean]
+    assert [r.status for r in records] == ["ok", "ok"]
+    assert [(r.metrics["steps"], r.metrics["stopped_early"]) for r in records] == [(20, False)] * 2
+    hooks = ["suite_start", "run_start", "evaluation", "run_end", "suite_end"]
+    assert len(warnings) == len(hooks)  # once per hook, though two runs failed each
+    for hook, warning in zip(hooks, warnings, strict=True):
+        assert f"plugin 'raising_hooks_plugin' raised in rnnbench_{hook}" in warning
+        assert "raising_hooks_plugin.py:" in warning
+    assert "SystemExit: 3" in warnings[1]
+
+
+def test_case_9_a_hook_failure_without_an_observer_is_a_python_warning(host, tmp_path, data_dir):
+    host.load_local(str(data_dir / "raising_hooks_plugin.py"))
+    with pytest.warns(PluginHookWarning, match="raising_hooks_plugin"):
+        execute_runs(None, [make_spec(host, steps=5)], host, ResultStore(tmp_path))
+
+
+def test_case_9_ctrl_c_in_an_event_hook_still_interrupts(host, tmp_path):
+    class Interrupting:
+        from rnnbench import hookimpl
+
+        @hookimpl
+        def rnnbench_run_start(self, run):
+            raise KeyboardInterrupt
+
+    host.pm.register(Interrupting(), name="interrupting")
+    with pytest.raises(KeyboardInterrupt):
+        execute_runs(None, [make_spec(host, steps=5)], host, ResultStore(tmp_path))
+
+
+def test_case_9_an_event_hook_wrapper_is_reported_not_silently_skipped(host, tmp_path):
+    class Wrapping:
+        from rnnbench import hookimpl
+
+        @hookimpl(wrapper=True)
+        def rnnbench_run_end(self, run, record):
+            return (yield)
+
+    host.pm.register(Wrapping(), name="wrapping")
+    with pytest.warns(PluginHookWarning, match="plugin 'wrapping' is a hook wrapper"):
+        (record,) = execute_runs(None, [make_spec(host, steps=5)], host, ResultStore(tmp_path))
+    assert record.status == "ok"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +14,7 @@ from rnnbench import CellConfig, CellSupport
 from rnnbench.cell import DTYPES
 from rnnbench.errors import SuiteError, SuiteProblem
 from rnnbench.plugin_manager import CellEntry, MetricEntry, Registry, TaskEntry, build_host
+from rnnbench.runner import execute_run
 from rnnbench.suite import (
     SUITE_SCHEMA,
     Suite,
@@ -822,3 +825,114 @@ def test_a_name_two_plugins_claim_is_an_error_at_its_line_and_other_suites_still
     with pytest.raises(SuiteError) as caught:
         validate_suite(read_suite(suite), host.registry)
     assert "every registered metric" in caught.value.problems[0].message
+
+
+# --- data files in task parameters (issue 9, case 11) ----------------------------------------
+
+PRICES = Path(__file__).parent / "data" / "prices.csv"
+REPO = Path(__file__).parent.parent
+
+FORECAST = """
+name: data
+cell: lstm
+task: {{name: forecast, params: {{source: {source}, window: 5}}}}
+hidden_size: 4
+training: {{steps: 2}}
+"""
+
+
+def forecast_suite(folder: Path, source: str, csv: bytes | None = None) -> Path:
+    """A one-run forecast suite in ``folder`` reading ``source``; ``csv`` is written to
+    ``folder/data/prices.csv`` first."""
+    (folder / "data").mkdir(parents=True)
+    if csv is not None:
+        (folder / "data" / "prices.csv").write_bytes(csv)
+    suite = folder / "suite.yaml"
+    suite.write_text(textwrap.dedent(FORECAST.format(source=source)).lstrip("\n"))
+    return suite
+
+
+def test_case_11_a_relative_data_path_is_taken_from_the_suite_folder(tmp_path, monkeypatch):
+    """Issue 9, case 11: ``source: data/prices.csv`` used to be read from the working directory;
+    it is now the file beside the suite, whatever the working directory, and a missing one is
+    a file:line error at validation."""
+    registry = build_host().registry
+    suite = forecast_suite(tmp_path / "bench", "data/prices.csv", PRICES.read_bytes())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    (run,) = load_suite(suite, registry).runs
+    source = dict(run.task_params)["source"]
+    assert source == str((tmp_path / "bench" / "data" / "prices.csv").resolve())
+    task = registry.task("forecast").task_class(**dict(run.task_params))
+    assert task.series(0)[0] == 100.0  # the runner reads the file beside the suite
+    assert run.label.startswith("lstm/numpy/forecast[source=prices.csv,window=5]/")
+
+    missing = forecast_suite(tmp_path / "other", "data/missing.csv")
+    problem = only_problem(missing, registry)
+    assert (problem.line, problem.field) == (3, "task.params.source")
+    assert "data file 'data/missing.csv' does not exist" in problem.message
+    assert str(tmp_path / "other" / "data" / "missing.csv") in problem.message
+    assert "taken from the suite file's folder" in str(problem)
+
+
+def test_case_11_the_run_id_covers_the_data_content_not_its_path(tmp_path):
+    """Issue 9, case 11: the id used to hash the CSV's path, so one id could cover two data
+    sets. Now the same bytes in another folder keep the id, a changed byte changes it, and the
+    record keeps the path and the digest."""
+    registry = build_host().registry
+    data = PRICES.read_bytes()
+    (here,) = load_suite(forecast_suite(tmp_path / "a", "data/prices.csv", data), registry).runs
+    (moved,) = load_suite(forecast_suite(tmp_path / "b", "data/prices.csv", data), registry).runs
+    edited_bytes = data.replace(b"100.000", b"100.001", 1)
+    (edited,) = load_suite(
+        forecast_suite(tmp_path / "c", "data/prices.csv", edited_bytes), registry
+    ).runs
+    assert here.run_id == moved.run_id != edited.run_id
+    config = here.config()
+    assert config["task_params"]["source"].endswith(str(Path("a", "data", "prices.csv")))
+    assert config["data_sha256"] == {"source": hashlib.sha256(data).hexdigest()[:16]}
+    assert here.flat()["task.source.sha256"] == config["data_sha256"]["source"]
+    (shipped,) = load_suite(forecast_suite(tmp_path / "d", "sunspots"), registry).runs
+    assert shipped.data_files == () and "data_sha256" not in shipped.config()  # a name
+
+
+@pytest.mark.parametrize("name", ["quickstart", "topologies"])
+def test_case_11_ids_of_suites_without_data_files_are_unchanged(name):
+    """The committed results (no data-file parameter; topologies reads ``source: sunspots``
+    by name) keep their run ids."""
+    suite = load_suite(REPO / "benchmarks" / f"{name}.yaml", build_host().registry)
+    lines = (REPO / "results" / name / "results.jsonl").read_text().splitlines()
+    committed = {json.loads(line)["run_id"] for line in lines if line.strip()}
+    assert {run.run_id for run in suite.runs} == committed
+
+
+def test_case_11_an_exclude_names_a_data_file_as_the_task_params_do(tmp_path):
+    """A relative data path in ``exclude`` is resolved like the one in ``params``, so it
+    matches."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.csv").write_bytes(PRICES.read_bytes())
+    (data / "b.csv").write_bytes(PRICES.read_bytes().replace(b"100.000", b"100.001", 1))
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "name: s\ncell: [lstm, gru]\nhidden_size: 4\ntraining: {steps: 2}\n"
+        "task: {name: forecast, params: {source: [data/a.csv, data/b.csv], window: 5}}\n"
+        "exclude:\n  - {cell: gru, task.source: data/b.csv}\n"
+    )
+    runs = load_suite(suite, build_host().registry).runs
+    assert sorted((run.cell, Path(dict(run.task_params)["source"]).name) for run in runs) == [
+        ("gru", "a.csv"), ("lstm", "a.csv"), ("lstm", "b.csv")
+    ]
+
+
+def test_case_11_a_data_file_edited_after_validation_fails_its_run(tmp_path):
+    """The id promises the data it was made from: a file edited between validation and the
+    run fails that run (with both digests) instead of recording other data under the id."""
+    host = build_host()
+    suite = forecast_suite(tmp_path, "data/prices.csv", PRICES.read_bytes())
+    (run,) = load_suite(suite, host.registry).runs
+    (tmp_path / "data" / "prices.csv").write_bytes(b"day,close\n" + b"1,2\n" * 200)
+    record, _ = execute_run(run, host)
+    assert record.status == "failed"
+    assert "changed since the suite was validated" in record.error

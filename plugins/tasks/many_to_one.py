@@ -132,8 +132,9 @@ class Forecast(Task):
     ``"sunspots"``, the yearly sunspot numbers 1700-2008 shipped with the package (public
     domain; see ``plugins/tasks/data/README.md``); or the path of a CSV file with a header row
     (``column`` picks the column, the last one when empty; lines starting with ``#`` are
-    skipped; a relative path is taken from the working directory). A shipped or CSV series is
-    the same for every seed: there the seed only changes the model's initialisation.
+    skipped; in a suite, a relative path is taken from the suite file's folder, and the run id
+    covers the file's content, not its path). A shipped or CSV series is the same for every
+    seed: there the seed only changes the model's initialisation.
 
     **Splits**, chronological and without leakage: the series is cut into three consecutive
     segments (train: the earliest ``1 - validation_fraction - test_fraction``, then validation,
@@ -164,7 +165,9 @@ class Forecast(Task):
     readout = "last"
     description = "predict a series' next value from a window (synthetic prices, sunspots, CSV)"
 
-    source: str = param("synthetic", "series: 'synthetic', 'sunspots' (shipped) or a CSV path")
+    source: str = param(
+        "synthetic", "series: 'synthetic', 'sunspots' (shipped) or a CSV path", path=True
+    )
     column: str = param("", "CSV column to forecast (source = a CSV path); '' = the last column")
     window: int = param(20, "past values the model reads per forecast")
     validation_fraction: float = param(0.15, "fraction of the series (after train) to validate")
