@@ -89,6 +89,7 @@ def run_suite(
     observer: RunObserver | None = None,
     host: PluginHost | None = None,
     on_validated: Callable[[], None] | None = None,
+    max_runs: int | None = None,
 ) -> SuiteRun:
     """Run a suite file and write its results folder, as ``rnnbench run`` does.
 
@@ -101,7 +102,7 @@ def run_suite(
     ``observer`` is told of progress (subclass :class:`rnnbench.runner.SilentObserver`); it is
     entered as a context manager around the runs. ``on_validated`` is called once the suite
     (and the plugins it names) passed validation, before anything runs: the CLI prints its
-    warnings there.
+    warnings there. ``max_runs`` (``--max-runs``) overrides the suite's ``max_runs:`` limit.
 
     A run that fails is recorded with its error and the others go on; look at
     :attr:`SuiteRun.failures`. Bad input raises before anything runs:
@@ -114,7 +115,7 @@ def run_suite(
     elif list(plugins) or list(blocked):
         raise ValueError("run_suite: give plugins/blocked or a host that holds them, not both")
     observer = observer if observer is not None else SilentObserver()
-    suite = load_validated_suite(Path(suite_path), host)
+    suite = load_validated_suite(Path(suite_path), host, max_runs=max_runs)
     if on_validated is not None:
         on_validated()
     host.registry.reporters_in_use()  # every reporter writes this folder: a conflict fails now
@@ -148,8 +149,9 @@ def run_suite(
     return SuiteRun(suite, out_dir, runs, already_done, records, table)
 
 
-def load_validated_suite(path: Path, host: PluginHost) -> Suite:
-    """Read the suite, load the plugins it names, validate it against what is registered."""
+def load_validated_suite(path: Path, host: PluginHost, max_runs: int | None = None) -> Suite:
+    """Read the suite, load the plugins it names, validate it against what is registered;
+    ``max_runs`` (``--max-runs``) overrides the suite's limit on its number of runs."""
     document = read_suite(path)
     for reference, line in document.plugins:
         try:
@@ -158,7 +160,7 @@ def load_validated_suite(path: Path, host: PluginHost) -> Suite:
             raise SuiteError(
                 [SuiteProblem(str(document.path), line, "plugins", str(exc))]
             ) from exc
-    return validate_suite(document, host.registry)
+    return validate_suite(document, host.registry, max_runs=max_runs)
 
 
 def write_tables(out_dir: Path, host: PluginHost, metrics: list[str] | None = None) -> ResultTable:
