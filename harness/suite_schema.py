@@ -8,6 +8,7 @@ plugins can add them.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -204,10 +205,20 @@ def _strict_integer(checker: Any, instance: Any) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
-#: A Draft 2020-12 validator class whose integers are exact: ``16.0`` is not an integer.
+def _finite_number(checker: Any, instance: Any) -> bool:
+    # .nan passes every bound (each comparison is false) and .inf is no learning rate.
+    if isinstance(instance, bool):
+        return False
+    return isinstance(instance, int) or (isinstance(instance, float) and math.isfinite(instance))
+
+
+#: A Draft 2020-12 validator class whose integers are exact (``16.0`` is not an integer) and
+#: whose numbers are finite (``.nan`` and ``.inf`` are not numbers a suite can mean).
 SchemaValidator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"integer": _strict_integer, "number": _finite_number}
+    ),
 )
 _VALIDATOR = SchemaValidator(SUITE_SCHEMA)
 

@@ -278,6 +278,8 @@ def test_case8_table_cells_from_names_are_not_markup(capsys) -> None:
         ("training: {epochs: 1000001}", "expected a positive integer up to 1000000"),
         ("hidden_size: 1e23", "expected a positive integer up to 65536"),
         ("include: [{hidden_size: 100000}]", "expected a positive integer up to 65536"),
+        ("training: {steps: 2, lr: .nan}", "training.lr: expected a number > 0"),
+        ("training: {steps: 2, lr: [0.1, .inf]}", "training.lr[1]: expected a number > 0"),
     ],
 )
 def test_case11_integer_axes_have_bounds(tmp_path, capsys, line, message) -> None:
