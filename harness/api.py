@@ -100,6 +100,7 @@ def run_suite(
     host: PluginHost | None = None,
     on_validated: Callable[[], None] | None = None,
     force: bool = False,
+    max_runs: int | None = None,
 ) -> SuiteRun:
     """Run a suite file and write its results folder, as ``rnnbench run`` does.
 
@@ -115,6 +116,7 @@ def run_suite(
     warnings there. ``force`` (``--force``) writes into an existing folder that is not an
     rnnbench results folder; even then no file rnnbench did not write is replaced
     (:mod:`rnnbench.output_dir`).
+    ``max_runs`` (``--max-runs``) overrides the suite's ``max_runs:`` limit.
 
     A run that fails is recorded with its error and the others go on; look at
     :attr:`SuiteRun.failures`. Bad input raises before anything runs:
@@ -132,7 +134,7 @@ def run_suite(
     elif list(plugins) or list(blocked):
         raise ValueError("run_suite: give plugins/blocked or a host that holds them, not both")
     observer = observer if observer is not None else SilentObserver()
-    suite = load_validated_suite(Path(suite_path), host)
+    suite = load_validated_suite(Path(suite_path), host, max_runs=max_runs)
     if on_validated is not None:
         on_validated()
     host.registry.reporters_in_use()  # every reporter writes this folder: a conflict fails now
@@ -196,8 +198,9 @@ def check_resume(out_dir: Path, suite: Suite, store: ResultStore, environment: d
     return path
 
 
-def load_validated_suite(path: Path, host: PluginHost) -> Suite:
-    """Read the suite, load the plugins it names, validate it against what is registered."""
+def load_validated_suite(path: Path, host: PluginHost, max_runs: int | None = None) -> Suite:
+    """Read the suite, load the plugins it names, validate it against what is registered;
+    ``max_runs`` (``--max-runs``) overrides the suite's limit on its number of runs."""
     document = read_suite(path)
     for reference, line in document.plugins:
         try:
@@ -206,7 +209,7 @@ def load_validated_suite(path: Path, host: PluginHost) -> Suite:
             raise SuiteError(
                 [SuiteProblem(str(document.path), line, "plugins", str(exc))]
             ) from exc
-    return validate_suite(document, host.registry)
+    return validate_suite(document, host.registry, max_runs=max_runs)
 
 
 def write_tables(out_dir: Path, host: PluginHost, metrics: list[str] | None = None) -> ResultTable:

@@ -1,6 +1,10 @@
 """The ``rnnbench`` command: run, validate, list, plugins, show, compare, check.
 
 Exit codes: 0 success, 1 a run failed, 2 bad input (suite, plugin or arguments), 130 interrupted.
+
+Everything printed comes from user input at some point (file names, suite values, plugin
+messages, record labels), so consoles print text literally: no rich markup, no emoji codes;
+styled words are :class:`rich.text.Text` spans.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -47,13 +50,31 @@ from rnnbench.results import (
     format_value,
 )
 from rnnbench.runner import SilentObserver
-from rnnbench.suite import Suite
+from rnnbench.suite import DEFAULT_MAX_RUNS, Suite
 from rnnbench.testing import CELL_CHECK_NAMES, TASK_CHECK_NAMES, CheckReport
 from rnnbench.testing.commands import check_cell_backends, check_registered_task
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: Metrics shown in the terminal summary when a suite does not narrow them (all go to files).
 TERMINAL_METRICS = ("test_loss", "test_accuracy", "loss_vs_baseline", "step_ms")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+MAX_RUNS_FLAG = ("--max-runs",)
+MAX_RUNS_OPTIONS: dict[str, Any] = {
+    "type": _positive_int, "metavar": "N",
+    "help": "refuse a suite whose axes give more than N runs (default: the suite's max_runs, "
+    f"else {DEFAULT_MAX_RUNS})",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,10 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true",
                      help="write into an existing folder that is not an rnnbench results folder "
                      "(files rnnbench did not write are still never replaced)")
+    run.add_argument(*MAX_RUNS_FLAG, **MAX_RUNS_OPTIONS)
 
     validate = commands.add_parser("validate", parents=[plugins],
                                    help="check a suite without running it")
     validate.add_argument("suite", type=Path)
+    validate.add_argument(*MAX_RUNS_FLAG, **MAX_RUNS_OPTIONS)
 
     commands.add_parser(
         "list", parents=[plugins],
@@ -158,9 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     console = make_console(stderr=True)
     print_store_warnings()
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return EXIT_INTERRUPTED
     try:
         host = make_host(args.plugins, strict=args.command not in ("list", "plugins"))
         if args.command not in ("run", "validate"):  # those warn once the suite's are loaded
@@ -180,11 +207,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             return command_check(args, host, console)
     except RnnbenchError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, soft_wrap=True)
+        console.print(Text.assemble(("error:", "red"), " ", str(exc)))
         print_details(exc, wants_traceback(args), console)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        console.print("interrupted: finished runs are saved; continue with --resume")
+        saved = ": finished runs are saved; continue with --resume" if args.command == "run" else ""
+        console.print(f"interrupted{saved}")
         return EXIT_INTERRUPTED
     except OSError as exc:  # the system refused a read or write: not a bug, no traceback
         print_line(console, os_error_line(exc))
@@ -201,7 +229,7 @@ def print_store_warnings() -> None:
 
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, StoreWarning):
-            make_console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(str(message))}")
+            print_line(make_console(stderr=True), str(message), "warning")
         else:
             original(message, category, filename, lineno, file, line)
 
@@ -211,18 +239,25 @@ def print_store_warnings() -> None:
 
 
 def make_console(stderr: bool = False) -> Console:
-    """A console that never breaks plain lines; wide tables when writing to a file or pipe."""
-    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    """A console that never breaks plain lines and prints text literally (no markup, emoji
+    codes or highlighting: ``a[/b].yaml`` and ``:x:`` are file names); wide tables when writing
+    to a file or pipe."""
+    literal: dict[str, Any] = {"highlight": False, "markup": False, "emoji": False}
+    console = Console(stderr=stderr, soft_wrap=True, **literal)
     if not console.is_terminal:
-        console = Console(stderr=stderr, highlight=False, soft_wrap=True, width=160)
+        console = Console(stderr=stderr, soft_wrap=True, width=160, **literal)
     return console
 
 
+def labelled(message: str, label: str = "error") -> Text:
+    """``label: message`` with the label coloured and the message literal (paths and values may
+    hold brackets, colons, emoji codes)."""
+    return Text.assemble((f"{label}:", "red" if label == "error" else "yellow"), " ", message)
+
+
 def print_line(console: Console, message: str, label: str = "error") -> None:
-    """``label: message`` as one line, printed literally: paths and values may hold brackets."""
-    style = "red" if label == "error" else "yellow"
-    console.print(Text.assemble((f"{label}:", style), " ", message), markup=False,
-                  soft_wrap=True)
+    """``label: message`` as one line, printed literally."""
+    console.print(labelled(message, label), markup=False, soft_wrap=True)
 
 
 def os_error_line(exc: OSError) -> str:
@@ -276,12 +311,16 @@ def print_details(exc: BaseException, show: bool, console: Console) -> None:
 
 def warn_unmatched_blocks(host: PluginHost, console: Console) -> None:
     for warning in host.unmatched_blocks():
-        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+        console.print(_warning(warning))
+
+
+def _warning(message: str) -> Text:
+    return labelled(message, "warning")
 
 
 def warn_broken(host: PluginHost, console: Console, tracebacks: bool = False) -> None:
     for name, reason in host.registry.broken.items():
-        console.print(f"[yellow]warning:[/yellow] plugin {name!r} not loaded: {escape(reason)}")
+        console.print(_warning(f"plugin {name!r} not loaded: {reason}"))
         details = host.registry.plugin_info(name).details
         if details and tracebacks:
             console.print(details, markup=False, highlight=False)
@@ -289,7 +328,7 @@ def warn_broken(host: PluginHost, console: Console, tracebacks: bool = False) ->
 
 def command_validate(args: argparse.Namespace, host: PluginHost, console: Console) -> int:
     warn_broken(host, console, wants_traceback(args))
-    suite = load_validated_suite(args.suite, host)
+    suite = load_validated_suite(args.suite, host, max_runs=args.max_runs)
     warn_unmatched_blocks(host, console)
     line = f"{args.suite}: valid; {len(suite.runs)} runs"
     if suite.skipped:
@@ -306,13 +345,13 @@ def command_run(args: argparse.Namespace, host: PluginHost, console: Console) ->
             args.suite, output_dir=args.output, host=host, resume=args.resume,
             keyword=args.select, observer=make_observer(console, quiet=args.quiet),
             on_validated=None if args.quiet else lambda: warn_unmatched_blocks(host, console),
-            force=args.force,
+            force=args.force, max_runs=args.max_runs,
         )
     if not args.quiet:
         print_table(result.table, make_console())
         make_console().print(f"results: {result.output_dir}")
     for record in result.failures:
-        console.print(f"[red]failed[/red] {record.label}: {record.error}", soft_wrap=True)
+        console.print(Text.assemble(("failed", "red"), f" {record.label}: {record.error}"))
     return EXIT_RUN_FAILED if result.failures else EXIT_OK
 
 
@@ -416,7 +455,7 @@ def command_check(args: argparse.Namespace, host: PluginHost, console: Console) 
     failed = [f"{report.subject}: {', '.join(r.name for r in report.failures)}"
               for report in reports if not report.passed]
     if failed:
-        console.print("[red]failed[/red] " + "; ".join(failed), soft_wrap=True)
+        console.print(Text.assemble(("failed", "red"), " " + "; ".join(failed)))
         return EXIT_RUN_FAILED
     passed = sum(r.passed for report in reports for r in report.results)
     skipped = sum(r.status == "skipped" for report in reports for r in report.results)
@@ -448,7 +487,7 @@ def print_table(table: ResultTable, console: Console) -> None:
         view.add_column(column, justify="left" if column in columns else "right")
     for row in table.summary():
         view.add_row(
-            *(escape(format_value(table.display_value(row, c))) for c in columns),
+            *(format_value(table.display_value(row, c)) for c in columns),
             f"{row['ok']}/{row['runs']}",
             *(format_mean_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in shown),
         )
@@ -543,8 +582,8 @@ def _display_path(path: str) -> str:
 
 
 def _add_row(table: Table, *cells: Any) -> None:
-    """A table row of plain text: brackets in names and help are not rich markup."""
-    table.add_row(*(escape(str(cell)) for cell in cells))
+    """A table row of plain text (the console prints it literally: no markup, no emoji)."""
+    table.add_row(*(Text(str(cell)) for cell in cells))
 
 
 def _default_of(field: Any) -> Any:
@@ -588,7 +627,7 @@ class RichObserver(PlainObserver):
     def __init__(self, console: Console) -> None:
         super().__init__(console)
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
         )
         self.suite_bar = self.progress.add_task("suite", total=None)
@@ -603,7 +642,7 @@ class RichObserver(PlainObserver):
 
     def run_started(self, spec: RunSpec, index: int, total: int) -> None:
         self.progress.update(self.suite_bar, total=total, description=f"suite {spec.suite}")
-        self.progress.reset(self.run_bar, total=None, description=escape(spec.label))
+        self.progress.reset(self.run_bar, total=None, description=spec.label)
 
     def training_step(self, step: int, total: int) -> None:
         if step % 10 == 0 or step == total:
@@ -629,8 +668,14 @@ def make_observer(console: Console, quiet: bool) -> SilentObserver:
 
 
 def entry_point() -> None:
-    """Console-script entry: ``rnnbench``."""
-    sys.exit(main())
+    """Console-script entry: ``rnnbench``. Ctrl-C at any point (start-up included) is one line
+    and exit 130, never a traceback."""
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -36,6 +36,7 @@ the runs are the cartesian product of the axes, plus ``include`` sets, minus ``e
       - {cell: rnn, hidden_size: 32}
       - {task.length: 50, cell: [rnn, gru]}       # a list matches any of its items
     skip_unavailable: false          # true: skip runs on unavailable backends, not an error
+    max_runs: 20000                  # refuse to expand to more runs (default 10000)
 
 A suite goes through four modules, one job each:
 
@@ -77,6 +78,7 @@ from rnnbench.suite_expand import (
     TaskChoice,
     as_field_type,
     axis_values,
+    count_runs,
     expand_runs,
     same_value,
     union_args,
@@ -94,6 +96,7 @@ from rnnbench.suite_yaml import (
 # SUITE_SCHEMA, SuiteDocument, field_name and read_suite live in the schema and reading modules;
 # they are re-exported so callers keep importing them from here.
 __all__ = [
+    "DEFAULT_MAX_RUNS",
     "SUITE_SCHEMA",
     "Suite",
     "SuiteDocument",
@@ -102,6 +105,11 @@ __all__ = [
     "read_suite",
     "validate_suite",
 ]
+
+
+#: The most runs a suite may expand to unless it says ``max_runs:`` (or ``--max-runs``): a typo
+#: in an axis must not make validation take minutes and gigabytes.
+DEFAULT_MAX_RUNS = 10_000
 
 
 @dataclass
@@ -124,28 +132,33 @@ class Suite:
     skipped: list[tuple[RunSpec, str]] = field(default_factory=list)
 
 
-def load_suite(path: str | Path, registry: Registry) -> Suite:
+def load_suite(path: str | Path, registry: Registry, max_runs: int | None = None) -> Suite:
     """Read and validate a suite, for callers whose registry already holds every plugin."""
-    return validate_suite(read_suite(path), registry)
+    return validate_suite(read_suite(path), registry, max_runs=max_runs)
 
 
-def validate_suite(doc: SuiteDocument, registry: Registry) -> Suite:
+def validate_suite(doc: SuiteDocument, registry: Registry, max_runs: int | None = None) -> Suite:
     """Check a parsed suite against its schema and the registry and expand it into runs.
+
+    ``max_runs`` (e.g. ``--max-runs``) overrides the suite's ``max_runs:`` and
+    :data:`DEFAULT_MAX_RUNS`; a suite whose axes multiply to more runs is refused before any
+    run is built.
 
     Raises :class:`SuiteError` listing every problem found, in file order. Structural and name
     problems are all collected first; the checks on the expanded runs (whether excludes leave
     any run, cell/backend pairs, what each cell supports, availability) run only when those
     pass, since they need sound axes.
     """
-    return _Validation(doc, registry).run()
+    return _Validation(doc, registry, max_runs).run()
 
 
 class _Validation:
     """One validation of one document: every check adds to one problem list."""
 
-    def __init__(self, doc: SuiteDocument, registry: Registry) -> None:
+    def __init__(self, doc: SuiteDocument, registry: Registry, max_runs: int | None) -> None:
         self.doc = doc
         self.registry = registry
+        self.max_runs = max_runs
         self.problems = SuiteProblems(doc)
         self.add = self.problems.add
         self._availability: dict[tuple[str, str], str | None] = {}
@@ -165,6 +178,7 @@ class _Validation:
     def run(self) -> Suite:
         data = self.doc.data
         check_structure(self.doc, self.problems)
+        self.check_run_count()
         base = self.run_set((), data, None)
         includes = [
             self.run_set(("include", index), entry, base)
@@ -223,6 +237,28 @@ class _Validation:
             runs=runs,
             skipped=skipped,
         )
+
+    def check_run_count(self) -> None:
+        """Refuse, before anything is expanded, a suite whose axes multiply to more runs than
+        the limit (with the structure problems found so far)."""
+        written = self.doc.data.get("max_runs")
+        limit = self.max_runs
+        if limit is None:
+            valid = isinstance(written, int) and not isinstance(written, bool) and written > 0
+            limit = written if valid else DEFAULT_MAX_RUNS
+        count = count_runs(self.doc.data)
+        if count <= limit:
+            return
+        source = "--max-runs" if self.max_runs is not None else (
+            "max_runs" if limit == written else "the default limit")
+        self.add(
+            ("max_runs",) if source == "max_runs" else (),
+            f"the axes multiply to {count} runs, more than {source} allows ({limit})",
+            f"narrow the axes, or raise the limit: max_runs: {count} in the suite, or "
+            f"--max-runs {count}",
+            line=self.doc.line_of("max_runs") if source == "max_runs" else 1,
+        )
+        self.problems.raise_if_any()
 
     def run_set(self, origin: KeyPath, mapping: dict[str, Any], base: RunSet | None) -> RunSet:
         """Resolve and check the axes of the base suite (``base`` None) or of one include."""

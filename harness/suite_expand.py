@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import types
 import typing
 from collections.abc import Iterable, Iterator
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rnnbench.plugin_manager import TaskEntry
-from rnnbench.records import TRAINING_AXES, RunSpec, TrainingConfig
+from rnnbench.records import CONFIG_AXES, TRAINING_AXES, RunSpec, TrainingConfig
 from rnnbench.suite_yaml import KeyPath, SuiteDocument
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "TaskChoice",
     "as_field_type",
     "axis_values",
+    "count_runs",
     "expand_runs",
     "matches",
     "same_value",
@@ -115,6 +117,42 @@ def axis_values(
             for index, item in enumerate(raw)
         ]
     return [AxisValue(raw, path, doc.line_of(*path), explicit=True)]
+
+
+def count_runs(data: dict[str, Any]) -> int:
+    """How many runs the axes of a suite document multiply to, by arithmetic alone: nothing is
+    materialised, so an absurd suite is refused in microseconds. An upper bound: excludes and
+    runs repeated by an include can only make the expanded list shorter.
+
+    Reads the document as written (a value that is not a list counts once), so it can run
+    before any other check.
+    """
+
+    def count(value: Any) -> int:
+        return len(value) if isinstance(value, list) and value else 1
+
+    def tasks(value: Any) -> int:
+        total = 0
+        for entry in value if isinstance(value, list) and value else [value]:
+            params = entry.get("params") if isinstance(entry, dict) else None
+            total += math.prod(map(count, params.values())) if isinstance(params, dict) else 1
+        return total
+
+    training = data.get("training")
+    training = training if isinstance(training, dict) else {}
+    base = {axis: count(data.get(axis)) for axis in CONFIG_AXES if axis != "task"}
+    base["task"] = tasks(data.get("task"))
+    base.update({key: count(training.get(key)) for key in TRAINING_AXES})
+    total = math.prod(base.values())
+    includes = data.get("include")
+    for entry in includes if isinstance(includes, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        lengths = {key: count(entry[key]) if key in entry else n for key, n in base.items()}
+        if "task" in entry:
+            lengths["task"] = tasks(entry["task"])
+        total += math.prod(lengths.values())
+    return total
 
 
 def expand_runs(

@@ -8,6 +8,7 @@ plugins can add them.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -26,6 +27,17 @@ __all__ = ["SUITE_SCHEMA", "SchemaValidator", "check_structure"]
 
 _NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
 _POSITIVE_INT = {"type": "integer", "minimum": 1}
+
+
+def _int_up_to(maximum: int, minimum: int = 1) -> dict[str, Any]:
+    """An integer in [minimum, maximum]: a typo such as ``hidden_size: 1e23`` written as an
+    integer would otherwise pass and fail (or exhaust the machine) only when the run starts."""
+    return {"type": "integer", "minimum": minimum, "maximum": maximum}
+
+
+#: The largest values of the integer axes; far above any run rnnbench is meant for.
+MAX_HIDDEN_SIZE, MAX_LAYERS, MAX_SEED = 65_536, 64, 2**32 - 1
+MAX_BATCH_SIZE, MAX_STEPS, MAX_EPOCHS = 1_048_576, 1_000_000_000, 1_000_000
 _NAME = {"type": "string", "minLength": 1}
 
 
@@ -73,11 +85,13 @@ _AXES: dict[str, dict[str, Any]] = {
     "cell": _axis(_NAME, "a cell name"),
     "backend": _axis(_NAME, "a backend name"),
     "task": _TASK_AXIS,
-    "hidden_size": _axis(_POSITIVE_INT, "a positive integer"),
-    "num_layers": _axis(_POSITIVE_INT, "a positive integer"),
+    "hidden_size": _axis(
+        _int_up_to(MAX_HIDDEN_SIZE), f"a positive integer up to {MAX_HIDDEN_SIZE}"
+    ),
+    "num_layers": _axis(_int_up_to(MAX_LAYERS), f"a positive integer up to {MAX_LAYERS}"),
     "bias": _axis({"type": "boolean"}, "true or false"),
     "dtype": _axis({"enum": list(DTYPES)}, "one of " + ", ".join(DTYPES)),
-    "seed": _axis({"type": "integer", "minimum": 0}, "a non-negative integer"),
+    "seed": _axis(_int_up_to(MAX_SEED, minimum=0), f"an integer from 0 to {MAX_SEED} (2**32 - 1)"),
 }
 
 _TRAINING: dict[str, dict[str, Any]] = {
@@ -86,14 +100,23 @@ _TRAINING: dict[str, dict[str, Any]] = {
     "momentum": _axis(
         {"type": "number", "minimum": 0, "exclusiveMaximum": 1}, "a number in [0, 1)"
     ),
-    "batch_size": _axis(_POSITIVE_INT, "a positive integer"),
+    "batch_size": _axis(_int_up_to(MAX_BATCH_SIZE), f"a positive integer up to {MAX_BATCH_SIZE}"),
     # null is allowed so an include can switch between the two: {epochs: 5, steps: null}
-    "steps": _axis({"type": ["integer", "null"], "minimum": 1}, "a positive integer or null"),
-    "epochs": _axis({"type": ["integer", "null"], "minimum": 1}, "a positive integer or null"),
+    "steps": _axis(
+        {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_STEPS},
+        f"a positive integer up to {MAX_STEPS} or null",
+    ),
+    "epochs": _axis(
+        {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_EPOCHS},
+        f"a positive integer up to {MAX_EPOCHS} or null",
+    ),
     "clip": _axis(
         {"type": ["number", "null"], "exclusiveMinimum": 0}, "a number > 0 or null (no clipping)"
     ),
-    "eval_every": _axis({"type": ["integer", "null"], "minimum": 1}, "a positive integer or null"),
+    "eval_every": _axis(
+        {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_STEPS},
+        f"a positive integer up to {MAX_STEPS} or null",
+    ),
     "target_loss": _axis(
         {"type": ["number", "null"], "exclusiveMinimum": 0}, "a number > 0 or null (no target)"
     ),
@@ -166,6 +189,11 @@ SUITE_SCHEMA: dict[str, Any] = {
             },
         },
         "skip_unavailable": {"type": "boolean", "expected": "true or false"},
+        "max_runs": {
+            "type": "integer",
+            "minimum": 1,
+            "expected": "a positive integer (the most runs this suite may expand to)",
+        },
     },
     "required": ["name", "cell", "task", "hidden_size"],
     "additionalProperties": False,
@@ -177,10 +205,20 @@ def _strict_integer(checker: Any, instance: Any) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
-#: A Draft 2020-12 validator class whose integers are exact: ``16.0`` is not an integer.
+def _finite_number(checker: Any, instance: Any) -> bool:
+    # .nan passes every bound (each comparison is false) and .inf is no learning rate.
+    if isinstance(instance, bool):
+        return False
+    return isinstance(instance, int) or (isinstance(instance, float) and math.isfinite(instance))
+
+
+#: A Draft 2020-12 validator class whose integers are exact (``16.0`` is not an integer) and
+#: whose numbers are finite (``.nan`` and ``.inf`` are not numbers a suite can mean).
 SchemaValidator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"integer": _strict_integer, "number": _finite_number}
+    ),
 )
 _VALIDATOR = SchemaValidator(SUITE_SCHEMA)
 

@@ -9,6 +9,12 @@ YAML is read with a :class:`yaml.SafeLoader` subclass (never a loader that can b
 objects). It differs from PyYAML's default in three ways, each to make suites less surprising:
 it records the line of every key and list item; a duplicate key is an error instead of a silent
 override; and ``1e-3`` is a float (YAML 1.1 requires ``1.0e-3``), as it is in YAML 1.2.
+
+A suite file is untrusted input, so before anything is built the text is checked against limits
+far above any real suite (:data:`MAX_FILE_BYTES`, :data:`MAX_DEPTH`, :data:`MAX_NODES`): control
+characters, nesting that would exhaust the recursion of the composer, and aliases that expand
+to millions of values ("billion laughs") are each one problem with a line, found in one pass
+over the parser's events, in time and memory linear in the file.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ import yaml
 from rnnbench.errors import SuiteError, SuiteProblem
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_NODES",
     "KeyPath",
     "SuiteDocument",
     "SuiteProblems",
@@ -34,6 +43,18 @@ __all__ = [
 
 #: A key path into the suite document: mapping keys and list indices.
 KeyPath = tuple[str | int, ...]
+
+#: The largest suite file read (bytes); real suites are a few kilobytes.
+MAX_FILE_BYTES = 2 * 1024 * 1024
+#: The deepest nesting of mappings and lists; real suites nest four or five levels.
+MAX_DEPTH = 50
+#: The most values (scalars, mappings, lists) a suite may hold once its aliases are expanded.
+MAX_NODES = 100_000
+
+# What YAML 1.1 allows in a stream (PyYAML's Reader refuses anything else, with a traceback).
+_NOT_PRINTABLE = re.compile(
+    "[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]"
+)
 
 # --- YAML with line numbers -----------------------------------------------------------------------
 
@@ -68,6 +89,31 @@ def _line(node: yaml.Node) -> int:
 class _SuiteLoader(yaml.SafeLoader):
     """PyYAML's safe loader, recording lines, refusing duplicate keys, reading ``1e-3`` as a
     float. Subclassing keeps these changes away from every other user of ``yaml.SafeLoader``."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """A scalar PyYAML cannot convert (the date 2001-02-30) or an integer too large for
+        any suite value (5000 digits) is a YAML error at its line, not a traceback."""
+        try:
+            value = super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:
+            reason = str(exc)
+            if "integer string conversion" in reason:
+                reason = _HUGE_INTEGER
+            raise self._unreadable(node, reason) from None
+        if isinstance(value, int) and value.bit_length() > 256:  # no suite value is this large
+            raise self._unreadable(node, _HUGE_INTEGER)
+        return value
+
+    @staticmethod
+    def _unreadable(node: yaml.Node, reason: str) -> yaml.YAMLError:
+        text = str(node.value)
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        return yaml.constructor.ConstructorError(
+            None, None, f"cannot read the value {shown!r}: {reason}", node.start_mark
+        )
+
+
+_HUGE_INTEGER = "an integer too large to be a suite value"
 
 
 def _construct_mapping(loader: _SuiteLoader, node: yaml.MappingNode) -> Iterator[_LineDict]:
@@ -223,7 +269,11 @@ def read_suite(path: str | Path) -> SuiteDocument:
     path = Path(path)
     file = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as stream:  # bounded: a huge file (or /dev/zero) is never loaded
+            raw_bytes = stream.read(MAX_FILE_BYTES + 1)
+        if len(raw_bytes) > MAX_FILE_BYTES:
+            raise SuiteError([_too_large(file)])
+        text = raw_bytes.decode("utf-8")
     except FileNotFoundError:
         raise SuiteError([SuiteProblem(file, None, "(file)", "no such file")]) from None
     except UnicodeDecodeError as exc:
@@ -237,13 +287,20 @@ def read_suite(path: str | Path) -> SuiteDocument:
     except OSError as exc:
         problem = SuiteProblem(file, None, "(file)", f"cannot read: {exc.strerror}")
         raise SuiteError([problem]) from None
-    loader = _SuiteLoader(text)
+    problem = _control_character(file, text)
+    if problem is not None:
+        raise SuiteError([problem])
     try:
-        raw = loader.get_single_data()
+        problem = _check_limits(file, text)
+        if problem is not None:
+            raise SuiteError([problem])
+        loader = _SuiteLoader(text)
+        try:
+            raw = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         raise SuiteError([_yaml_problem(file, exc)]) from None
-    finally:
-        loader.dispose()
     if raw is None:
         raise SuiteError(
             [
@@ -281,6 +338,88 @@ def read_suite(path: str | Path) -> SuiteDocument:
             if isinstance(item, str)
         ]
     return SuiteDocument(path, data, plugins, lines)
+
+
+def _too_large(file: str) -> SuiteProblem:
+    return SuiteProblem(
+        file,
+        None,
+        "(file)",
+        f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB",
+        "a suite lists axes and values; is this the right file?",
+    )
+
+
+def _control_character(file: str, text: str) -> SuiteProblem | None:
+    """The first character YAML does not allow in a file (NUL, other control codes)."""
+    found = _NOT_PRINTABLE.search(text)
+    if found is None:
+        return None
+    line = text.count("\n", 0, found.start()) + 1
+    code = f"U+{ord(found.group()):04X}"
+    return SuiteProblem(
+        file,
+        line,
+        "(yaml)",
+        f"control character {code} is not allowed in YAML",
+        "delete it; is the file binary or corrupted? (in a double-quoted string, write it as "
+        "an escape such as \\t)",
+    )
+
+
+def _check_limits(file: str, text: str) -> SuiteProblem | None:
+    """Nesting depth and the size of the document once aliases are expanded, from the parser's
+    events alone: nothing is composed or built, so a file that would exhaust the recursion or
+    the memory of those steps is refused after reading it once.
+
+    Each anchor's size (the values it stands for, aliases inside it expanded) is recorded when
+    it closes; an alias adds its anchor's size. The running total stops at :data:`MAX_NODES`,
+    so the counts never grow beyond it however the aliases multiply.
+    """
+    sizes: dict[str, int] = {}
+    stack: list[list[Any]] = []  # per open mapping or list: [anchor, values in it so far]
+    total = 0
+    aliased = False
+    for event in yaml.parse(text, Loader=_SuiteLoader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            stack.append([event.anchor, 1])
+            if len(stack) > MAX_DEPTH:
+                return SuiteProblem(
+                    file,
+                    event.start_mark.line + 1,
+                    "(yaml)",
+                    f"nested more than {MAX_DEPTH} levels deep",
+                    "a suite needs a few levels; is this the right file?",
+                )
+            continue
+        if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            anchor, size = stack.pop()
+        elif isinstance(event, yaml.ScalarEvent):
+            anchor, size = event.anchor, 1
+        elif isinstance(event, yaml.AliasEvent):
+            anchor, size = None, sizes.get(event.anchor, 1)  # undefined: the composer says so
+            aliased = True
+        else:
+            continue
+        if anchor is not None:
+            sizes[anchor] = size
+        if stack:
+            stack[-1][1] += size
+            grown = sum(frame[1] for frame in stack)
+        else:
+            total += size
+            grown = total
+        if grown > MAX_NODES:
+            what = "alias expansion too large: " if aliased else ""
+            return SuiteProblem(
+                file,
+                event.start_mark.line + 1,
+                "(yaml)",
+                f"{what}the document holds more than {MAX_NODES} values"
+                + (" once its aliases are expanded" if aliased else ""),
+                "reuse anchors sparingly; a suite lists a few axes and values",
+            )
+    return None
 
 
 def _yaml_problem(file: str, exc: yaml.YAMLError) -> SuiteProblem:

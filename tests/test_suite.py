@@ -516,10 +516,13 @@ def test_wrong_types(write, registry) -> None:
             "parameter 'noise' of task 'echo'",
         ),
         (4, "hidden_size[1]"): (
-            "expected a positive integer, got '16' (a string)",
+            "expected a positive integer up to 65536, got '16' (a string)",
             "remove the quotes to give a number",
         ),
-        (5, "seed"): ("expected a non-negative integer, or a list of them, got 1.5", None),
+        (5, "seed"): (
+            "expected an integer from 0 to 4294967295 (2**32 - 1), or a list of them, got 1.5",
+            None,
+        ),
         (6, "bias"): ("expected true or false, or a list of them, got 1", None),
     }
 

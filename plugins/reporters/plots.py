@@ -43,6 +43,21 @@ def _groups(table: ResultTable) -> dict[str, dict[str, list[RunRecord]]]:
     return grouped
 
 
+def _number(value: Any) -> float:
+    """A recorded number as a float; NaN (not drawn) for anything else, so a hand-edited or
+    foreign record (a point without ``val_loss``, a string) never stops the plots."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float range
+            return math.nan
+    return math.nan
+
+
+def _point(point: Any, key: str) -> float:
+    return _number(point.get(key)) if isinstance(point, dict) else math.nan
+
+
 def _save(figure: Any, path: Path) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
@@ -92,8 +107,8 @@ def plot_learning_curves(table: ResultTable, out_dir: Path) -> Path | None:
             curves = [r.curve for r in records if r.curve]
             if not curves:
                 continue
-            steps = np.array([p["step"] for p in max(curves, key=len)])
-            ys = [np.pad(np.array([p["val_loss"] for p in c], dtype=float),
+            steps = np.array([_point(p, "step") for p in max(curves, key=len)])
+            ys = [np.pad(np.array([_point(p, "val_loss") for p in c], dtype=float),
                          (0, len(steps) - len(c)), constant_values=np.nan) for c in curves]
             _mean_band(axis, steps, ys, label)
         axis.set(title=task, xlabel="optimizer steps", ylabel="validation loss", yscale="log")
@@ -122,8 +137,8 @@ def plot_gradient_by_lag(table: ResultTable, out_dir: Path) -> Path | None:
                       and isinstance(r.metrics.get("grad_lags"), list)]
             if not usable:
                 continue
-            lags = np.array(usable[0].metrics["grad_lags"], dtype=float)
-            ys = [np.array([np.nan if v is None else v for v in r.metrics[metric]], dtype=float)
+            lags = np.array([_number(v) for v in usable[0].metrics["grad_lags"]], dtype=float)
+            ys = [np.array([_number(v) for v in r.metrics[metric]], dtype=float)
                   for r in usable if len(r.metrics[metric]) == len(lags)]
             if ys:
                 _mean_band(axis, lags, ys, label)
