@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rnnbench.errors import PluginError, RnnbenchError, SuiteError, SuiteProblem
+from rnnbench.events import PluginHookWarning
 from rnnbench.output_dir import (
     RUN_FILES,
     check_output_dir,
@@ -217,7 +218,20 @@ def write_tables(out_dir: Path, host: PluginHost, metrics: list[str] | None = No
     better = {name: entry.better for name, entry in host.registry.metrics.resolved().items()}
     table = load_table(out_dir, metrics=metrics, better=better)
     for entry in host.registry.reporters_in_use():
-        # Into a staging folder, moved into place from there: never over a user's file.
-        with staged_reporter_output(Path(out_dir)) as staging:
-            entry.function(table, staging)
+        try:
+            # Into a staging folder, moved into place from there: never over a user's file,
+            # and nothing of a reporter that fails half-way.
+            with staged_reporter_output(Path(out_dir)) as staging:
+                entry.function(table, staging)
+        except OSError:
+            raise  # the system refused a write (full disk, ...): one line, exit 2
+        except (Exception, SystemExit) as exc:  # a plugin's bug must not lose the other tables
+            where = host.failure_location(entry.plugin, exc)
+            warnings.warn(
+                f"reporter {entry.name!r} of plugin {entry.plugin!r} raised"
+                + (f" (at {where})" if where else "")
+                + f": {type(exc).__name__}: {exc}; its files were not written, the other "
+                "reporters' were",
+                PluginHookWarning, stacklevel=2,
+            )
     return table

@@ -42,6 +42,7 @@ from rnnbench.compare import (
 from rnnbench.errors import RnnbenchError
 from rnnbench.output_dir import KeptFileWarning, require_writable_folder
 from rnnbench.plugin_manager import TRACEBACK_ENV, PluginHost, build_host
+from rnnbench.events import PluginHookWarning
 from rnnbench.record_file import StoreWarning
 from rnnbench.records import RunRecord, RunSpec
 from rnnbench.results import (
@@ -228,7 +229,7 @@ def print_store_warnings() -> None:
     original = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, StoreWarning):
+        if issubclass(category, (StoreWarning, PluginHookWarning)):
             print_line(make_console(stderr=True), str(message), "warning")
         else:
             original(message, category, filename, lineno, file, line)

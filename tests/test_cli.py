@@ -397,3 +397,19 @@ def test_case_9_run_prints_a_raising_hook_as_a_warning_and_finishes(
     assert "warning: plugin 'raising_hooks_plugin' raised in rnnbench_run_end" in err
     assert "SystemExit: 3" in err and "Traceback" not in err
     assert len(ResultStore(tmp_path / "out").records()) > 0
+
+
+def test_case_9_a_reporter_that_raises_loses_no_other_table(tmp_path, data_dir, capsys):
+    """Issue 9, case 9 (reporters): a plugin's reporter that raises is one warning line naming
+    it; the records and every other reporter's tables are written, nothing of the broken one."""
+    suite = str(one_cell_suite(tmp_path, "lstm"))
+    out = tmp_path / "out"
+    plugin = ["-p", str(data_dir / "raising_reporter_plugin.py")]
+    assert main(["run", suite, "-o", str(out), "-q", *plugin]) == 0
+    err = capsys.readouterr().err
+    assert "warning: reporter 'half' of plugin 'raising_reporter_plugin' raised" in err
+    assert "RuntimeError: reporter broke" in err and "Traceback" not in err
+    assert (out / "results.md").is_file() and (out / "runs.csv").is_file()
+    assert not (out / "half.md").exists()
+    assert main(["show", str(out), *plugin]) == 0
+    assert "reporter 'half'" in capsys.readouterr().err
