@@ -40,9 +40,9 @@ from rnnbench.compare import (
     compare_folders,
 )
 from rnnbench.errors import RnnbenchError
+from rnnbench.events import PluginHookWarning
 from rnnbench.output_dir import KeptFileWarning, require_writable_folder
 from rnnbench.plugin_manager import TRACEBACK_ENV, PluginHost, build_host
-from rnnbench.events import PluginHookWarning
 from rnnbench.record_file import StoreWarning
 from rnnbench.records import RunRecord, RunSpec
 from rnnbench.results import (
