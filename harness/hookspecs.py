@@ -287,7 +287,8 @@ def rnnbench_evaluation(run: RunSpec, step: int, logs: EvaluationLogs) -> bool |
     nothing. Not called after an evaluation whose validation loss is not finite (the run has
     diverged). (Before contract 1 this hook was ``rnnbench_epoch_end``.)
 
-    Return ``True`` to stop training this run early (it is then evaluated and recorded as
-    usual, with ``stopped_early`` set); ``None``/``False`` to go on. Every implementation is
+    Return ``True`` (or a numpy ``True``) to stop training this run early: it is then evaluated
+    and recorded as usual, ``TrainingResult.stopped_early`` is set and the ``stopped_early``
+    metric reads true. ``None``/``False`` (or anything else) goes on. Every implementation is
     called (no first-result-wins): any one plugin returning ``True`` stops the run.
     """

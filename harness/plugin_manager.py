@@ -342,10 +342,21 @@ class PluginHost:
                 raise PluginError(
                     plugin, f"registered {task_class!r} as a task; it must subclass rnnbench.Task"
                 )
-            if not dataclasses.is_dataclass(task_class):
-                raise PluginError(plugin, f"task class {task_class.__name__} is not a dataclass")
+            # Its own @dataclass, not one inherited from rnnbench.Task: fields are parameters.
+            if "__dataclass_fields__" not in vars(task_class):
+                raise PluginError(
+                    plugin, f"task class {task_class.__name__} is not a dataclass; decorate it "
+                    "with @dataclass (its fields are the task's parameters)"
+                )
             name = getattr(task_class, "name", None)
             _require(plugin, f"name of task class {task_class.__name__}", name, is_name)
+            missing = [method for method in ("make_data", "loss", "baseline_loss")
+                       if getattr(task_class, method) is getattr(Task, method)]
+            if missing:
+                raise PluginError(
+                    plugin, f"task {name!r} does not implement {', '.join(missing)} (see "
+                    "rnnbench.Task)"
+                )
             if not isinstance(getattr(task_class, "topology", None), Topology):
                 raise PluginError(
                     plugin, f"task {name!r} has no topology (set topology = rnnbench.Topology.X)"

@@ -191,7 +191,8 @@ def _train_and_evaluate(
 
     def on_evaluation(step: int, logs: EvaluationLogs) -> bool:
         answers = events.call("rnnbench_evaluation", run=spec, step=step, logs=logs.copy())
-        return any(answer is True for answer in answers)
+        # True, or numpy's True (a comparison of numpy values), stops; None and False do not.
+        return any(isinstance(answer, (bool, np.bool_)) and bool(answer) for answer in answers)
 
     training = train(
         model,
@@ -233,12 +234,14 @@ def compute_metrics(
         try:
             value = entry.function(outcome)
         except (Exception, SystemExit) as exc:
-            value = f"error: {type(exc).__name__}: {exc}"
+            values[name] = f"error: {type(exc).__name__}: {exc}"
+            continue
         if isinstance(value, (np.generic, np.ndarray)):
             value = value.tolist()
         if isinstance(value, tuple):
             value = list(value)
-        if not (value is None or isinstance(value, (bool, int, float, str)) or is_profile(value)):
+        # A string is never a value: records keep strings for errors only.
+        if not (value is None or isinstance(value, (bool, int, float)) or is_profile(value)):
             value = (
                 f"error: plugin {entry.plugin!r} metric {name!r} returned "
                 f"{type(value).__name__}, not a number, bool, None or a list of numbers"

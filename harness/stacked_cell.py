@@ -293,7 +293,10 @@ class StackedCell(abc.ABC):
             d_layer, d_initial[k], layer_grads = self.layer_backward(
                 params, k, cache.layers[k], d_layer, tuple(d[k] for d in d_final_state)
             )
-            self._check_layer_result("layer_backward", k, d_initial[k], layer_grads)
+            self._check_layer_result(
+                "layer_backward", k, d_initial[k], layer_grads, sequence=d_layer,
+                sequence_shape=(cache.steps, cache.batch, self.layer_input_size(k)),
+            )
             grads.update(layer_grads)
         return BackwardResult(
             param_grads={name: grads[name] for name in self.param_shapes},
@@ -350,10 +353,12 @@ class StackedCell(abc.ABC):
         """Forward through every layer; layer ``k`` reads layer ``k - 1``'s output sequence."""
         layer_input, finals, caches = x, [], []
         for k in range(self.config.num_layers):
+            steps, batch = layer_input.shape[:2]
             layer_input, final_k, cache_k = self.layer_forward(
                 params, k, layer_input, tuple(s[k] for s in state)
             )
-            self._check_layer_result("layer_forward", k, final_k)
+            self._check_layer_result("layer_forward", k, final_k, sequence=layer_input,
+                                     sequence_shape=(steps, batch, self.config.hidden_size))
             finals.append(final_k)
             caches.append(cache_k)
         return layer_input, self._stack_layers(finals), tuple(caches)
@@ -363,10 +368,18 @@ class StackedCell(abc.ABC):
         return tuple(self.stack([s[i] for s in per_layer]) for i in range(self.state_size))
 
     def _check_layer_result(
-        self, method: str, k: int, state: Any, grads: Mapping[str, Any] | None = None
+        self, method: str, k: int, state: Any, grads: Mapping[str, Any] | None = None,
+        sequence: Any = None, sequence_shape: tuple[int, ...] | None = None,
     ) -> None:
-        """A subclass's mistake named where it is made, not three calls later."""
+        """A subclass's mistake named where it is made, not three calls later (a wrong-shaped
+        sequence between layers would otherwise broadcast into the next layer silently)."""
         where = f"{type(self).__name__}.{method} of layer {k}"
+        if sequence_shape is not None and tuple(getattr(sequence, "shape", ())) != sequence_shape:
+            what = "outputs" if method == "layer_forward" else "d_inputs"
+            raise ValueError(
+                f"{where} must return {what} of shape {sequence_shape}, got "
+                f"{tuple(getattr(sequence, 'shape', ())) or type(sequence).__name__}"
+            )
         if not isinstance(state, (tuple, list)) or len(state) != self.state_size:
             raise TypeError(
                 f"{where} must return a state of {self.state_size} array(s)"

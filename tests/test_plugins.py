@@ -533,3 +533,24 @@ def test_case_9_suite_plugins_with_one_stem_in_two_folders_are_refused(tmp_path)
     assert "suite.yaml:6: plugins:" in message
     assert "b/extra.py has the name of plugin 'extra' (local file a/extra.py)" in message
     assert "rename one of them" in message
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("class T(Task):\n    name = 't'\n    topology = Topology.MANY_TO_ONE\n",
+         "is not a dataclass; decorate it with @dataclass"),
+        ("@dataclass\nclass T(Task):\n    name = 't'\n    topology = Topology.MANY_TO_ONE\n"
+         "    def make_data(self, seed): ...\n",
+         "task 't' does not implement loss, baseline_loss"),
+    ],
+)
+def test_a_task_without_its_own_dataclass_or_methods_is_refused_at_loading(tmp_path, body,
+                                                                          message):
+    plugin = tmp_path / "half_task.py"
+    plugin.write_text(
+        "from dataclasses import dataclass\nfrom rnnbench import Task, Topology, hookimpl\n"
+        f"{body}\n@hookimpl\ndef rnnbench_register_tasks(register):\n    register(T)\n"
+    )
+    with pytest.raises(PluginError, match=message):
+        build_host(plugins=[str(plugin)])

@@ -303,3 +303,23 @@ def test_case_9_an_event_hook_wrapper_is_reported_not_silently_skipped(host, tmp
     with pytest.warns(PluginHookWarning, match="plugin 'wrapping' is a hook wrapper"):
         (record,) = execute_runs(None, [make_spec(host, steps=5)], host, ResultStore(tmp_path))
     assert record.status == "ok"
+
+
+def test_a_metric_returning_a_string_is_an_error_not_a_value():
+    """Records keep strings for errors only, so a metric's own string must not pass as a value;
+    numpy values pass as the numbers and lists they convert to."""
+    import numpy as np
+
+    from rnnbench.registry import MetricEntry, Registry
+    from rnnbench.runner import compute_metrics
+
+    registry = Registry()
+    for name, function in {
+        "text": lambda run: "hello",
+        "np_bool": lambda run: np.True_,
+        "np_array": lambda run: np.array([1.0, 2.0]),
+    }.items():
+        registry.metrics[name] = MetricEntry(name, function, "a_plugin")
+    values = compute_metrics(None, ["text", "np_bool", "np_array"], registry)
+    assert values["text"].startswith("error: plugin 'a_plugin' metric 'text' returned str")
+    assert values["np_bool"] is True and values["np_array"] == [1.0, 2.0]

@@ -515,3 +515,32 @@ def test_a_layer_result_of_the_wrong_form_is_named():
     with pytest.raises(TypeError, match=r"ForgetsAGradient.layer_backward of layer 0 must return"
                                         r" the gradients of \['w_l0', 'u_l0'\], got \['w_l0'\]"):
         cell.backward(case.params, cache, case.w_out)
+
+
+def test_a_sequence_of_the_wrong_shape_between_layers_is_named():
+    """A layer's outputs or d_inputs of the wrong shape would broadcast into the next layer
+    and give wrong gradients silently; the base names the method and the layer instead."""
+
+    class NarrowDInputs(IndCell):
+        def layer_backward(self, params, k, layer_cache, d_outputs, d_final):
+            d_inputs, d_initial, grads = super().layer_backward(
+                params, k, layer_cache, d_outputs, d_final
+            )
+            return (d_inputs[..., :1] if k == 1 else d_inputs), d_initial, grads
+
+    class ShortOutputs(IndCell):
+        def layer_forward(self, params, k, inputs, state):
+            outputs, final, cache = super().layer_forward(params, k, inputs, state)
+            return outputs[:-1], final, cache
+
+    case = case_of("ind", num_layers=2)
+    cell = NarrowDInputs(case.cell.config)
+    cache = cell.forward(case.params, case.x, case.state).cache
+    hidden = case.cell.config.hidden_size
+    steps, batch = case.x.shape[:2]
+    with pytest.raises(ValueError, match=rf"NarrowDInputs.layer_backward of layer 1 must return "
+                                         rf"d_inputs of shape \({steps}, {batch}, {hidden}\)"):
+        cell.backward(case.params, cache, case.w_out)
+    with pytest.raises(ValueError, match=r"ShortOutputs.layer_forward of layer 0 must return "
+                                         r"outputs of shape"):
+        ShortOutputs(case.cell.config).forward(case.params, case.x, case.state)

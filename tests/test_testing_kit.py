@@ -471,7 +471,7 @@ def test_the_built_in_metrics_pass(outcome):
     ("function", "check", "message"),
     [
         (lambda run: "fine", "returns_metric_value", "str 'fine' is not a metric value"),
-        (lambda run: [1.0, "x"], "returns_metric_value", "item 1 of the list is 'x'"),
+        (lambda run: [1.0, "x"], "returns_metric_value", "a list-valued metric holds numbers or None"),
         (lambda run: {"a": 1.0}, "returns_metric_value", "dict"),
         (lambda run: run.params["readout.bias"].__imul__(2.0).sum(), "leaves_outcome_unchanged",
          "modified the run's params"),
@@ -488,9 +488,11 @@ def test_each_metric_mistake_fails_its_check(function, check, message):
 
 
 def test_metric_values():
-    for good in (None, True, 3, 0.5, np.float32(0.5), np.int64(2), [0.1, None, 2], (1.0,), []):
+    # Exactly what the runner stores: numpy values as numbers and lists, [lag, value] pairs too.
+    for good in (None, True, 3, 0.5, np.float32(0.5), np.int64(2), [0.1, None, 2], (1.0,), [],
+                 [[1.0, 2.0]], np.zeros(3)):
         assert metric_value_problem(good) is None, good
-    for bad in ("x", {"a": 1}, [[1.0]], [True], np.zeros(3)):
+    for bad in ("x", {"a": 1}, [True], [[1.0, "x"]], ["x"]):
         assert metric_value_problem(bad) is not None, bad
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from rnnbench.errors import RnnbenchError
 from rnnbench.plugin_manager import PluginHost
 from rnnbench.records import RunSpec, TrainingConfig
-from rnnbench.runner import RunOutcome, execute_run
+from rnnbench.runner import RunOutcome, execute_run, is_profile
 from rnnbench.testing.lookup import find_cell, find_task, load_host
 from rnnbench.testing.report import (
     Check,
@@ -50,23 +50,20 @@ class MetricSubject:
 
 
 def metric_value_problem(value: Any) -> str | None:
-    """Why ``value`` is not a ``MetricValue``, or ``None`` when it is one. Numpy scalars count as
-    the Python numbers they convert to."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is None or isinstance(value, (bool, int, float)):
+    """Why ``value`` is not a ``MetricValue``, or ``None`` when it is one: exactly what the
+    runner stores (numpy scalars and arrays as the Python numbers and lists they convert to,
+    tuples as lists; a list of numbers or None, or of lists of numbers, is a profile)."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        value = value.tolist()
+    if isinstance(value, tuple):
+        value = list(value)
+    if value is None or isinstance(value, (bool, int, float)) or is_profile(value):
         return None
-    if isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            if isinstance(item, np.generic):
-                item = item.item()
-            if not (item is None or (isinstance(item, (int, float))
-                                     and not isinstance(item, bool))):
-                return (f"item {index} of the list is {item!r}; a list-valued metric holds "
-                        "floats or None")
-        return None
-    return (f"{type(value).__name__} {value!r} is not a metric value (None, bool, int, float, "
-            "or a list of floats or None)")
+    if isinstance(value, list):
+        return ("a list-valued metric holds numbers or None (or lists of numbers), got "
+                f"{value!r:.80}")
+    return (f"{type(value).__name__} {value!r:.80} is not a metric value (None, bool, int, "
+            "float, or a list of numbers or None)")
 
 
 def check_returns_metric_value(subject: MetricSubject) -> str:
