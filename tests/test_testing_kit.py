@@ -471,7 +471,8 @@ def test_the_built_in_metrics_pass(outcome):
     ("function", "check", "message"),
     [
         (lambda run: "fine", "returns_metric_value", "str 'fine' is not a metric value"),
-        (lambda run: [1.0, "x"], "returns_metric_value", "a list-valued metric holds numbers or None"),
+        (lambda run: [1.0, "x"], "returns_metric_value",
+         "a list-valued metric holds numbers or None"),
         (lambda run: {"a": 1.0}, "returns_metric_value", "dict"),
         (lambda run: run.params["readout.bias"].__imul__(2.0).sum(), "leaves_outcome_unchanged",
          "modified the run's params"),
