@@ -21,6 +21,7 @@ import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import re
 import sys
 import traceback
@@ -184,6 +185,10 @@ class PluginHost:
             if loaded is not None:
                 self.notes.append(f"{reference}: already loaded as plugin {loaded!r}")
                 return loaded
+        elif self.pm.has_plugin(reference) and reference in self.registry.plugins:
+            # An installed plugin's name (as -p no:NAME takes it): it is loaded already.
+            self.notes.append(f"{reference}: an installed plugin, loaded already")
+            return reference
         try:
             module, name = import_plugin(reference, base_dir)
         except PluginError as exc:
@@ -225,7 +230,7 @@ class PluginHost:
             _check_hook_names(module, name)
             self.pm.register(module, name=name)
         except pluggy.PluginValidationError as exc:
-            error = PluginError(name, f"does not follow the hook contract: {exc}")
+            error = PluginError(name, _contract_violation(module, exc))
             self._broken(info, error)
             raise error from exc
         except PluginError as exc:
@@ -559,6 +564,17 @@ def import_plugin(reference: str, base_dir: Path | None = None) -> tuple[Any, st
         return module, name
     try:
         return importlib.import_module(reference), reference
+    except ModuleNotFoundError as exc:
+        # `-p mingru_cells` (an entry point's name, as `-p no:` takes) is a natural mistake.
+        entry_point = next((ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+                            if ep.name == reference and exc.name == reference), None)
+        if entry_point is None:
+            raise _load_error(reference, f"failed to import module {reference!r}", exc,
+                              _own_files(reference, None)) from exc
+        raise PluginError(
+            reference, f"is the name of an installed plugin (module {entry_point.value}), which "
+            "is loaded already; -p takes a module or a .py file, -p no:NAME disables a plugin"
+        ) from exc
     except (Exception, SystemExit) as exc:
         raise _load_error(
             reference, f"failed to import module {reference!r}", exc, _own_files(reference, None)
@@ -633,6 +649,27 @@ def _shown_path(filename: str) -> str:
 def _module_file(module: Any) -> str | None:
     file = getattr(module, "__file__", None)
     return str(file) if file else None
+
+
+def _contract_violation(module: Any, exc: pluggy.PluginValidationError) -> str:
+    """pluggy's refusal as one line: the hook, the arguments it does not have, the hook's own
+    arguments, and where the function is (pluggy's own text says none of this plainly)."""
+    for hook_name in HOOK_NAMES:
+        function = getattr(module, hook_name, None)
+        if function is None or hook_name not in str(exc):
+            continue
+        spec = inspect.signature(getattr(hookspecs, hook_name)).parameters
+        asked = inspect.signature(function).parameters
+        unknown = [arg for arg in asked if arg not in spec]
+        where = _function_line(function)
+        at = f" (at {where})" if where else ""
+        if unknown:
+            return (
+                f"{hook_name}{at} asks for {', '.join(map(repr, unknown))}, which the hook does "
+                f"not pass; it passes {', '.join(spec)} ({did_you_mean(unknown[0], list(spec))})"
+            )
+        return f"{hook_name}{at} does not follow the hook contract: {exc}"
+    return f"does not follow the hook contract: {exc}"
 
 
 def _function_line(function: Any) -> str | None:

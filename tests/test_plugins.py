@@ -554,3 +554,21 @@ def test_a_task_without_its_own_dataclass_or_methods_is_refused_at_loading(tmp_p
     )
     with pytest.raises(PluginError, match=message):
         build_host(plugins=[str(plugin)])
+
+
+def test_a_hook_asking_for_an_argument_the_hook_does_not_pass_is_named_with_the_fix(tmp_path):
+    plugin = tmp_path / "argname.py"
+    plugin.write_text("from rnnbench import hookimpl\n\n@hookimpl\n"
+                      "def rnnbench_evaluation(run, stepp, logs):\n    return None\n")
+    with pytest.raises(PluginError, match=r"rnnbench_evaluation \(at .*argname.py:3\) asks for "
+                                          r"'stepp', which the hook does not pass; it passes "
+                                          r"run, step, logs \(did you mean 'step'\?\)"):
+        build_host(plugins=[str(plugin)])
+
+
+def test_p_with_an_installed_plugins_name_is_harmless():
+    """``-p training_metrics`` (the entry point's name, as ``-p no:`` takes it) is loaded
+    already: a quiet note, not an import error."""
+    host = build_host(plugins=["training_metrics"])
+    assert host.registry.metric("test_loss").plugin == "training_metrics"
+    assert "training_metrics: an installed plugin, loaded already" in host.notes
