@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from rnnbench.boundary import CellOrigin
+from rnnbench.boundary import CellContractError, CellOrigin
 from rnnbench.cell import parameter_count
 from rnnbench.data_files import check_unchanged
 from rnnbench.errors import PluginError
@@ -165,9 +165,11 @@ def execute_run(
         record.metrics = compute_metrics(outcome, spec.metrics, registry)
     except (Exception, SystemExit) as exc:  # one run's failure must not stop the suite
         record.status = "failed"
-        record.error = f"{type(exc).__name__}: {exc}\n" + "".join(
-            traceback.format_exception(exc)[-6:]
-        )
+        record.error = f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, (CellContractError, PluginError)):
+            # Those name the plugin and what it did; a traceback of rnnbench's own frames would
+            # only point the author away from their code. Anything else may be our bug.
+            record.error += "\n" + "".join(traceback.format_exception(exc)[-6:])
     record.seconds = round(time.perf_counter() - clock, 4)
     return record, outcome
 

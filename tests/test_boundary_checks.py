@@ -44,6 +44,7 @@ def failure(host, run: RunSpec) -> str:
     assert record.status == "failed", f"{run.cell} was not stopped: {record.status}"
     first_line = record.error.splitlines()[0]
     assert first_line.startswith("CellContractError: ")
+    assert "Traceback" not in record.error and "File " not in record.error  # names the plugin
     assert f"plugin {PLUGIN!r} cell {run.cell!r} on backend 'numpy'" in first_line
     return first_line
 
