@@ -17,12 +17,14 @@ import contextlib
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rnnbench.errors import PluginError, RnnbenchError, SuiteError, SuiteProblem
 from rnnbench.events import PluginHookWarning
 from rnnbench.output_dir import (
     RUN_FILES,
+    KeptFileWarning,
     check_output_dir,
     naming_os_errors,
     staged_reporter_output,
@@ -153,9 +155,10 @@ def run_suite(
     with results_folder_lock(out_dir):  # one writer per folder; a second run exits 2
         store.repair()  # a torn last line (crash, full disk) is moved aside, never appended to
         already_done: list[RunSpec] = []
-        environment_path = out_dir / ENVIRONMENT_FILE
+        environment_path, suite_copy = out_dir / ENVIRONMENT_FILE, out_dir / SUITE_COPY
+        fresh = False
         if resume:
-            environment_path = check_resume(out_dir, suite, store, environment)
+            environment_path, suite_copy = check_resume(out_dir, suite, store, environment)
             done = store.finished_ids()
             already_done = [run for run in runs if run.run_id in done]
             runs = [run for run in runs if run.run_id not in done]
@@ -163,10 +166,15 @@ def run_suite(
             # A full run starts a fresh results file (the old one is kept); a -k run updates
             # the selected runs' records and keeps the others, so the tables show the suite.
             store.start_fresh()
+            fresh = True
         observer.suite_started(suite, runs, already_done, out_dir)
         environment["resumed"] = bool(resume)
         write_json(environment_path, environment)
-        atomic_write_text(out_dir / SUITE_COPY, suite.path.read_text(encoding="utf-8"))
+        atomic_write_text(suite_copy, suite.path.read_text(encoding="utf-8"))
+        if fresh:  # until the first run ends, the tables must not show the previous file's runs
+            with warnings.catch_warnings():  # a kept user file is said once, at the end
+                warnings.simplefilter("ignore", KeptFileWarning)
+                write_tables(out_dir, host, metrics=list(suite.metrics))
 
         entered = observer if hasattr(observer, "__enter__") else contextlib.nullcontext()
         try:
@@ -181,22 +189,29 @@ def run_suite(
     return SuiteRun(suite, out_dir, runs, already_done, records, table)
 
 
-def check_resume(out_dir: Path, suite: Suite, store: ResultStore, environment: dict) -> Path:
+def check_resume(
+    out_dir: Path, suite: Suite, store: ResultStore, environment: dict
+) -> tuple[Path, Path]:
     """One :class:`StoreWarning` each when ``--resume`` continues a folder run with a different
     suite or in a different environment; returns where to write this invocation's environment
-    (beside the earlier ``environment.json`` when they differ, which is kept)."""
+    and suite copy: beside the earlier ``environment.json`` / ``suite.yaml`` when they differ
+    (the earlier ones are kept: they describe the folder's earlier runs)."""
+    suite_path = out_dir / SUITE_COPY
     differs = suite_differences(
         out_dir, suite.path.read_text(encoding="utf-8"),
         [run.run_id for run in suite.runs] + [run.run_id for run, _ in suite.skipped],
         (record.run_id for record in store.records()),
     )
     if differs:
-        warnings.warn(f"{out_dir}: --resume with a different suite: {differs}", StoreWarning,
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        suite_path = out_dir / f"suite.resumed-{stamp}.yaml"
+        warnings.warn(f"{out_dir}: --resume with a different suite: {differs}; the earlier "
+                      f"{SUITE_COPY} is kept, this one is {suite_path.name}", StoreWarning,
                       stacklevel=3)
     path, message = resumed_environment_file(out_dir, environment)
     if message:
         warnings.warn(message, StoreWarning, stacklevel=3)
-    return path
+    return path, suite_path
 
 
 def load_validated_suite(path: Path, host: PluginHost, max_runs: int | None = None) -> Suite:

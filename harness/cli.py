@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -49,6 +50,7 @@ from rnnbench.results import (
     ResultTable,
     format_mean_std,
     format_value,
+    load_table,
 )
 from rnnbench.runner import SilentObserver
 from rnnbench.suite import DEFAULT_MAX_RUNS, Suite
@@ -359,7 +361,14 @@ def command_run(args: argparse.Namespace, host: PluginHost, console: Console) ->
 def command_show(args: argparse.Namespace, host: PluginHost) -> int:
     if not (args.results / "results.jsonl").exists():
         raise RnnbenchError(f"{args.results}: no results.jsonl here; is it a results folder?")
-    require_writable_folder(args.results)  # it rewrites the tables
+    try:
+        require_writable_folder(args.results)  # it rewrites the tables
+    except RnnbenchError as exc:  # a colleague's folder, a read-only checkout: show, not write
+        print_line(make_console(stderr=True), f"{exc}; the tables there were not rewritten",
+                   "warning")
+        better = {name: entry.better for name, entry in host.registry.metrics.resolved().items()}
+        print_table(load_table(args.results, better=better), make_console())
+        return EXIT_OK
     with kept_files_reported(make_console(stderr=True)):
         table = write_tables(args.results, host)
     print_table(table, make_console())
@@ -668,9 +677,14 @@ def make_observer(console: Console, quiet: bool) -> SilentObserver:
     return PlainObserver(console)
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a batch system's time limit) ends a run as Ctrl-C does
+
+
 def entry_point() -> None:
-    """Console-script entry: ``rnnbench``. Ctrl-C at any point (start-up included) is one line
-    and exit 130, never a traceback."""
+    """Console-script entry: ``rnnbench``. Ctrl-C or SIGTERM at any point (start-up included)
+    is one line and exit 130, never a traceback; a run interrupted so rewrites its tables."""
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         code = main()
     except KeyboardInterrupt:

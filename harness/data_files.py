@@ -16,6 +16,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from rnnbench.errors import RnnbenchError
+
 #: Hex digits of the SHA-256 digest kept (64 bits: no accidental collisions among data files).
 DIGEST_LENGTH = 16
 
@@ -50,16 +52,19 @@ def content_digest(path: Path) -> str:
 
 
 def check_unchanged(data_files: tuple[tuple[str, str], ...], task_params: dict[str, Any]) -> None:
-    """Raise ``ValueError`` when a data file no longer has the digest its run id was made with
-    (edited between validation and the run): the record would otherwise claim other data."""
+    """Raise :class:`RnnbenchError` when a data file no longer has the digest its run id was
+    made with (edited between validation and the run): the record would otherwise claim other
+    data."""
     for name, digest in data_files:
         path = Path(task_params[name])
         try:
             now = content_digest(path)
         except OSError as exc:
-            raise ValueError(f"data file {str(path)!r} ({name}) cannot be read: {exc}") from exc
+            raise RnnbenchError(
+                f"data file {str(path)!r} ({name}) cannot be read: {exc}"
+            ) from exc
         if now != digest:
-            raise ValueError(
+            raise RnnbenchError(
                 f"data file {str(path)!r} ({name}) changed since the suite was validated "
                 f"(sha256 {digest} then, {now} now); run the suite again to give it a new run id"
             )

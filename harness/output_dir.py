@@ -114,9 +114,17 @@ def owned_files(path: Path) -> set[str] | None:
             ) from exc
         return set(files)
     if (path / RESULTS_FILE).is_file() and (path / ENVIRONMENT_FILE).is_file():
+        # Adopt what an older rnnbench wrote (its run files, the built-in reporters' tables and
+        # plots), never a user's notes that happen to lie beside them.
         files = (entry.relative_to(path) for entry in path.rglob("*") if entry.is_file())
-        return {f.as_posix() for f in files if not f.parts[0].startswith(_STAGING_PREFIX)}
+        return {f.as_posix() for f in files
+                if any(fnmatch.fnmatchcase(f.as_posix(), pattern) for pattern in ADOPTED)}
     return None
+
+
+#: The files an rnnbench from before the manifest wrote into a results folder.
+ADOPTED = (*RUN_FILES, "results.md", "runs.csv", "summary.csv", "results.json", "plots/*.png",
+           "results.previous*.jsonl")
 
 
 @contextlib.contextmanager
@@ -173,7 +181,9 @@ def naming_os_errors(path: Path) -> Iterator[None]:
 def _refuse_protected_location(path: Path, suite_path: Path | None) -> None:
     resolved = path.resolve()
     protected = [("the working directory", Path.cwd())]
-    if suite_path is not None:
+    own_copy = suite_path is not None and Path(suite_path).resolve() == resolved / SUITE_COPY
+    if suite_path is not None and not (own_copy and owned_files(path) is not None):
+        # A results folder's own suite.yaml may be run again into it (to resume, to re-run).
         protected.insert(0, ("the suite file", Path(suite_path).resolve()))
     with contextlib.suppress(RuntimeError, KeyError):  # no home folder known
         protected.append(("your home folder", Path.home()))
@@ -211,7 +221,7 @@ def require_writable_folder(path: Path) -> None:
 #: Files the store itself keeps beside the results (the writer's lock, earlier results files, a
 #: torn line moved aside, a resumed environment): rnnbench's, never the user's.
 BOOKKEEPING = (LOCK_FILE, TORN_FILE, "results.previous-*.jsonl", "environment.resumed-*.json",
-               f"{_STAGING_PREFIX}*")
+               "suite.resumed-*.yaml", f"{_STAGING_PREFIX}*")
 
 
 def _visible_entries(path: Path) -> Iterator[Path]:

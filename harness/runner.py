@@ -21,7 +21,7 @@ import numpy as np
 from rnnbench.boundary import CellContractError, CellOrigin
 from rnnbench.cell import parameter_count
 from rnnbench.data_files import check_unchanged
-from rnnbench.errors import PluginError
+from rnnbench.errors import PluginError, RnnbenchError
 from rnnbench.events import EventHooks, default_report
 from rnnbench.hookspecs import EvaluationLogs
 from rnnbench.initialisation import initialise
@@ -166,9 +166,9 @@ def execute_run(
     except (Exception, SystemExit) as exc:  # one run's failure must not stop the suite
         record.status = "failed"
         record.error = f"{type(exc).__name__}: {exc}"
-        if not isinstance(exc, (CellContractError, PluginError)):
-            # Those name the plugin and what it did; a traceback of rnnbench's own frames would
-            # only point the author away from their code. Anything else may be our bug.
+        if not isinstance(exc, (CellContractError, RnnbenchError)):
+            # Those say what went wrong and whose it is (a plugin, a data file); a traceback of
+            # rnnbench's own frames would only point away from it. Anything else may be a bug.
             record.error += "\n" + "".join(traceback.format_exception(exc)[-6:])
     record.seconds = round(time.perf_counter() - clock, 4)
     return record, outcome

@@ -128,6 +128,7 @@ def test_case4_results_folder_of_an_older_rnnbench_is_adopted(tmp_path, capsys):
     out = tmp_path / "old"
     assert main(["run", str(suite), "-o", str(out), "-q"]) == 0
     (out / MANIFEST).unlink()  # as rnnbench left folders before the manifest
+    (out / "notes.md").write_text("my notes\n")  # the user's, beside the old results
     leftover = out / ".rnnbench-staging-killed"  # what a kill -9 while reporting leaves
     leftover.mkdir()
     (leftover / "results.md").write_text("half a table")
@@ -135,6 +136,7 @@ def test_case4_results_folder_of_an_older_rnnbench_is_adopted(tmp_path, capsys):
     assert capsys.readouterr().err == ""
     owned = set(json.loads((out / MANIFEST).read_text())["files"])
     assert {"results.jsonl", "environment.json", "results.md", "runs.csv"} <= owned
+    assert "notes.md" not in owned  # adoption takes what rnnbench wrote, not everything
     assert not [name for name in owned if name.startswith(".rnnbench-staging-")]
     assert [p.name for p in out.iterdir() if p.name.startswith(".rnnbench-staging-")] == [
         leftover.name]  # only the old leftover: this run's staging folders are gone
@@ -224,10 +226,16 @@ def test_case5_show_into_read_only_or_full_folder(tmp_path, monkeypatch, capsys)
     suite = write_suite(tmp_path / "suites")
     out = tmp_path / "out"
     assert main(["run", str(suite), "-o", str(out), "-q"]) == 0
+    capsys.readouterr()
+    before = (out / "results.md").stat().st_mtime_ns
     with monkeypatch.context() as patch:
         deny_writes_to(patch, out)
-        assert main(["show", str(out)]) == 2
-    one_error_line(capsys, f"error: {out}: Permission denied")
+        assert main(["show", str(out)]) == 0  # a colleague's folder: shown, not rewritten
+    shown = capsys.readouterr()
+    assert shown.err.startswith(f"warning: {out}: Permission denied")
+    assert "Traceback" not in shown.err
+    assert "not rewritten" in shown.err and "tiny" in shown.out
+    assert (out / "results.md").stat().st_mtime_ns == before
     _fail_fsync(monkeypatch)
     assert main(["show", str(out)]) == 2
     line = one_error_line(capsys, "No space left on device")
@@ -260,3 +268,17 @@ def test_case5_interrupt_and_bugs_are_not_swallowed(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(rnnbench.results.ResultStore, "append", bug)
     with pytest.raises(ValueError, match="a genuine bug"):
         main(["run", str(suite), "-o", str(tmp_path / "b"), "-q"])
+
+
+def test_case4_a_results_folders_own_suite_copy_runs_again_into_it(tmp_path, capsys):
+    """``rnnbench run DIR/suite.yaml --resume -o DIR`` (continue from the folder's own copy)
+    is allowed; any other suite file inside the output folder is still refused."""
+    suite = write_suite(tmp_path / "suites")
+    out = tmp_path / "out"
+    assert main(["run", str(suite), "-o", str(out), "-q"]) == 0
+    assert main(["run", str(out / "suite.yaml"), "-o", str(out), "-q", "--resume"]) == 0
+    capsys.readouterr()
+    other = out / "other.yaml"
+    other.write_text(suite.read_text())
+    assert main(["run", str(other), "-o", str(out), "-q"]) == 2
+    one_error_line(capsys, "holds the suite file")

@@ -247,6 +247,10 @@ def test_resume_against_a_different_suite_or_environment_says_so(tmp_path, capsy
     assert json.loads((out / "environment.json").read_text())["packages"]["numpy"] == "0.0.1"
     [resumed] = out.glob("environment.resumed-*.json")
     assert json.loads(resumed.read_text())["resumed"] is True
+    # The folder's suite.yaml still describes its earlier runs; this suite is kept beside it.
+    assert "steps: 4" in (out / "suite.yaml").read_text()
+    [resumed_suite] = out.glob("suite.resumed-*.yaml")
+    assert "steps: 5" in resumed_suite.read_text()
 
 
 def test_case10_tables_respect_the_umask(tmp_path):
@@ -301,3 +305,33 @@ def test_case6_any_line_is_a_record_or_a_bad_record(line):
     except BadRecord:
         return
     assert isinstance(record.run_id, str) and isinstance(record.metrics, dict)
+
+
+def test_case11_tables_never_show_the_previous_files_runs(tmp_path):
+    """A full run moves the previous results.jsonl aside and rewrites the tables at once, so a
+    run killed by SIGTERM or kill -9 before its first record leaves no stale table behind."""
+    from rnnbench.api import run_suite
+    from rnnbench.runner import SilentObserver
+
+    suite, out = write_suite(tmp_path), tmp_path / "out"
+    assert main(["run", str(suite), "-o", str(out), "-q"]) == 0
+    assert len((out / "runs.csv").read_text().splitlines()) == 3  # header and two runs
+    seen = []
+
+    class LooksAtTheTables(SilentObserver):
+        def run_started(self, spec, index, total):
+            seen.append((out / "runs.csv").read_text())
+
+    run_suite(suite, output_dir=out, observer=LooksAtTheTables())
+    assert seen and len(seen[0].splitlines()) <= 1  # before the first run: no old run
+
+
+def test_case11_sigterm_is_handled_as_ctrl_c():
+    """A batch system's time limit (SIGTERM) interrupts a run as Ctrl-C does: the tables are
+    rewritten and rnnbench exits 130 with one line."""
+    import signal
+
+    from rnnbench import cli
+
+    with pytest.raises(KeyboardInterrupt):
+        cli._terminated(signal.SIGTERM, None)

@@ -939,3 +939,4 @@ def test_case_11_a_data_file_edited_after_validation_fails_its_run(tmp_path):
     record, _ = execute_run(run, host)
     assert record.status == "failed"
     assert "changed since the suite was validated" in record.error
+    assert "Traceback" not in record.error  # one line that says what to do
