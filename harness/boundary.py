@@ -56,16 +56,24 @@ def check_forward_result(
     """``forward(params, x, initial_state)`` returned a ``ForwardResult`` whose outputs are
     ``(T, B, H)`` and whose final state matches the initial state, array by array."""
     where = describe(cell, origin)
-    for member in ("outputs", "final_state", "cache"):
-        if not hasattr(result, member):
-            raise CellContractError(
-                where, f"forward returned {type(result).__name__}, which has no {member!r}; "
-                "return rnnbench.ForwardResult(outputs, final_state, cache)")
+    _require_members(where, "forward", result, "ForwardResult", ("outputs", "final_state", "cache"))
     steps, batch = _shape(where, "x", x)[:2]
     _check_array(cell, where, "forward's outputs", result.outputs,
                  (steps, batch, cell.config.hidden_size))
     _check_state(cell, where, "forward's final_state", result.final_state, initial_state,
                  "initial_state")
+
+
+def _require_members(
+    where: str, method: str, result: Any, expected: str, members: tuple[str, ...]
+) -> None:
+    """``result`` has every member of the record ``method`` must return, or an error that
+    says how to build that record."""
+    for member in members:
+        if not hasattr(result, member):
+            raise CellContractError(
+                where, f"{method} returned {type(result).__name__}, which has no {member!r}; "
+                f"return rnnbench.{expected}({', '.join(members)})")
 
 
 def check_step_result(
@@ -87,11 +95,8 @@ def check_backward_result(
     each of its parameter's shape and the cell's dtype, ``d_inputs`` of the inputs' shape, and
     one initial-state gradient per state array, each of that array's shape."""
     where = describe(cell, origin)
-    for member in ("param_grads", "d_inputs", "d_initial_state"):
-        if not hasattr(back, member):
-            raise CellContractError(
-                where, f"backward returned {type(back).__name__}, which has no {member!r}; "
-                "return rnnbench.BackwardResult(param_grads, d_inputs, d_initial_state)")
+    _require_members(where, "backward", back, "BackwardResult",
+                     ("param_grads", "d_inputs", "d_initial_state"))
     grads = back.param_grads
     if not isinstance(grads, Mapping):
         raise CellContractError(
