@@ -48,7 +48,7 @@ from rnnbench.selection import select
 from rnnbench.store_lock import results_folder_lock
 from rnnbench.suite import Suite, read_suite, validate_suite
 
-__all__ = ["SuiteRun", "load_validated_suite", "run_suite", "write_tables"]
+__all__ = ["SuiteRun", "load_validated_suite", "results_table", "run_suite", "write_tables"]
 
 
 @dataclass
@@ -228,10 +228,16 @@ def load_validated_suite(path: Path, host: PluginHost, max_runs: int | None = No
     return validate_suite(document, host.registry, max_runs=max_runs)
 
 
+def results_table(out_dir: Path, host: PluginHost, metrics: list[str] | None = None
+                  ) -> ResultTable:
+    """The table of a results folder's records, with each metric's better direction."""
+    better = {name: entry.better for name, entry in host.registry.metrics.resolved().items()}
+    return load_table(out_dir, metrics=metrics, better=better)
+
+
 def write_tables(out_dir: Path, host: PluginHost, metrics: list[str] | None = None) -> ResultTable:
     """Build the table from the folder's records and have every reporter write it."""
-    better = {name: entry.better for name, entry in host.registry.metrics.resolved().items()}
-    table = load_table(out_dir, metrics=metrics, better=better)
+    table = results_table(out_dir, host, metrics)
     for entry in host.registry.reporters_in_use():
         try:
             # Into a staging folder, moved into place from there: never over a user's file,

@@ -32,7 +32,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from rnnbench.api import load_validated_suite, run_suite, write_tables
+from rnnbench.api import load_validated_suite, results_table, run_suite, write_tables
 from rnnbench.compare import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
@@ -50,7 +50,6 @@ from rnnbench.results import (
     ResultTable,
     format_mean_std,
     format_value,
-    load_table,
 )
 from rnnbench.runner import SilentObserver
 from rnnbench.suite import DEFAULT_MAX_RUNS, Suite
@@ -366,8 +365,7 @@ def command_show(args: argparse.Namespace, host: PluginHost) -> int:
     except RnnbenchError as exc:  # a colleague's folder, a read-only checkout: show, not write
         print_line(make_console(stderr=True), f"{exc}; the tables there were not rewritten",
                    "warning")
-        better = {name: entry.better for name, entry in host.registry.metrics.resolved().items()}
-        print_table(load_table(args.results, better=better), make_console())
+        print_table(results_table(args.results, host), make_console())
         return EXIT_OK
     with kept_files_reported(make_console(stderr=True)):
         table = write_tables(args.results, host)
