@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rnnbench.errors import PluginError, RnnbenchError, SuiteError, SuiteProblem
-from rnnbench.events import PluginHookWarning
+from rnnbench.events import PluginHookWarning, failure_text
 from rnnbench.output_dir import (
     RUN_FILES,
     KeptFileWarning,
@@ -247,12 +247,10 @@ def write_tables(out_dir: Path, host: PluginHost, metrics: list[str] | None = No
         except OSError:
             raise  # the system refused a write (full disk, ...): one line, exit 2
         except (Exception, SystemExit) as exc:  # a plugin's bug must not lose the other tables
-            where = host.failure_location(entry.plugin, exc)
             warnings.warn(
                 f"reporter {entry.name!r} of plugin {entry.plugin!r} raised"
-                + (f" (at {where})" if where else "")
-                + f": {type(exc).__name__}: {exc}; its files were not written, the other "
-                "reporters' were",
+                f"{failure_text(host, entry.plugin, exc)}; its files were not written, the "
+                "other reporters' were",
                 PluginHookWarning, stacklevel=2,
             )
     return table

@@ -28,6 +28,13 @@ def default_report(message: str) -> None:
     warnings.warn(message, PluginHookWarning, stacklevel=2)
 
 
+def failure_text(host: PluginHost, plugin: str, exc: BaseException) -> str:
+    """`` (at file:line): ExcType: message`` for a plugin's exception: where in the plugin's own
+    files it was raised (when known) and what it said."""
+    where = host.failure_location(plugin, exc)
+    return (f" (at {where})" if where else "") + f": {type(exc).__name__}: {exc}"
+
+
 class EventHooks:
     """Calls event hooks implementation by implementation; see the module docstring."""
 
@@ -54,10 +61,8 @@ class EventHooks:
         return results
 
     def _failed(self, plugin: str, hook_name: str, exc: BaseException) -> None:
-        where = self.host.failure_location(plugin, exc)
-        at = f" (at {where})" if where else ""
         self._say_once(
-            plugin, hook_name, f"raised in {hook_name}{at}: {type(exc).__name__}: {exc}; "
+            plugin, hook_name, f"raised in {hook_name}{failure_text(self.host, plugin, exc)}; "
             "ignored, the suite goes on (further failures of this hook are not repeated)"
         )
 
