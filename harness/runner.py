@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from rnnbench.boundary import CellContractError, CellOrigin
+from rnnbench.boundary import CellOrigin
 from rnnbench.cell import parameter_count
 from rnnbench.data_files import check_unchanged
 from rnnbench.errors import PluginError, RnnbenchError
@@ -166,9 +166,9 @@ def execute_run(
     except (Exception, SystemExit) as exc:  # one run's failure must not stop the suite
         record.status = "failed"
         record.error = f"{type(exc).__name__}: {exc}"
-        if not isinstance(exc, (CellContractError, RnnbenchError)):
-            # Those say what went wrong and whose it is (a plugin, a data file); a traceback of
-            # rnnbench's own frames would only point away from it. Anything else may be a bug.
+        if not isinstance(exc, RnnbenchError):
+            # Ours (a plugin's or cell's contract, a data file) say what went wrong and whose it
+            # is; a traceback of rnnbench's frames would point away from it. Others may be bugs.
             record.error += "\n" + "".join(traceback.format_exception(exc)[-6:])
     record.seconds = round(time.perf_counter() - clock, 4)
     return record, outcome
