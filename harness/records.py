@@ -13,9 +13,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
 #: Initialisations of the recurrent weights (see rnnbench.initialisation).
 INITS = ("pytorch", "orthogonal", "identity")
+#: Learning-rate schedules after the warm-up (see rnnbench.training).
+SCHEDULES = ("constant", "step", "cosine")
+#: Where training sequences come from: one fixed training set drawn from the seed, or fresh
+#: sequences for every batch (generated from the seed too, so still reproducible).
+DATA_MODES = ("fixed", "online")
 
 
 @dataclass(frozen=True)
@@ -37,9 +42,41 @@ class TrainingConfig:
     #: Rescale every gate's recurrent matrix to this spectral radius after ``init`` (above 1
     #: provokes exploding gradients, below 1 vanishing ones); None: leave as initialised.
     spectral_radius: float | None = None
+    #: Added to the forget-gate biases at initialisation (Gers et al. 2000; Jozefowicz et al.
+    #: 2015 recommend 1.0); only for cells that declare a forget gate.
+    forget_bias: float = 0.0
+    #: The learning rate after the warm-up: "constant"; "step" (times ``decay_rate`` every
+    #: ``decay_every`` steps); "cosine" (annealed to 0 at the last step).
+    schedule: str = "constant"
+    #: Steps over which the learning rate rises linearly to ``lr`` (0: no warm-up).
+    warmup_steps: int = 0
+    decay_every: int | None = None
+    decay_rate: float = 0.1
+    #: "fixed" (one training set, reshuffled every epoch) or "online" (fresh sequences for
+    #: every batch, generated from the seed).
+    data: str = "fixed"
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings that enter the run's configuration and id: every setting, except that
+        those added after the first release are left out at their default, so runs that do not
+        use them keep the ids (and committed results) they always had."""
+        settings = asdict(self)
+        for name in LATER_TRAINING_SETTINGS:
+            if settings[name] == _TRAINING_FIELD_DEFAULTS[name]:
+                del settings[name]
+        return settings
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting by name, defaults included (what tables, filters and claims see)."""
         return asdict(self)
+
+
+#: Training settings added after the first release: left out of a run's configuration (and so
+#: of its id) while at their default; see :meth:`TrainingConfig.to_dict`.
+LATER_TRAINING_SETTINGS = (
+    "forget_bias", "schedule", "warmup_steps", "decay_every", "decay_rate", "data",
+)
+_TRAINING_FIELD_DEFAULTS = {f.name: f.default for f in fields(TrainingConfig)}
 
 
 #: The configuration key holding the content digest of each data file a run reads.
@@ -141,7 +178,7 @@ class RunSpec:
         for key, value in self.task_params:
             row[f"task.{key}"] = value
         row.update({f"task.{key}.sha256": digest for key, digest in self.data_files})
-        row.update(self.training.to_dict())
+        row.update(self.training.settings())
         return row
 
 
@@ -189,5 +226,6 @@ class RunRecord:
         row.update({f"task.{k}": v for k, v in task_params.items()})
         if isinstance(digests, dict):
             row.update({f"task.{k}.sha256": v for k, v in digests.items()})
-        row.update(training)
+        # Records written before a setting existed ran at its default.
+        row.update({**_TRAINING_FIELD_DEFAULTS, **training})
         return row

@@ -254,7 +254,8 @@ def _git_state(directory: Path) -> dict[str, Any] | None:
 COLUMN_ORDER = (
     "cell", "backend", "task", "hidden_size", "num_layers", "bias", "dtype", "seed",
     "optimizer", "lr", "momentum", "batch_size", "steps", "epochs", "clip", "eval_every",
-    "target_loss", "init", "spectral_radius",
+    "target_loss", "init", "spectral_radius", "forget_bias", "schedule", "warmup_steps",
+    "decay_every", "decay_rate", "data",
 )
 
 

@@ -16,7 +16,7 @@ import jsonschema
 
 from rnnbench.cell import DTYPES
 from rnnbench.errors import did_you_mean
-from rnnbench.records import CONFIG_AXES, INITS, OPTIMIZERS, TRAINING_AXES
+from rnnbench.records import CONFIG_AXES, DATA_MODES, INITS, OPTIMIZERS, SCHEDULES, TRAINING_AXES
 from rnnbench.suite_expand import AXIS_DEFAULTS
 from rnnbench.suite_yaml import KeyPath, SuiteDocument, SuiteProblems, yaml_text
 
@@ -124,6 +124,17 @@ _TRAINING: dict[str, dict[str, Any]] = {
     "spectral_radius": _axis(
         {"type": ["number", "null"], "exclusiveMinimum": 0}, "a number > 0 or null"
     ),
+    "forget_bias": _axis({"type": "number"}, "a number (added to the forget-gate biases)"),
+    "schedule": _axis({"enum": list(SCHEDULES)}, "one of " + ", ".join(SCHEDULES)),
+    "warmup_steps": _axis(
+        _int_up_to(MAX_STEPS, minimum=0), f"an integer from 0 to {MAX_STEPS}"
+    ),
+    "decay_every": _axis(
+        {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_STEPS},
+        f"a positive integer up to {MAX_STEPS} or null",
+    ),
+    "decay_rate": _axis({"type": "number", "exclusiveMinimum": 0}, "a number > 0"),
+    "data": _axis({"enum": list(DATA_MODES)}, "one of " + ", ".join(DATA_MODES)),
 }
 assert tuple(_TRAINING) == TRAINING_AXES and tuple(_AXES) == CONFIG_AXES, "schema out of date"
 

@@ -583,7 +583,7 @@ def test_training_rules(write, registry) -> None:
         (8, "training.lr[1]"): ("expected a number > 0, got 0", None),
         (9, "training.momentum"): ("expected a number in [0, 1), or a list of them, got 1", None),
         (10, "training.optimizer"): (
-            "expected one of sgd, adam, or a list of them, got 'adamw'",
+            "expected one of sgd, adam, rmsprop, or a list of them, got 'adamw'",
             "did you mean 'adam'?",
         ),
         (11, "training.clip"): (
