@@ -84,6 +84,9 @@ DATA_KEY = "data_sha256"
 #: The matrix axes of a suite, in the order they appear in run labels and tables.
 CONFIG_AXES = ("cell", "backend", "task", "hidden_size", "num_layers", "bias", "dtype", "seed")
 TRAINING_AXES = tuple(f.name for f in fields(TrainingConfig))
+#: Settings a run's label shows when they vary within its suite (the other axes are always in
+#: the label): see :attr:`RunSpec.label_settings`.
+LABEL_SETTINGS = ("bias", *TRAINING_AXES)
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,10 @@ class RunSpec:
     #: Task parameters to show in the label (those the suite set away from their defaults);
     #: ``None`` shows them all. Presentation only: not part of the configuration or the id.
     label_params: tuple[str, ...] | None = field(default=None, compare=False)
+    #: Flat keys of the settings (of :data:`LABEL_SETTINGS`) that vary between the runs of the
+    #: suite, shown in the label with this run's values (``lr=0.01``) so that no two runs of a
+    #: suite read alike. Presentation only: not part of the configuration or the id.
+    label_settings: tuple[str, ...] = field(default=(), compare=False)
     #: ``(parameter, SHA-256 digest)`` of each task parameter that names a data file (the path,
     #: resolved, is in ``task_params``); see :mod:`rnnbench.data_files`.
     data_files: tuple[tuple[str, str], ...] = ()
@@ -164,11 +171,26 @@ class RunSpec:
         return self.task + "[" + ",".join(f"{k}={v}" for k, v in shown) + "]"
 
     @property
+    def cell_label(self) -> str:
+        """The cell as the label shows it."""
+        return self.cell
+
+    @property
+    def settings_label(self) -> str:
+        """The varying settings with this run's values, ``lr=0.01,clip=null``; empty when the
+        suite varies none of them (see :attr:`label_settings`)."""
+        flat = self.flat()
+        return ",".join(f"{key}={label_value(flat.get(key))}" for key in self.label_settings)
+
+    @property
     def label(self) -> str:
-        """A human-readable name, unique within a suite together with the id."""
+        """A human-readable name: every setting that varies in the suite is in it, so runs that
+        differ in anything but the seed read differently (``-k`` matches it too)."""
+        settings = self.settings_label
         return (
-            f"{self.cell}/{self.backend}/{self.task_label}/h{self.hidden_size}x{self.num_layers}"
-            f"/{self.dtype}/seed{self.seed}"
+            f"{self.cell_label}/{self.backend}/{self.task_label}/h{self.hidden_size}"
+            f"x{self.num_layers}/{self.dtype}" + (f"/{settings}" if settings else "")
+            + f"/seed{self.seed}"
         )
 
     def flat(self) -> dict[str, Any]:
@@ -180,6 +202,16 @@ class RunSpec:
         row.update({f"task.{key}.sha256": digest for key, digest in self.data_files})
         row.update(self.training.settings())
         return row
+
+
+def label_value(value: Any) -> str:
+    """A setting's value as labels write it, in the suite's own spelling: ``true``, ``null``,
+    ``0.01``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 #: Run statuses. ``diverged`` is a result (the loss went NaN/inf), ``failed`` an error.

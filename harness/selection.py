@@ -2,6 +2,9 @@
 
 ``-k lstm`` keeps runs whose label or id contains "lstm"; words combine with ``and``, ``or``,
 ``not`` and parentheses: ``-k "lstm and not seed1"``. Matching is case-insensitive.
+
+A label names every setting that varies in the suite (:attr:`rnnbench.RunSpec.label`), training
+settings included, written ``key=value`` as in the suite: ``-k "lr=0.01 and not clip=null"``.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
 import types
 import typing
@@ -25,7 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rnnbench.plugin_manager import TaskEntry
-from rnnbench.records import CONFIG_AXES, TRAINING_AXES, RunSpec, TrainingConfig
+from rnnbench.records import (
+    CONFIG_AXES,
+    LABEL_SETTINGS,
+    TRAINING_AXES,
+    RunSpec,
+    TrainingConfig,
+)
 from rnnbench.suite_yaml import KeyPath, SuiteDocument
 
 __all__ = [
@@ -43,6 +50,7 @@ __all__ = [
     "matches",
     "same_value",
     "union_args",
+    "varying_settings",
 ]
 
 #: The value of each run axis a suite may leave out (cell, task and hidden_size are required).
@@ -170,7 +178,22 @@ def expand_runs(
                 continue
             seen.add(run.spec.run_id)
             runs.append(run)
-    return runs
+    varying = varying_settings([run.spec for run in runs])
+    return [
+        dataclasses.replace(run, spec=dataclasses.replace(run.spec, label_settings=varying))
+        for run in runs
+    ] if varying else runs
+
+
+def varying_settings(specs: Iterable[RunSpec]) -> tuple[str, ...]:
+    """The settings of :data:`~rnnbench.records.LABEL_SETTINGS` whose value differs between
+    ``specs``: what their labels must show to tell them apart."""
+    values: dict[str, set[str]] = {key: set() for key in LABEL_SETTINGS}
+    for spec in specs:
+        flat = spec.flat()
+        for key in LABEL_SETTINGS:
+            values[key].add(json.dumps(flat.get(key), default=str))
+    return tuple(key for key in LABEL_SETTINGS if len(values[key]) > 1)
 
 
 def _product(run_set: RunSet) -> Iterator[ExpandedRun]:
