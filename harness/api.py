@@ -47,6 +47,7 @@ from rnnbench.runner import RunObserver, SilentObserver, execute_runs
 from rnnbench.selection import select
 from rnnbench.store_lock import results_folder_lock
 from rnnbench.suite import Suite, read_suite, validate_suite
+from rnnbench.suite_variants import apply_variant, recorded_variant
 
 __all__ = ["SuiteRun", "load_validated_suite", "results_table", "run_suite", "write_tables"]
 
@@ -104,6 +105,7 @@ def run_suite(
     on_validated: Callable[[], None] | None = None,
     force: bool = False,
     max_runs: int | None = None,
+    variant: str | None = None,
 ) -> SuiteRun:
     """Run a suite file and write its results folder, as ``rnnbench run`` does.
 
@@ -119,7 +121,10 @@ def run_suite(
     warnings there. ``force`` (``--force``) writes into an existing folder that is not an
     rnnbench results folder; even then no file rnnbench did not write is replaced
     (:mod:`rnnbench.output_dir`).
-    ``max_runs`` (``--max-runs``) overrides the suite's ``max_runs:`` limit.
+    ``max_runs`` (``--max-runs``) overrides the suite's ``max_runs:`` limit. ``variant``
+    (``--variant``) runs one of the suite's ``variants:``; its results go to the variant's
+    ``output:``, else the suite's folder with ``-<variant>`` appended, and the folder's
+    ``environment.json`` records it (``"variant"``).
 
     A run that fails is recorded with its error and the others go on; look at
     :attr:`SuiteRun.failures`. Bad input raises before anything runs:
@@ -137,7 +142,7 @@ def run_suite(
     elif list(plugins) or list(blocked):
         raise ValueError("run_suite: give plugins/blocked or a host that holds them, not both")
     observer = observer if observer is not None else SilentObserver()
-    suite = load_validated_suite(Path(suite_path), host, max_runs=max_runs)
+    suite = load_validated_suite(Path(suite_path), host, max_runs=max_runs, variant=variant)
     if on_validated is not None:
         on_validated()
     host.registry.reporters_in_use()  # every reporter writes this folder: a conflict fails now
@@ -169,6 +174,7 @@ def run_suite(
             fresh = True
         observer.suite_started(suite, runs, already_done, out_dir)
         environment["resumed"] = bool(resume)
+        environment["variant"] = suite.variant
         write_json(environment_path, environment)
         atomic_write_text(suite_copy, suite.path.read_text(encoding="utf-8"))
         if fresh:  # until the first run ends, the tables must not show the previous file's runs
@@ -202,8 +208,15 @@ def check_resume(
         [run.run_id for run in suite.runs] + [run.run_id for run, _ in suite.skipped],
         (record.run_id for record in store.records()),
     )
+    earlier_variant = recorded_variant(out_dir)
+    other_variant = (earlier_variant != suite.variant
+                     and (out_dir / ENVIRONMENT_FILE).is_file())
+    if other_variant:
+        differs = "; ".join(filter(None, [
+            f"the folder holds {_variant_name(earlier_variant)}, this is "
+            f"{_variant_name(suite.variant)}", differs]))
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     if differs:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         suite_path = out_dir / f"suite.resumed-{stamp}.yaml"
         warnings.warn(f"{out_dir}: --resume with a different suite: {differs}; the earlier "
                       f"{SUITE_COPY} is kept, this one is {suite_path.name}", StoreWarning,
@@ -211,21 +224,30 @@ def check_resume(
     path, message = resumed_environment_file(out_dir, environment)
     if message:
         warnings.warn(message, StoreWarning, stacklevel=3)
+    elif other_variant:  # environment.json keeps saying which variant the folder's runs are of
+        path = out_dir / f"environment.resumed-{stamp}.json"
     return path, suite_path
 
 
-def load_validated_suite(path: Path, host: PluginHost, max_runs: int | None = None) -> Suite:
+def _variant_name(variant: str | None) -> str:
+    return f"variant {variant!r}" if variant is not None else "the suite as written (no variant)"
+
+
+def load_validated_suite(
+    path: Path, host: PluginHost, max_runs: int | None = None, variant: str | None = None
+) -> Suite:
     """Read the suite, load the plugins it names, validate it against what is registered;
-    ``max_runs`` (``--max-runs``) overrides the suite's limit on its number of runs."""
+    ``max_runs`` (``--max-runs``) overrides the suite's limit on its number of runs; ``variant``
+    (``--variant``) chooses one of its ``variants:``."""
     document = read_suite(path)
-    for reference, line in document.plugins:
+    for reference, line in apply_variant(document, variant).plugins:
         try:
             host.load_local(reference, base_dir=document.path.parent)
         except PluginError as exc:
             raise SuiteError(
                 [SuiteProblem(str(document.path), line, "plugins", str(exc))]
             ) from exc
-    return validate_suite(document, host.registry, max_runs=max_runs)
+    return validate_suite(document, host.registry, max_runs=max_runs, variant=variant)
 
 
 def results_table(out_dir: Path, host: PluginHost, metrics: list[str] | None = None

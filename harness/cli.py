@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -40,24 +41,26 @@ from rnnbench.compare import (
     Difference,
     compare_folders,
 )
-from rnnbench.errors import RnnbenchError
+from rnnbench.errors import RnnbenchError, SuiteError, SuiteProblem
 from rnnbench.events import PluginHookWarning
 from rnnbench.output_dir import KeptFileWarning, require_writable_folder
 from rnnbench.plugin_manager import TRACEBACK_ENV, PluginHost, build_host
 from rnnbench.record_file import StoreWarning
 from rnnbench.records import RunRecord, RunSpec
 from rnnbench.results import (
+    SUITE_COPY,
     ResultTable,
     format_mean_std,
     format_value,
 )
 from rnnbench.runner import SilentObserver
-from rnnbench.suite import DEFAULT_MAX_RUNS, Suite
+from rnnbench.suite import DEFAULT_MAX_RUNS, Suite, read_suite
+from rnnbench.suite_variants import apply_variant, recorded_variant, variant_names
 from rnnbench.testing import CELL_CHECK_NAMES, TASK_CHECK_NAMES, CheckReport
 from rnnbench.testing.commands import check_cell_backends, check_registered_task
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-#: Metrics shown in the terminal summary when a suite does not narrow them (all go to files).
+#: Metrics shown in the terminal summary when a suite does not list its own (all go to files).
 TERMINAL_METRICS = ("test_loss", "test_accuracy", "loss_vs_baseline", "step_ms")
 
 
@@ -109,11 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write into an existing folder that is not an rnnbench results folder "
                      "(files rnnbench did not write are still never replaced)")
     run.add_argument(*MAX_RUNS_FLAG, **MAX_RUNS_OPTIONS)
+    run.add_argument("--variant", metavar="NAME",
+                     help="run one of the suite's variants (its 'variants:' key), e.g. a longer "
+                     "budget; results go to results/SUITE_NAME-NAME unless the variant sets "
+                     "'output'")
 
     validate = commands.add_parser("validate", parents=[plugins],
                                    help="check a suite without running it")
     validate.add_argument("suite", type=Path)
     validate.add_argument(*MAX_RUNS_FLAG, **MAX_RUNS_OPTIONS)
+    validate.add_argument("--variant", metavar="NAME",
+                          help="check only this variant (default: the suite and every variant)")
 
     commands.add_parser(
         "list", parents=[plugins],
@@ -329,13 +338,32 @@ def warn_broken(host: PluginHost, console: Console, tracebacks: bool = False) ->
 
 
 def command_validate(args: argparse.Namespace, host: PluginHost, console: Console) -> int:
+    """The suite as written and each of its variants (or only ``--variant``'s): one line each,
+    or every problem of all of them (exit 2)."""
     warn_broken(host, console, wants_traceback(args))
-    suite = load_validated_suite(args.suite, host, max_runs=args.max_runs)
+    if args.variant is not None:
+        suites = [load_validated_suite(args.suite, host, max_runs=args.max_runs,
+                                       variant=args.variant)]
+    else:
+        suites = [load_validated_suite(args.suite, host, max_runs=args.max_runs)]
+        problems: list[SuiteProblem] = []
+        for variant in variant_names(read_suite(args.suite)):
+            try:
+                suites.append(load_validated_suite(args.suite, host, max_runs=args.max_runs,
+                                                   variant=variant))
+            except SuiteError as exc:
+                problems += [p for p in exc.problems if p not in problems]
+        if problems:
+            raise SuiteError(problems)
     warn_unmatched_blocks(host, console)
-    line = f"{args.suite}: valid; {len(suite.runs)} runs"
-    if suite.skipped:
-        line += f" ({len(suite.skipped)} skipped: backend unavailable)"
-    make_console().print(line)
+    for suite in suites:
+        what = f" variant {suite.variant}" if suite.variant else ""
+        line = f"{args.suite}{what}: valid; {len(suite.runs)} runs"
+        if suite.skipped:
+            line += f" ({len(suite.skipped)} skipped: backend unavailable)"
+        if suite.variant:
+            line += f"; results to {suite.output}"
+        make_console().print(line, markup=False)
     return EXIT_OK
 
 
@@ -347,10 +375,11 @@ def command_run(args: argparse.Namespace, host: PluginHost, console: Console) ->
             args.suite, output_dir=args.output, host=host, resume=args.resume,
             keyword=args.select, observer=make_observer(console, quiet=args.quiet),
             on_validated=None if args.quiet else lambda: warn_unmatched_blocks(host, console),
-            force=args.force, max_runs=args.max_runs,
+            force=args.force, max_runs=args.max_runs, variant=args.variant,
         )
     if not args.quiet:
-        print_table(result.table, make_console())
+        print_table(result.table, make_console(),
+                    suite_metrics(result.suite.path, result.suite.variant))
         make_console().print(f"results: {result.output_dir}")
     for record in result.failures:
         console.print(Text.assemble(("failed", "red"), f" {record.label}: {record.error}"))
@@ -365,11 +394,12 @@ def command_show(args: argparse.Namespace, host: PluginHost) -> int:
     except RnnbenchError as exc:  # a colleague's folder, a read-only checkout: show, not write
         print_line(make_console(stderr=True), f"{exc}; the tables there were not rewritten",
                    "warning")
-        print_table(results_table(args.results, host), make_console())
-        return EXIT_OK
-    with kept_files_reported(make_console(stderr=True)):
-        table = write_tables(args.results, host)
-    print_table(table, make_console())
+        table = results_table(args.results, host)
+    else:
+        with kept_files_reported(make_console(stderr=True)):
+            table = write_tables(args.results, host)
+    metrics = suite_metrics(args.results / SUITE_COPY, recorded_variant(args.results))
+    print_table(table, make_console(), metrics)
     return EXIT_OK
 
 
@@ -484,22 +514,65 @@ def print_check_report(report: CheckReport, console: Console) -> None:
     console.print(view)
 
 
-def print_table(table: ResultTable, console: Console) -> None:
+def print_table(table: ResultTable, console: Console,
+                metrics: Sequence[str] | None = None) -> None:
+    """The summary over seeds: the varying settings as columns, then ``metrics`` (the suite's
+    own ``metrics:``; by default :data:`TERMINAL_METRICS`), each a scalar the records hold.
+    Metrics that do not fit the console's width go to further tables with the same settings
+    columns, never squeezed into unreadable columns."""
     if not table.records:
         console.print(f"{table.suite}: no runs recorded")
         return
-    shown = [m for m in TERMINAL_METRICS if m in table.metrics] or table.metrics[:4]
+    if metrics is None:
+        shown = [m for m in TERMINAL_METRICS if m in table.metrics] or table.metrics[:4]
+    else:  # profiles (lists by lag) are not scalars: they go to the plots
+        shown = [m for m in dict.fromkeys(metrics) if m in table.metrics]
     columns = [c for c in table.display_columns if c != "seed"]
-    view = Table(title=f"{table.suite}: mean ± std over seeds", title_justify="left")
-    for column in [*columns, "runs", *shown]:
-        view.add_column(column, justify="left" if column in columns else "right")
-    for row in table.summary():
-        view.add_row(
-            *(format_value(table.display_value(row, c)) for c in columns),
-            f"{row['ok']}/{row['runs']}",
-            *(format_mean_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in shown),
-        )
-    console.print(view)
+    summary = table.summary()
+    variant = (table.environment or {}).get("variant")
+    title = table.suite + (f" (variant {variant})" if isinstance(variant, str) else "")
+
+    def build(chunk: list[str], first: bool) -> Table:
+        heading = f"{title}: mean ± std over seeds" + ("" if first else " (continued)")
+        view = Table(title=heading, title_justify="left")
+        for column in [*columns, "runs", *chunk]:
+            view.add_column(column, justify="left" if column in columns else "right")
+        for row in summary:
+            view.add_row(
+                *(Text(format_value(table.display_value(row, c))) for c in columns),
+                f"{row['ok']}/{row['runs']}",
+                *(format_mean_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in chunk),
+            )
+        return view
+
+    chunks: list[list[str]] = [[]]
+    for metric in shown:
+        trial = build([*chunks[-1], metric], len(chunks) == 1)
+        if chunks[-1] and _table_width(console, trial) > console.width:
+            chunks.append([metric])
+        else:
+            chunks[-1].append(metric)
+    for index, chunk in enumerate(chunks):
+        console.print(build(chunk, index == 0))
+
+
+def _table_width(console: Console, view: Table) -> int:
+    """The width a table takes when nothing in it is wrapped."""
+    unbounded = console.options.update(width=1_000_000)
+    return Measurement.get(console, unbounded, view).maximum
+
+
+def suite_metrics(path: Path, variant: str | None = None) -> list[str] | None:
+    """The metrics a suite file lists (``metrics:``, with ``variant`` applied), or None when it
+    lists none or cannot be read (a results folder's copy may be gone or foreign)."""
+    try:
+        data = apply_variant(read_suite(path), variant).data
+    except (RnnbenchError, OSError):
+        return None
+    listed = data.get("metrics")
+    if not isinstance(listed, list):
+        return None
+    return [name for name in listed if isinstance(name, str)]
 
 
 def command_list(host: PluginHost) -> int:

@@ -37,6 +37,8 @@ the runs are the cartesian product of the axes, plus ``include`` sets, minus ``e
       - {task.length: 50, cell: [rnn, gru]}       # a list matches any of its items
     skip_unavailable: false          # true: skip runs on unavailable backends, not an error
     max_runs: 20000                  # refuse to expand to more runs (default 10000)
+    variants:                        # named overlays of top-level keys: --variant full
+      full: {seed: [0, 1, 2, 3, 4], training: {steps: 20000}}   # training merged key by key
 
 A suite goes through four modules, one job each:
 
@@ -84,6 +86,7 @@ from rnnbench.suite_expand import (
     union_args,
 )
 from rnnbench.suite_schema import SUITE_SCHEMA, check_structure
+from rnnbench.suite_variants import VARIANTS_KEY, apply_variant, variant_output
 from rnnbench.suite_yaml import (
     KeyPath,
     SuiteDocument,
@@ -130,14 +133,22 @@ class Suite:
     #: Runs dropped because their backend is unavailable here and ``skip_unavailable`` is true,
     #: each with the backend's reason.
     skipped: list[tuple[RunSpec, str]] = field(default_factory=list)
+    #: The variant (``variants:``) these runs are of; None for the suite as written.
+    variant: str | None = None
 
 
-def load_suite(path: str | Path, registry: Registry, max_runs: int | None = None) -> Suite:
+def load_suite(
+    path: str | Path, registry: Registry, max_runs: int | None = None,
+    variant: str | None = None,
+) -> Suite:
     """Read and validate a suite, for callers whose registry already holds every plugin."""
-    return validate_suite(read_suite(path), registry, max_runs=max_runs)
+    return validate_suite(read_suite(path), registry, max_runs=max_runs, variant=variant)
 
 
-def validate_suite(doc: SuiteDocument, registry: Registry, max_runs: int | None = None) -> Suite:
+def validate_suite(
+    doc: SuiteDocument, registry: Registry, max_runs: int | None = None,
+    variant: str | None = None,
+) -> Suite:
     """Check a parsed suite against its schema and the registry and expand it into runs.
 
     ``max_runs`` (e.g. ``--max-runs``) overrides the suite's ``max_runs:`` and
@@ -148,8 +159,17 @@ def validate_suite(doc: SuiteDocument, registry: Registry, max_runs: int | None 
     problems are all collected first; the checks on the expanded runs (whether excludes leave
     any run, cell/backend pairs, what each cell supports, availability) run only when those
     pass, since they need sound axes.
+
+    ``variant`` (``--variant``) validates and expands the suite with that variant's keys in
+    place of its own (:mod:`rnnbench.suite_variants`); its output folder defaults to the
+    suite's with ``-<variant>`` appended.
     """
-    return _Validation(doc, registry, max_runs).run()
+    suite = _Validation(apply_variant(doc, variant), registry, max_runs).run()
+    if variant is not None:
+        suite.variant = variant
+        if "output" not in doc.data[VARIANTS_KEY][variant]:
+            suite.output = variant_output(doc, variant)
+    return suite
 
 
 class _Validation:

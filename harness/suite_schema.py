@@ -205,6 +205,21 @@ SUITE_SCHEMA: dict[str, Any] = {
             "minimum": 1,
             "expected": "a positive integer (the most runs this suite may expand to)",
         },
+        # Each variant's keys are checked when it is chosen (rnnbench.suite_variants), as the
+        # suite's own.
+        "variants": {
+            "type": "object",
+            "expected": "a mapping of variant names to the suite keys they change, e.g. "
+            "{full: {training: {steps: 20000}}}",
+            "propertyNames": {"pattern": _NAME_PATTERN, "expected": "a variant name of "
+                              "letters, digits, '-', '_' and '.' (not starting with '.')"},
+            "additionalProperties": {
+                "type": "object",
+                "minProperties": 1,
+                "expected": "a mapping of the suite keys this variant changes",
+                "empty": "an empty variant changes nothing",
+            },
+        },
     },
     "required": ["name", "cell", "task", "hidden_size"],
     "additionalProperties": False,

@@ -247,6 +247,18 @@ class SuiteDocument:
     plugins: list[tuple[str, int | None]]
     #: The line of every key and list item, by key path; ``()`` is the top-level mapping.
     lines: dict[KeyPath, int] = field(default_factory=dict, repr=False)
+    #: Key paths of ``data`` that were written elsewhere in the file, by prefix: a variant's
+    #: overlay (``("training", "steps")`` written at ``("variants", "full", "training",
+    #: "steps")``), so a problem names the field the user wrote. Empty for a file as read.
+    aliases: dict[KeyPath, KeyPath] = field(default_factory=dict, repr=False)
+
+    def written_path(self, path: KeyPath) -> KeyPath:
+        """Where the value at ``path`` of ``data`` was written (see :attr:`aliases`)."""
+        for end in range(len(path), 0, -1):
+            written = self.aliases.get(tuple(path[:end]))
+            if written is not None:
+                return (*written, *path[end:])
+        return tuple(path)
 
     def line_of(self, *path: str | int) -> int | None:
         """The line of a key or list item, e.g. ``line_of("task", 1, "params", "length")``;
@@ -460,7 +472,8 @@ class SuiteProblems:
         missing, unless ``line`` says otherwise); a problem already recorded is not repeated."""
         if line is None:
             line = self.doc.nearest_line(*path)
-        problem = SuiteProblem(str(self.doc.path), line, field_name(path), message, hint)
+        shown = field_name(self.doc.written_path(path))
+        problem = SuiteProblem(str(self.doc.path), line, shown, message, hint)
         if problem not in self.found:
             self.found.append(problem)
 
