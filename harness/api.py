@@ -47,7 +47,7 @@ from rnnbench.runner import RunObserver, SilentObserver, execute_runs
 from rnnbench.selection import select
 from rnnbench.store_lock import results_folder_lock
 from rnnbench.suite import Suite, read_suite, validate_suite
-from rnnbench.suite_variants import apply_variant, recorded_variant
+from rnnbench.suite_variants import apply_variant, recorded_variant, variant_names
 
 __all__ = ["SuiteRun", "load_validated_suite", "results_table", "run_suite", "write_tables"]
 
@@ -124,7 +124,8 @@ def run_suite(
     ``max_runs`` (``--max-runs``) overrides the suite's ``max_runs:`` limit. ``variant``
     (``--variant``) runs one of the suite's ``variants:``; its results go to the variant's
     ``output:``, else the suite's folder with ``-<variant>`` appended, and the folder's
-    ``environment.json`` records it (``"variant"``).
+    ``environment.json`` records it (``"variant"``); ``resume`` into a given ``output_dir``
+    without ``variant`` continues the variant the folder records (when the suite declares it).
 
     A run that fails is recorded with its error and the others go on; look at
     :attr:`SuiteRun.failures`. Bad input raises before anything runs:
@@ -142,6 +143,8 @@ def run_suite(
     elif list(plugins) or list(blocked):
         raise ValueError("run_suite: give plugins/blocked or a host that holds them, not both")
     observer = observer if observer is not None else SilentObserver()
+    if resume and variant is None and output_dir is not None:
+        variant = _resumed_variant(Path(suite_path), Path(output_dir))
     suite = load_validated_suite(Path(suite_path), host, max_runs=max_runs, variant=variant)
     if on_validated is not None:
         on_validated()
@@ -227,6 +230,18 @@ def check_resume(
     elif other_variant:  # environment.json keeps saying which variant the folder's runs are of
         path = out_dir / f"environment.resumed-{stamp}.json"
     return path, suite_path
+
+
+def _resumed_variant(suite_path: Path, out_dir: Path) -> str | None:
+    """The variant a folder being resumed holds, when the suite still declares it: resuming a
+    folder continues its runs, not the suite's default budget."""
+    variant = recorded_variant(out_dir)
+    if variant is None:
+        return None
+    try:
+        return variant if variant in variant_names(read_suite(suite_path)) else None
+    except SuiteError:
+        return None  # validation says what is wrong with the file
 
 
 def _variant_name(variant: str | None) -> str:

@@ -693,7 +693,9 @@ class PlainObserver(QuietObserver):
         output_dir: Path,
     ) -> None:
         if already_done:
-            self.console.print(f"resume: {len(already_done)} runs already finished in {output_dir}")
+            variant = f" (variant {suite.variant})" if suite.variant else ""
+            self.console.print(f"resume: {len(already_done)} runs already finished in "
+                               f"{output_dir}{variant}", markup=False)
         for spec, reason in suite.skipped:
             self.console.print(f"skipped {spec.label}: {reason}")
 

@@ -151,6 +151,7 @@ def test_run_variant_writes_its_own_folder_and_records_the_variant(tmp_path, mon
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(records) == 4 and {r["metrics"]["steps"] for r in records} == {6}
     assert not (tmp_path / "results" / "tiny").exists()
+    assert (out / "results.md").read_text().startswith("# Results: tiny (variant full)\n")
     assert main(["show", str(out)]) == 0
     assert "tiny (variant full)" in capsys.readouterr().out
     assert main(["run", str(suite), "-q"]) == 0
@@ -160,14 +161,14 @@ def test_run_variant_writes_its_own_folder_and_records_the_variant(tmp_path, mon
 def test_resume_with_another_variant_warns_and_keeps_the_record_of_the_first(tmp_path):
     suite = write(tmp_path, TINY, "tiny.yaml")
     out = tmp_path / "out"
-    run_suite(suite, output_dir=out, variant="full")
+    run_suite(suite, output_dir=out)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        run_suite(suite, output_dir=out, resume=True)
+        run_suite(suite, output_dir=out, resume=True, variant="full")
     messages = [str(w.message) for w in caught if issubclass(w.category, StoreWarning)]
-    assert any("the folder holds variant 'full', this is the suite as written" in m
-               for m in messages), messages
-    assert recorded_variant(out) == "full"  # environment.json still speaks of the first runs
+    assert any("the folder holds the suite as written (no variant), this is variant 'full'"
+               in m for m in messages), messages
+    assert recorded_variant(out) is None  # environment.json still speaks of the first runs
     assert list(out.glob("environment.resumed-*.json"))
     # Resuming the same variant is quiet.
     with warnings.catch_warnings(record=True) as caught:
@@ -192,3 +193,16 @@ def test_validate_checks_every_variant(tmp_path, capsys):
     assert main(["validate", str(broken), "--variant", "full"]) == 0
     assert main(["run", str(broken), "--variant", "fulll", "-q"]) == 2
     assert "did you mean 'full'?" in capsys.readouterr().err
+
+
+def test_resume_into_a_variant_folder_continues_its_variant(tmp_path, capsys):
+    suite = write(tmp_path, TINY, "tiny.yaml")
+    out = tmp_path / "out"
+    assert main(["run", str(suite), "--variant", "full", "-o", str(out), "-q",
+                 "-k", "seed0"]) == 0
+    assert main(["run", str(suite), "-o", str(out), "--resume"]) == 0
+    printed = capsys.readouterr().err
+    assert "resume: 2 runs already finished" in printed and "(variant full)" in printed
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 4 and {r["metrics"]["steps"] for r in records} == {6}
+    assert not list(out.glob("suite.resumed-*"))

@@ -45,7 +45,9 @@ def summary_cells(table: ResultTable) -> tuple[list[str], list[list[str]]]:
 
 
 def write_markdown(table: ResultTable, out_dir: Path) -> list[Path]:
-    parts = [f"# Results: {table.suite}", ""]
+    variant = (table.environment or {}).get("variant")
+    title = table.suite + (f" (variant {variant})" if isinstance(variant, str) else "")
+    parts = [f"# Results: {title}", ""]
     constant = table.constant
     if constant:
         parts += ["Fixed settings: " + ", ".join(
