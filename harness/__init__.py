@@ -68,6 +68,7 @@ from rnnbench.runner import RunObserver, RunOutcome, SilentObserver
 from rnnbench.stacked_cell import LayerState, StackedCell
 from rnnbench.suite import Suite
 from rnnbench.task import (
+    SolvedCriterion,
     Split,
     Task,
     TaskData,
@@ -129,6 +130,7 @@ __all__ = [
     "RunSpec",
     "SequenceModel",
     "SilentObserver",
+    "SolvedCriterion",
     "Split",
     "StackedCell",
     "State",
