@@ -63,6 +63,8 @@ from rnnbench.results import (
     atomic_write_text,
     format_mean_std,
     format_value,
+    summary_cell,
+    summary_heading,
 )
 from rnnbench.runner import RunObserver, RunOutcome, SilentObserver
 from rnnbench.stacked_cell import LayerState, StackedCell
@@ -169,4 +171,6 @@ __all__ = [
     "run_suite",
     "save_params",
     "spectral_radius",
+    "summary_cell",
+    "summary_heading",
 ]
