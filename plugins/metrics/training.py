@@ -99,8 +99,8 @@ def rnnbench_register_metrics(register):
     register("diverged", diverged, "loss or gradient became NaN/inf", better=None)
     register("stopped_early", stopped_early, "a plugin stopped training early", better=None)
     register("solved", solved,
-             "the test split meets the task's solved criterion (rnnbench list shows each "
-             "task's); a diverged run is not solved; blank when the task defines none",
+             "the test split meets the task's solved criterion (Task.solved_criterion; README, "
+             "Tasks); a diverged run is not solved; blank when the task defines none",
              better="higher")
     register("train_seconds", train_seconds, "wall-clock seconds in optimizer steps",
              timing=True)

@@ -53,7 +53,10 @@ class CopyMemory(Task):
     name = "copy_memory"
     topology = Topology.MANY_TO_MANY
     readout = "all"
-    description = "recall 10 symbols after T blanks (Arjovsky et al. 2016); memoryless 10ln8/(T+20)"
+    description = (
+        "recall 10 symbols after T blanks (Arjovsky et al. 2016); memoryless: loss 10ln8/(T+20), "
+        "recall_accuracy 1/8"
+    )
 
     length: int = param(10, "delay T: blanks plus delimiter between the symbols and their recall")
     symbols: int = param(8, "number of distinct data symbols (the paper: 8)")
