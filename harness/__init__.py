@@ -63,11 +63,14 @@ from rnnbench.results import (
     atomic_write_text,
     format_mean_std,
     format_value,
+    summary_cell,
+    summary_heading,
 )
 from rnnbench.runner import RunObserver, RunOutcome, SilentObserver
 from rnnbench.stacked_cell import LayerState, StackedCell
 from rnnbench.suite import Suite
 from rnnbench.task import (
+    SolvedCriterion,
     Split,
     Task,
     TaskData,
@@ -129,6 +132,7 @@ __all__ = [
     "RunSpec",
     "SequenceModel",
     "SilentObserver",
+    "SolvedCriterion",
     "Split",
     "StackedCell",
     "State",
@@ -167,4 +171,6 @@ __all__ = [
     "run_suite",
     "save_params",
     "spectral_radius",
+    "summary_cell",
+    "summary_heading",
 ]

@@ -16,7 +16,7 @@ Free-running evaluation is the exception by nature: each step's input is the las
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -41,11 +41,13 @@ Params = dict[str, np.ndarray]
 
 @dataclass
 class Evaluation:
-    """A model's score on one split: the task's mean loss, and its accuracy where the task
-    defines one (``None`` otherwise)."""
+    """A model's score on one split: the task's mean loss, its accuracy where the task defines
+    one (``None`` otherwise), and the task's own :meth:`~rnnbench.Task.scores` (e.g.
+    ``{"recall_accuracy": 0.97}``; empty for tasks that declare none)."""
 
     loss: float
     accuracy: float | None
+    scores: dict[str, float] = field(default_factory=dict)
 
 
 class Readout:
@@ -357,9 +359,11 @@ class Model(Protocol):
 
 
 def evaluate_in_chunks(model: Model, params: Params, split: Split) -> Evaluation:
-    """Loss and accuracy over a whole split, in chunks; weighted by chunk size."""
+    """Loss, accuracy and the task's scores over a whole split, in chunks; weighted by chunk
+    size (each is a mean over a chunk's sequences)."""
     total_loss, total_correct, count = 0.0, 0.0, len(split)
     has_accuracy = True
+    score_totals: dict[str, float] = {}
     for start in range(0, count, EVAL_CHUNK):
         chunk = split.batch(np.arange(start, min(start + EVAL_CHUNK, count)))
         predictions = model.evaluation_predictions(params, chunk)
@@ -370,8 +374,11 @@ def evaluate_in_chunks(model: Model, params: Params, split: Split) -> Evaluation
             has_accuracy = False
         else:
             total_correct += accuracy * len(chunk)
+        for name, value in model.task.scores(predictions, chunk.targets).items():
+            score_totals[name] = score_totals.get(name, 0.0) + float(value) * len(chunk)
     return Evaluation(
-        loss=total_loss / count, accuracy=total_correct / count if has_accuracy else None
+        loss=total_loss / count, accuracy=total_correct / count if has_accuracy else None,
+        scores={name: total / count for name, total in score_totals.items()},
     )
 
 

@@ -259,6 +259,13 @@ COLUMN_ORDER = (
 )
 
 
+#: Metrics whose ``None`` means "the target was not reached" when the run had a ``target_loss``:
+#: their summary counts the runs that did not reach it (see :meth:`ResultTable.summary`).
+TARGET_METRICS = ("steps_to_target", "seconds_to_target")
+#: The metric whose summary is a count of runs, ``solved_count`` of ``solved_n``.
+SOLVED = "solved"
+
+
 @dataclass
 class ResultTable:
     """Records as tidy rows (one per run) and a summary aggregated over seeds (mean ± std).
@@ -339,7 +346,23 @@ class ResultTable:
 
     def summary(self) -> list[dict[str, Any]]:
         """One row per configuration without its seed: run counts, and per metric the mean and
-        sample standard deviation over the runs that have a numeric value for it."""
+        sample standard deviation over the runs that have a numeric value for it
+        (``<metric>_mean``, ``_std``, ``_n``).
+
+        Two metrics say more, because their ``None`` means something:
+
+        - ``solved`` (a verdict per run): ``solved_count`` runs solved the task out of
+          ``solved_n`` that have a verdict (a diverged run counts as not solved; a failed run
+          has no metrics and is not counted, the ``failed`` column shows it), and
+          ``solved_fraction`` = count / n (``None`` without a verdict). Tables print "2/3".
+        - ``steps_to_target``, ``seconds_to_target`` (``None`` when the run did not reach
+          ``target_loss``): the mean is over the runs that reached it, which alone would hide
+          the others; ``<metric>_reached`` of ``<metric>_targeted`` (the runs with a
+          ``target_loss`` that finished, ok or diverged) reached it, and ``<metric>_median``
+          is the median over all targeted runs with an unreached one counted as never (+inf):
+          ``None`` when half of them or more did not reach it. Tables print
+          "400 (2/3 reached)" or "not reached (1/3 reached)".
+        """
         group_columns = [c for c in self.config_columns if c != "seed"]
         groups: dict[tuple, list[RunRecord]] = {}
         for record in self.records:
@@ -366,8 +389,51 @@ class ResultTable:
                     statistics.stdev(numbers) if len(numbers) > 1 and finite else None
                 )
                 row[f"{metric}_n"] = len(numbers)
+                if metric == SOLVED:
+                    solved = sum(r.metrics.get(metric) is True for r in members)
+                    row["solved_count"] = solved
+                    row["solved_fraction"] = solved / len(numbers) if numbers else None
+                elif metric in TARGET_METRICS:
+                    row.update(_target_summary(metric, members))
             summary.append(row)
         return summary
+
+
+def _target_summary(metric: str, members: list[RunRecord]) -> dict[str, Any]:
+    """``_reached``, ``_targeted`` and ``_median`` (unreached counted as +inf) of a
+    time-to-target metric over the runs of one summary row."""
+    targeted = [
+        r for r in members
+        if r.status in ("ok", "diverged") and r.flat_config().get("target_loss") is not None
+    ]
+    times = [_number(r.metrics.get(metric)) for r in targeted]
+    times = [math.inf if t is None else t for t in times]
+    median = statistics.median(times) if times else None
+    return {
+        f"{metric}_reached": sum(math.isfinite(t) for t in times),
+        f"{metric}_targeted": len(targeted),
+        f"{metric}_median": median if median is not None and math.isfinite(median) else None,
+    }
+
+
+def summary_heading(metric: str) -> str:
+    """A metric's column heading in a human-facing summary: ``solved`` reads
+    ``solved_fraction`` (its cells are counts, :func:`summary_cell`)."""
+    return "solved_fraction" if metric == SOLVED else metric
+
+
+def summary_cell(row: dict[str, Any], metric: str) -> str:
+    """A metric's cell in a human-facing summary (Markdown, terminal) from a
+    :meth:`ResultTable.summary` row: ``mean ± std``; for ``solved`` the count "2/3"; for a
+    time-to-target metric of runs with a target, the median and how many reached it,
+    "400 (2/3 reached)" (see :meth:`ResultTable.summary`)."""
+    if metric == SOLVED and "solved_count" in row:
+        return f"{row['solved_count']}/{row[f'{metric}_n']}" if row[f"{metric}_n"] else ""
+    if metric in TARGET_METRICS and row.get(f"{metric}_targeted"):
+        median = row[f"{metric}_median"]
+        reached = f"({row[f'{metric}_reached']}/{row[f'{metric}_targeted']} reached)"
+        return f"{'not reached' if median is None else format_value(median)} {reached}"
+    return format_mean_std(row.get(f"{metric}_mean"), row.get(f"{metric}_std"))
 
 
 def _key(value: Any) -> Any:

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
+import operator
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -83,6 +86,59 @@ class TaskData:
     decoder_input_size: int | None = None
 
 
+#: The comparisons a :class:`SolvedCriterion` may use.
+COMPARISONS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+@dataclass(frozen=True)
+class SolvedCriterion:
+    """When a run has *solved* its task: ``quantity comparison threshold`` on the test split.
+
+    ``quantity`` is ``"loss"`` (the task's test loss), ``"loss_vs_baseline"`` (test loss / the
+    task's baseline loss), ``"accuracy"`` (:meth:`Task.accuracy`) or the name of one of the
+    task's own :meth:`Task.scores` (e.g. copy memory's ``"recall_accuracy"``). ``source`` says
+    where the threshold comes from (a paper and what it reports) or, where the literature has
+    none, why it was chosen: the ``solved`` metric's verdict is only as good as this sentence.
+    """
+
+    quantity: str
+    comparison: Literal["<", "<=", ">", ">="]
+    threshold: float
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.comparison not in COMPARISONS:
+            raise ValueError(
+                f"comparison must be one of {', '.join(COMPARISONS)}, got {self.comparison!r}"
+            )
+        if not math.isfinite(self.threshold):
+            raise ValueError(f"threshold must be finite, got {self.threshold!r}")
+
+    def value(self, loss: float, accuracy: float | None, scores: Mapping[str, float],
+              baseline_loss: float) -> float | None:
+        """The quantity compared, from one evaluation; ``None`` where it is not available (a
+        baseline of 0 for ``loss_vs_baseline``, a task without accuracy, a missing score)."""
+        if self.quantity == "loss":
+            return loss
+        if self.quantity == "loss_vs_baseline":
+            return loss / baseline_loss if baseline_loss > 0 else None
+        if self.quantity == "accuracy":
+            return accuracy
+        return scores.get(self.quantity)
+
+    def holds(self, value: float | None) -> bool | None:
+        """The verdict for ``value``: ``None`` when there is no value, ``False`` for NaN (a
+        diverged run has solved nothing)."""
+        if value is None:
+            return None
+        if math.isnan(value):
+            return False
+        return bool(COMPARISONS[self.comparison](value, self.threshold))
+
+    def __str__(self) -> str:
+        return f"{self.quantity} {self.comparison} {self.threshold:.4g}"
+
+
 @dataclass
 class Task:
     """Base class of every task. Subclasses are dataclasses; their fields are the parameters.
@@ -97,6 +153,11 @@ class Task:
       cell whose final state starts a decoder cell; the splits carry ``decoder_inputs``);
     - ``free_running``: ``True`` when evaluation must feed the model's own outputs back as its
       next inputs (generation, decoding); such a task implements :meth:`feedback`.
+
+    Optional methods a task may override to make the harness *task-aware* (each defaults to
+    "nothing special"): :meth:`scores` (extra quantities on a split, e.g. accuracy on the
+    positions that matter), :meth:`gradient_positions` (the steps whose loss the gradient-flow
+    profile differentiates) and :meth:`solved_criterion` (when a run has solved the task).
     """
 
     name: ClassVar[str]
@@ -124,6 +185,44 @@ class Task:
 
     def accuracy(self, predictions: np.ndarray, targets: np.ndarray) -> float | None:
         """Fraction correct, for classification tasks; ``None`` where accuracy does not apply."""
+        return None
+
+    def scores(self, predictions: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+        """Extra quantities of one batch beyond loss and accuracy, by name: e.g. copy memory's
+        ``recall_accuracy``, the accuracy at the recall positions only, where ``accuracy`` also
+        counts the trivially predicted blanks. Default: none.
+
+        Contract: every value is a *mean over the batch's sequences* (so the harness can average
+        chunks of a split weighted by their size) and a float; the same names on every call.
+        The harness computes them on every evaluated split (``Evaluation.scores``: the test
+        split's are ``run.test.scores``, what a metric reads; they are also a
+        :class:`SolvedCriterion`'s ``quantity``). A plugin exposes one as a table column by
+        registering a metric that returns ``run.test.scores.get(name)``.
+        """
+        return {}
+
+    def gradient_positions(self, steps: int) -> Sequence[int] | None:
+        """The steps (of a ``steps``-long sequence) whose loss the gradient-flow metrics
+        differentiate (``grad_norm_by_lag``, ``grad_decay``, ``grad_ratio``), for tasks where
+        the loss that needs memory sits at known positions (``readout = "all"`` tasks only).
+
+        ``None`` (the default): the whole loss, every step's own term included, with lags
+        counted back from the last step. A sequence of step indices: only the task's loss at
+        those steps (:meth:`loss` applied to the predictions and targets there), with lags
+        counted back from the *first* of them, so lag k is the hidden state k steps before the
+        first position whose loss is measured, reached only through the recurrence. Copy
+        memory returns its recall positions (the literature's measurement, Arjovsky et al.
+        2016): the profile then shows how much of the recall's gradient reaches the symbols to
+        remember, instead of each step's own (blank) loss.
+        """
+        return None
+
+    def solved_criterion(self, data: TaskData) -> SolvedCriterion | None:
+        """When a run has solved this task (the ``solved`` metric), or ``None`` (the default)
+        when the task defines no such point. ``data`` is the run's data, so a threshold may be
+        computed from it like :meth:`baseline_loss` (e.g. the accuracy a classifier fitted on
+        the training split reaches). State the literature source, or the reason for the
+        choice, in the criterion's ``source``."""
         return None
 
     def feedback(self, predictions: np.ndarray, step: int) -> np.ndarray:

@@ -17,6 +17,7 @@ from rnnbench.model import READOUT_BIAS, READOUT_WEIGHT, EncoderDecoderModel, Se
 from rnnbench.plugins.cells.reference import GRUCell, LSTMCell, RNNCell
 from rnnbench.plugins.metrics import gradient_flow as gf
 from rnnbench.plugins.metrics import memory
+from rnnbench.plugins.tasks.many_to_many import CopyMemory
 from rnnbench.plugins.tasks.many_to_one import AddingProblem
 from rnnbench.records import RunSpec, TrainingConfig
 from rnnbench.runner import execute_run
@@ -52,9 +53,11 @@ def make_model(cell_class, task, data, hidden=4, layers=1, seed=0, dtype="float6
     return model, params
 
 
-def finite_difference_gradients(model, params, batch, eps=1e-6):
+def finite_difference_gradients(model, params, batch, eps=1e-6, positions=None):
     """d(N * loss)/dh_t for every step t, by central differences: a hand-unrolled forward with
-    ``cell.step`` that adds a perturbation to the top layer's h right after step t."""
+    ``cell.step`` that adds a perturbation to the top layer's h right after step t. With
+    ``positions``, the loss is the task's at those steps only and the result is keyed by the lag
+    from the first of them (steps up to it)."""
     cell, task = model.cell, model.task
     cell_params = {k: v for k, v in params.items() if not k.startswith("readout.")}
     steps, count = batch.inputs.shape[:2]
@@ -73,19 +76,22 @@ def finite_difference_gradients(model, params, batch, eps=1e-6):
             outputs.append(out)
         outputs = np.stack(outputs)
         seen = outputs[-1] if task.readout == "last" else outputs
-        value, _ = task.loss(seen @ params[READOUT_WEIGHT].T + params[READOUT_BIAS],
-                             batch.targets)
+        targets = batch.targets
+        if positions is not None:
+            seen, targets = seen[positions], targets[positions]
+        value, _ = task.loss(seen @ params[READOUT_WEIGHT].T + params[READOUT_BIAS], targets)
         return value * count
 
+    origin = steps - 1 if positions is None else positions[0]
     grads = {}
-    for t in range(steps):
+    for t in range(origin + 1):
         g = np.zeros((count, hidden))
         for n in range(count):
             for j in range(hidden):
                 delta = np.zeros((count, hidden))
                 delta[n, j] = eps
                 g[n, j] = (loss(t, delta) - loss(t, -delta)) / (2 * eps)
-        grads[steps - 1 - t] = g
+        grads[origin - t] = g
     return grads
 
 
@@ -117,6 +123,77 @@ def test_state_gradients_match_finite_differences(cell_class, task, layers):
     norms = gf.gradient_by_lag(model, params, batch, lags)
     expected = [float(np.mean(np.linalg.norm(theirs[lag], axis=1))) for lag in lags]
     np.testing.assert_allclose(norms, expected, rtol=1e-6)
+
+
+@dataclass
+class LateLoss(RunningSum):
+    """RunningSum whose loss that matters sits at steps 3 and 5 (of 7): a task narrowing the
+    gradient profile with ``gradient_positions``."""
+
+    length: int = param(7, "steps")
+
+    def gradient_positions(self, steps):
+        return [5, 3]  # any order: the profile sorts them
+
+
+@pytest.mark.parametrize(("cell_class", "layers"), [(RNNCell, 1), (LSTMCell, 2), (GRUCell, 1)])
+def test_profile_from_the_tasks_positions_matches_finite_differences(cell_class, layers):
+    """Only the loss at the declared steps is differentiated, lags count back from the first."""
+    task = LateLoss()
+    data = task.make_data(0)
+    model, params = make_model(cell_class, task, data, layers=layers)
+    batch = data.validation.batch(np.arange(3))
+    assert gf.origin_step(task, 7) == 3
+    lags = [0, 1, 2, 3]
+    ours = gf.state_gradients(model, params, batch, lags)
+    theirs = finite_difference_gradients(model, params, batch, positions=[3, 5])
+    assert sorted(theirs) == lags
+    for lag in lags:
+        scale = np.abs(theirs[lag]).max()
+        assert scale > 0
+        np.testing.assert_allclose(ours[lag], theirs[lag], rtol=1e-6, atol=1e-8 * scale,
+                                   err_msg=f"lag {lag}")
+    with pytest.raises(ValueError, match="lags must lie in"):
+        gf.state_gradients(model, params, batch, [4])
+
+
+def test_gradient_positions_outside_the_sequence_are_an_error():
+    class Outside(RunningSum):
+        def gradient_positions(self, steps):
+            return [steps]
+
+    with pytest.raises(ValueError, match="gradient_positions"):
+        gf.origin_step(Outside(), 5)
+    # A "last" readout already has one loss position: its declaration is not consulted.
+    assert gf.origin_step(AddingProblem(), 9) == 8
+
+
+def copy_memory_profile(task, cell_class=RNNCell, hidden=32):
+    data = task.make_data(0)
+    model, params = make_model(cell_class, task, data, hidden=hidden)
+    steps = data.validation.inputs.shape[0]
+    lags = gf.probe_lags(gf.origin_step(task, steps) + 1)
+    return lags, gf.gradient_by_lag(model, params, data.validation, lags)
+
+
+def test_memoryless_copy_memory_profile_decays_from_the_recall_positions():
+    """The literature's measurement: the recall's loss, by lag back from the first recall step.
+    An untrained (memoryless) plain RNN's profile then vanishes, where the whole loss (each
+    step's own blank term included) reads a flat profile, decay about 1."""
+    task = CopyMemory(length=30, train_size=4, validation_size=32, test_size=4)
+    lags, norms = copy_memory_profile(task)
+    assert lags[-1] == 30 + 10  # back to the first symbol to remember
+    assert gf.fit_decay(lags, norms) < 0.8
+    assert gf.lag_ratio(norms) < 1e-4
+
+    class WholeLoss(CopyMemory):
+        def gradient_positions(self, steps):
+            return None
+
+    whole = WholeLoss(length=30, train_size=4, validation_size=32, test_size=4)
+    whole_lags, whole_norms = copy_memory_profile(whole)
+    assert whole_lags[-1] == 30 + 2 * 10 - 1
+    assert gf.fit_decay(whole_lags, whole_norms) == pytest.approx(1.0, abs=0.05)
 
 
 def test_chunked_backward_equals_separate_suffix_runs():
@@ -346,3 +423,19 @@ def test_no_target_and_diverged_runs(host):
     assert metrics["grad_lags"] == [0, 1, 2, 3, 4, 5]
     assert metrics["grad_norm_by_lag_init"] == [None] * 6
     assert metrics["grad_decay_init"] is None
+
+
+def test_copy_memory_metrics_through_the_runner(host):
+    spec = dataclasses.replace(
+        make_spec(host, cell="rnn", steps=10), task="copy_memory",
+        task_params=(("length", 12), ("recall", 3), ("symbols", 4), ("test_size", 40),
+                     ("train_size", 40), ("validation_size", 40)),
+    )
+    record, _ = execute_run(spec, host)
+    assert record.status == "ok", record.error
+    metrics = record.metrics
+    assert metrics["grad_lags"] == [*range(9), 15]  # the first recall step is at 12 + 3
+    assert metrics["grad_decay_init"] < 1
+    assert 0 <= metrics["recall_accuracy"] <= 1
+    assert metrics["recall_accuracy"] < metrics["test_accuracy"]  # blanks are easy
+    assert metrics["solved"] is False

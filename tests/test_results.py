@@ -16,6 +16,7 @@ from rnnbench.results import (
     capture_environment,
     format_mean_std,
     load_table,
+    summary_cell,
 )
 
 
@@ -114,3 +115,68 @@ def test_list_metrics_are_profiles_not_columns(tmp_path):
     write_json(t, tmp_path)
     document = json.loads((tmp_path / "results.json").read_text())
     assert document["profiles"]["lstm0"]["grad_by_lag"] == [[0, 1.0], [1, 0.5]]
+
+
+def verdict_record(cell, seed, metrics, status="ok", target_loss=0.05):
+    config = {"cell": cell, "backend": "numpy", "task": "adding", "task_params": {"length": 5},
+              "hidden_size": 8, "num_layers": 1, "bias": True, "dtype": "float64", "seed": seed,
+              "training": {"optimizer": "adam", "lr": 0.01, "target_loss": target_loss}}
+    return RunRecord(run_id=f"{cell}{seed}", label=f"{cell}/{seed}", suite="demo", config=config,
+                     status=status, metrics=metrics)
+
+
+def test_solved_fraction_counts_verdicts_over_seeds(tmp_path):
+    """2 of 3 solved reads "2/3" in Markdown and 0.667 in CSV/JSON; a diverged run (False) counts,
+    a failed one (no metrics) does not; a task without a criterion (None) has no fraction."""
+    records = [
+        verdict_record("lstm", 0, {"solved": True}), verdict_record("lstm", 1, {"solved": True}),
+        verdict_record("lstm", 2, {"solved": False}, status="diverged"),
+        verdict_record("lstm", 3, {}, status="failed"),
+        verdict_record("rnn", 0, {"solved": None}), verdict_record("rnn", 1, {"solved": None}),
+    ]
+    t = ResultTable("demo", records, ["solved"])
+    summary = {row["cell"]: row for row in t.summary()}
+    assert summary["lstm"]["solved_count"] == 2 and summary["lstm"]["solved_n"] == 3
+    assert summary["lstm"]["solved_fraction"] == pytest.approx(2 / 3)
+    assert summary["rnn"]["solved_count"] == 0 and summary["rnn"]["solved_fraction"] is None
+    assert summary_cell(summary["lstm"], "solved") == "2/3"
+    assert summary_cell(summary["rnn"], "solved") == ""
+    write_markdown(t, tmp_path)
+    write_csv(t, tmp_path)
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| solved_fraction |" in markdown and "| 2/3 |" in markdown
+    with open(tmp_path / "summary.csv") as handle:
+        rows = {row["cell"]: row for row in csv.DictReader(handle)}
+    assert float(rows["lstm"]["solved_fraction"]) == pytest.approx(2 / 3)
+    assert rows["lstm"]["solved_count"] == "2" and rows["rnn"]["solved_fraction"] == ""
+    plain = ResultTable("demo", [record("lstm", 0, 1.0)], ["test_loss"]).summary()[0]
+    assert "solved_fraction" not in plain  # only when `solved` is among the metrics
+
+
+def test_steps_to_target_summary_counts_the_seeds_that_never_reached_it(tmp_path):
+    records = [
+        verdict_record("lstm", 0, {"steps_to_target": 400}),
+        verdict_record("lstm", 1, {"steps_to_target": 200}),
+        verdict_record("lstm", 2, {"steps_to_target": None}),
+        verdict_record("rnn", 0, {"steps_to_target": 300}),
+        verdict_record("rnn", 1, {"steps_to_target": None}),
+        verdict_record("rnn", 2, {"steps_to_target": None}, status="diverged"),
+        verdict_record("gru", 0, {"steps_to_target": None}, target_loss=None),
+    ]
+    t = ResultTable("demo", records, ["steps_to_target"])
+    summary = {row["cell"]: row for row in t.summary()}
+    lstm, rnn, gru = summary["lstm"], summary["rnn"], summary["gru"]
+    # The median counts an unreached seed as never: 200, 400, never -> 400.
+    assert (lstm["steps_to_target_median"], lstm["steps_to_target_reached"],
+            lstm["steps_to_target_targeted"]) == (400, 2, 3)
+    assert lstm["steps_to_target_mean"] == pytest.approx(300)  # over the seeds that reached it
+    assert summary_cell(lstm, "steps_to_target") == "400 (2/3 reached)"
+    assert rnn["steps_to_target_median"] is None and rnn["steps_to_target_reached"] == 1
+    assert summary_cell(rnn, "steps_to_target") == "not reached (1/3 reached)"
+    assert gru["steps_to_target_targeted"] == 0 and summary_cell(gru, "steps_to_target") == ""
+    write_markdown(t, tmp_path)
+    assert "| 400 (2/3 reached) |" in (tmp_path / "results.md").read_text()
+    write_json(t, tmp_path)
+    document = json.loads((tmp_path / "results.json").read_text())
+    row = next(r for r in document["summary"] if r["cell"] == "lstm")
+    assert row["steps_to_target_reached"] == 2 and row["steps_to_target_median"] == 400

@@ -7,16 +7,18 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from rnnbench import Split, TaskData
+from rnnbench import Evaluation, SolvedCriterion, Split, TaskData
 from rnnbench.cli import main
 from rnnbench.model import EncoderDecoderModel, SequenceModel, build_model
 from rnnbench.plugin_manager import build_host
+from rnnbench.plugins.metrics import training as training_metrics
 from rnnbench.plugins.tasks.encoder_decoder import END, Reverse, Sort
-from rnnbench.plugins.tasks.many_to_many import CopyMemory, Echo
+from rnnbench.plugins.tasks.many_to_many import CopyMemory, Echo, recall_accuracy
 from rnnbench.plugins.tasks.many_to_one import AddingProblem, Forecast
 from rnnbench.plugins.tasks.one_to_many import Sine
 from rnnbench.plugins.tasks.one_to_one import Blobs
@@ -406,3 +408,123 @@ def test_free_running_evaluation_feeds_back_the_models_own_outputs(task, monkeyp
         model.evaluation_predictions(params, split), teacher_forced, rtol=1e-10, atol=1e-12
     )
 
+
+
+# -- task-aware evaluation: scores, solved criteria -----------------------------------------------
+
+
+def test_copy_memory_recall_accuracy_counts_the_recall_positions_only():
+    """The memoryless strategy (blanks, then one guess) scores about 1/symbols on the recall
+    positions while the all-positions accuracy, counting the blanks, reads about 0.93 at T=100."""
+    task = CopyMemory(length=100, train_size=10, validation_size=10, test_size=1000)
+    test = task.make_data(0).test
+    steps = task.steps
+    memoryless = np.zeros((steps, len(test), task.symbols + 1))
+    memoryless[: steps - task.recall, :, 0] = 1.0  # blank where the target is always blank
+    memoryless[steps - task.recall :, :, 1] = 1.0  # the same symbol at every recall position
+    scores = task.scores(memoryless, test.targets)
+    assert set(scores) == {"recall_accuracy"}
+    assert scores["recall_accuracy"] == pytest.approx(1 / task.symbols, abs=0.01)
+    assert task.accuracy(memoryless, test.targets) == pytest.approx(
+        (100 + 10 + 10 / 8) / 120, abs=0.01)
+    perfect = np.eye(task.symbols + 1)[test.targets] * 10.0
+    assert task.scores(perfect, test.targets) == {"recall_accuracy": 1.0}
+
+
+def test_evaluation_carries_the_tasks_scores_over_chunks(monkeypatch):
+    """A split evaluated in several chunks gets each score weighted by the chunk's size."""
+    monkeypatch.setattr("rnnbench.model.EVAL_CHUNK", 7)
+    task = CopyMemory(length=4, train_size=10, validation_size=10, test_size=30)
+    data = task.make_data(0)
+    model = build_model(task, data, REGISTRY.cells[("rnn", "numpy")].factory, 8,
+                        dtype="float64")
+    params = model.init_params(np.random.default_rng(0))
+    evaluation = model.evaluate(params, data.test)
+    whole = task.scores(model.evaluation_predictions(params, data.test), data.test.targets)
+    assert evaluation.scores == pytest.approx(whole)
+    assert Blobs().scores(np.zeros((4, 3)), np.zeros(4, dtype=int)) == {}  # the default
+
+
+def oracle_and_constant(task, data):
+    """Test-split predictions that are right everywhere, and all-zero ones (no information)."""
+    targets = data.test.targets
+    if np.issubdtype(targets.dtype, np.integer):
+        right = np.eye(data.output_size)[targets] * 30.0
+    else:
+        right = targets.astype(np.float64)
+    return right, np.zeros_like(right)
+
+
+@pytest.mark.parametrize("name", sorted(BUILT_IN))
+def test_every_built_in_task_says_when_it_is_solved(name):
+    """A documented criterion (with its source) that right answers meet and predictions that
+    carry no information do not."""
+    task = REGISTRY.tasks[name].task_class()
+    data = task.make_data(0)
+    criterion = task.solved_criterion(data)
+    assert criterion is not None and len(criterion.source) > 20
+    baseline = task.baseline_loss(data)
+    verdicts = []
+    for predictions in oracle_and_constant(task, data):
+        loss, _ = task.loss(predictions, data.test.targets)
+        value = criterion.value(loss, task.accuracy(predictions, data.test.targets),
+                                task.scores(predictions, data.test.targets), baseline)
+        assert value is not None
+        verdicts.append(criterion.holds(value))
+    assert verdicts == [True, False], (criterion, verdicts)
+
+
+def test_solved_criterion_thresholds_and_verdicts():
+    adding = AddingProblem().solved_criterion(AddingProblem(train_size=5, validation_size=5,
+                                                            test_size=5).make_data(0))
+    assert (adding.quantity, adding.comparison, adding.threshold) == ("loss", "<", 0.01)
+    assert "Hochreiter" in adding.source and str(adding) == "loss < 0.01"
+    assert adding.holds(0.009) is True and adding.holds(0.01) is False
+    assert adding.holds(math.nan) is False  # a NaN loss has solved nothing
+    assert adding.holds(None) is None
+    copy = CopyMemory().solved_criterion(None)
+    assert (copy.quantity, copy.comparison, copy.threshold) == ("recall_accuracy", ">=", 0.99)
+    assert copy.value(0.1, 0.9, {}, 1.0) is None  # no score: no verdict
+    forecast = Forecast().solved_criterion(None)
+    assert forecast.value(0.5, None, {}, 2.0) == 0.25 and forecast.holds(0.999)
+    assert forecast.value(0.5, None, {}, 0.0) is None
+    blobs = Blobs()
+    data = blobs.make_data(0)
+    assert 0.5 < blobs.nearest_mean_accuracy(data) <= 1.0
+    assert blobs.solved_criterion(data).threshold == pytest.approx(
+        blobs.nearest_mean_accuracy(data) - 0.02)
+    with pytest.raises(ValueError, match="comparison"):
+        SolvedCriterion("loss", "=", 0.1)
+    with pytest.raises(ValueError, match="finite"):
+        SolvedCriterion("loss", "<", math.inf)
+
+
+def fake_run(task, data, loss, accuracy=None, scores=None, diverged=False):
+    return SimpleNamespace(
+        task=task, data=data, baseline_loss=task.baseline_loss(data),
+        training=SimpleNamespace(diverged=diverged),
+        test=Evaluation(loss=loss, accuracy=accuracy, scores=scores or {}),
+    )
+
+
+def test_solved_and_recall_accuracy_metrics():
+    copy = CopyMemory(length=5, train_size=20, validation_size=5, test_size=20)
+    data = copy.make_data(0)
+    run = fake_run(copy, data, 0.01, 0.999, {"recall_accuracy": 0.995})
+    assert training_metrics.solved(run) is True and recall_accuracy(run) == 0.995
+    run = fake_run(copy, data, 0.3, 0.93, {"recall_accuracy": 0.125})
+    assert training_metrics.solved(run) is False and recall_accuracy(run) == 0.125
+    diverged = fake_run(copy, data, math.nan, None, {"recall_accuracy": 1.0}, diverged=True)
+    assert training_metrics.solved(diverged) is False and recall_accuracy(diverged) is None
+    adding = AddingProblem(length=5, train_size=20, validation_size=5, test_size=20)
+    assert recall_accuracy(fake_run(adding, adding.make_data(0), 0.001)) is None
+
+    class Undefined(AddingProblem):
+        def solved_criterion(self, data):
+            return super(AddingProblem, self).solved_criterion(data)  # Task's: None
+
+    undefined = Undefined(length=5, train_size=20, validation_size=5, test_size=20)
+    assert training_metrics.solved(fake_run(undefined, undefined.make_data(0), 0.0)) is None
+    entries = REGISTRY.metrics
+    assert entries["solved"].better == "higher" and entries["recall_accuracy"].better == "higher"
+    assert "1/symbols" in entries["recall_accuracy"].description

@@ -10,11 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnnbench import CellConfig, CellSupport, Split, TaskData, mse
+from rnnbench import CellConfig, CellSupport, SolvedCriterion, Split, TaskData, mse
 from rnnbench.cell import ForwardResult
 from rnnbench.cli import main
 from rnnbench.errors import RnnbenchError
 from rnnbench.plugin_manager import build_host
+from rnnbench.plugins.tasks.many_to_many import CopyMemory
 from rnnbench.plugins.tasks.many_to_one import AddingProblem
 from rnnbench.plugins.tasks.one_to_one import Blobs
 from rnnbench.runner import RunOutcome
@@ -355,6 +356,7 @@ def test_aliasing_is_seen_through_the_array_interfaces():
 # --- tasks ---------------------------------------------------------------------------------------
 
 SMALL = {"length": 6, "train_size": 40, "validation_size": 20, "test_size": 20}
+COPY = {"length": 5, "recall": 2, "train_size": 40, "validation_size": 20, "test_size": 20}
 
 
 class TypedInBaseline(AddingProblem):
@@ -385,6 +387,27 @@ class OverOneAccuracy(Blobs):
         return 2.0
 
 
+class UnmeetableCriterion(AddingProblem):
+    def solved_criterion(self, data):
+        return SolvedCriterion("loss", "<", -1.0, "a threshold no loss reaches")
+
+
+class UnknownQuantity(AddingProblem):
+    def solved_criterion(self, data):
+        return SolvedCriterion("recall_accuracy", ">=", 0.9, "a score the task does not give")
+
+
+class NamesVaryScores(CopyMemory):
+    def scores(self, predictions, targets):
+        right = super().scores(predictions, targets)
+        return right if right["recall_accuracy"] < 1 else {"other": 1.0}
+
+
+class PositionsOutside(CopyMemory):
+    def gradient_positions(self, steps):
+        return [steps]
+
+
 class WrongTargetAxis(AddingProblem):
     def make_data(self, seed):
         data = super().make_data(seed)
@@ -409,6 +432,10 @@ def test_the_built_in_tasks_pass():
         (OverOneAccuracy, {"train_size": 40, "validation_size": 20, "test_size": 20}, "accuracy",
          "accuracy is 2.0"),
         (WrongTargetAxis, SMALL, "split_shapes", "test.targets_axis is 1"),  # and loss
+        (UnmeetableCriterion, SMALL, "task_aware", "the right answers do not solve"),
+        (UnknownQuantity, SMALL, "task_aware", "which the task does not provide"),
+        (NamesVaryScores, COPY, "task_aware", "scores names differ between calls"),
+        (PositionsOutside, COPY, "task_aware", "gradient_positions(9)"),
     ],
     ids=lambda value: value.__name__ if isinstance(value, type) else None,
 )

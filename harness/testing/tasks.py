@@ -12,6 +12,10 @@
 - ``loss``: ``loss(predictions, targets)`` returns a finite float and a gradient of the
   predictions' shape that matches finite differences, and leaves its arguments alone;
 - ``accuracy``: ``None`` or a fraction in [0, 1]; 1 for predictions that are the targets;
+- ``task_aware``: the optional methods: ``scores`` gives the same names of finite floats for
+  any predictions, ``gradient_positions`` names steps of the sequence, ``solved_criterion`` is
+  ``None`` or a :class:`~rnnbench.SolvedCriterion` whose quantity the task provides and whose
+  threshold the right answers meet;
 - ``feedback``: a free-running task's next input has the model's input shape.
 """
 
@@ -26,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from rnnbench.plugin_manager import MODELS, READOUTS, PluginHost, is_name
-from rnnbench.task import Split, Task, TaskData, Topology
+from rnnbench.task import SolvedCriterion, Split, Task, TaskData, Topology
 from rnnbench.testing.lookup import find_task, load_host
 from rnnbench.testing.report import (
     Check,
@@ -335,6 +339,60 @@ def check_feedback(subject: TaskSubject) -> str:
     return f"next input {expected}"
 
 
+def _scores(task: Task, predictions: np.ndarray, targets: np.ndarray, what: str) -> dict:
+    scores = task.scores(predictions, targets)
+    if not isinstance(scores, dict) or not all(
+        isinstance(name, str) and isinstance(value, (float, int, np.floating, np.integer))
+        and not isinstance(value, bool) and math.isfinite(value)
+        for name, value in scores.items()
+    ):
+        raise Failed(f"scores({what}) is {scores!r}; expected a dict of names to finite floats")
+    return scores
+
+
+def check_task_aware(subject: TaskSubject) -> str:
+    task, data, batch = _batch(subject)
+    shape = _prediction_shape(task, data, batch)
+    targets = np.asarray(batch.targets)
+    random = np.random.default_rng(subject.seeds[0]).standard_normal(shape)
+    if np.issubdtype(targets.dtype, np.integer):
+        right = 10.0 * np.eye(data.output_size)[targets]
+    else:
+        right = targets.astype(np.float64).reshape(shape)
+    scores = _scores(task, random, batch.targets, "random predictions")
+    right_scores = _scores(task, right, batch.targets, "the right predictions")
+    if set(scores) != set(right_scores):
+        raise Failed(f"scores names differ between calls: {sorted(scores)} and "
+                     f"{sorted(right_scores)}; a score must be given on every call")
+    said = [f"scores: {', '.join(sorted(scores)) or 'none'}"]
+    if task.readout == "all" and task.model == "sequence":
+        steps = batch.inputs.shape[0]
+        positions = task.gradient_positions(steps)
+        if positions is not None:
+            found = list(positions)
+            if not found or not all(isinstance(p, (int, np.integer)) and 0 <= p < steps
+                                    for p in found):
+                raise Failed(f"gradient_positions({steps}) is {found!r}; expected steps in "
+                             f"[0, {steps - 1}] (or None)")
+            said.append(f"gradient from {len(found)} position(s)")
+    criterion = task.solved_criterion(data)
+    if criterion is None:
+        return "; ".join([*said, "no solved criterion"])
+    if not isinstance(criterion, SolvedCriterion):
+        raise Failed(f"solved_criterion returned {type(criterion).__name__}; expected "
+                     "rnnbench.SolvedCriterion or None")
+    loss, _ = task.loss(right, batch.targets)
+    value = criterion.value(float(loss), task.accuracy(right, batch.targets), right_scores,
+                            task.baseline_loss(data))
+    if value is None:
+        raise Failed(f"solved criterion {criterion} compares {criterion.quantity!r}, which the "
+                     "task does not provide (loss, loss_vs_baseline, accuracy or a score)")
+    if not criterion.holds(value):
+        raise Failed(f"the right answers do not solve the task: {criterion.quantity} = "
+                     f"{value:.4g}, criterion {criterion}")
+    return "; ".join([*said, f"solved when {criterion}"])
+
+
 #: Every task check, in the order they run.
 TASK_CHECKS: tuple[Check[TaskSubject], ...] = (
     Check("declaration", check_declaration,
@@ -347,6 +405,8 @@ TASK_CHECKS: tuple[Check[TaskSubject], ...] = (
     Check("baseline", check_baseline, "finite, positive, computed from the data"),
     Check("loss", check_loss, "(value, gradient) of the right shapes; gradient is right"),
     Check("accuracy", check_accuracy, "None, or a fraction in [0, 1]; 1 on the targets"),
+    Check("task_aware", check_task_aware,
+          "scores, gradient_positions and solved_criterion keep their contract"),
     Check("feedback", check_feedback, "free-running tasks: the next input's shape"),
 )
 TASK_CHECK_NAMES = tuple(check.name for check in TASK_CHECKS)

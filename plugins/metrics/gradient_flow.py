@@ -9,6 +9,17 @@ the *lag* ``T - 1 - t``, where ``h_t`` is the top layer's hidden state (the cell
 the loss's gradient k steps back. A profile that falls with the lag vanishes, one that rises
 explodes.
 
+*Where the loss is measured.* A task may name the steps whose loss matters
+(:meth:`rnnbench.Task.gradient_positions`; ``readout = "all"`` tasks only). The profile is then
+that of the task's loss *at those steps alone* (:meth:`~rnnbench.Task.loss` applied to the
+predictions and targets there), and the lag is counted back from the *first* of them, ``o``:
+lag ``k`` is ``||dLoss_P/dh_{o-k}||``. Copy memory names its recall positions, so its profile is
+the literature's (Arjovsky et al. 2016): how much of the recall's gradient reaches the steps
+before it, through the recurrence alone for every lag above 0 (lag 0 also holds the first recall
+step's own readout gradient). Without positions (the default), every step's own loss term is
+in the profile, and for a task with a loss at every step that term dominates every lag (copy
+memory's used to read a decay of 1.000). Everything below holds with ``T - 1`` read as ``o``.
+
 *How it is computed, on any backend.* Only the cell protocol is used: ``forward`` from a given
 initial state, and ``backward`` with a given ``d_final_state``, returning ``d_initial_state``.
 The sequence is cut into consecutive chunks at the steps to probe; the forward runs chunk by chunk
@@ -82,6 +93,7 @@ from rnnbench import (
     RunOutcome,
     SequenceModel,
     Split,
+    Task,
     gate_blocks,
     hookimpl,
     spectral_radius,
@@ -117,23 +129,50 @@ def probe_lags(length: int) -> list[int]:
     return lags
 
 
+def measured_positions(task: Task, steps: int) -> list[int] | None:
+    """The steps whose loss the profile differentiates (:meth:`rnnbench.Task.gradient_positions`,
+    sorted, checked), or ``None`` for the whole loss. Only ``readout = "all"`` tasks may
+    narrow it (a ``"last"`` readout has one loss position already)."""
+    if task.readout != "all":
+        return None
+    positions = task.gradient_positions(steps)
+    if positions is None:
+        return None
+    found = sorted({int(p) for p in positions})
+    if not found or found[0] < 0 or found[-1] >= steps:
+        raise ValueError(
+            f"task {task.name!r}: gradient_positions({steps}) must name steps in "
+            f"[0, {steps - 1}], got {list(positions)}"
+        )
+    return found
+
+
+def origin_step(task: Task, steps: int) -> int:
+    """The step lags are counted back from: the first measured position, else the last step."""
+    positions = measured_positions(task, steps)
+    return steps - 1 if positions is None else positions[0]
+
+
 def state_gradients(
     model: SequenceModel, params: dict[str, np.ndarray], batch: Split, lags: Sequence[int]
 ) -> dict[int, np.ndarray]:
-    """``dLoss/dh_t`` ``(N, H)`` (float64) for each lag ``T - 1 - t``, through the cell protocol
-    only (see the module docstring): ``Loss`` is the task's loss times the batch's size, ``h_t``
-    the top layer's hidden state at step ``t``."""
+    """``dLoss/dh_t`` ``(N, H)`` (float64) for each lag ``o - t``, through the cell protocol
+    only (see the module docstring): ``Loss`` is the task's loss times the batch's size (the
+    loss at the task's :meth:`~rnnbench.Task.gradient_positions` only, when it names them),
+    ``h_t`` the top layer's hidden state at step ``t``, ``o`` the :func:`origin_step`."""
     cell, task = model.cell, model.task
     dtype = cell.config.np_dtype
     steps, count = batch.inputs.shape[:2]
-    if any(not 0 <= lag < steps for lag in lags):
-        raise ValueError(f"lags must lie in [0, {steps - 1}], got {list(lags)}")
+    positions = measured_positions(task, steps)
+    origin = steps - 1 if positions is None else positions[0]
+    if any(not 0 <= lag <= origin for lag in lags):
+        raise ValueError(f"lags must lie in [0, {origin}], got {list(lags)}")
     cell_params = model.cell_params(params)
     inputs = batch.inputs.astype(dtype, copy=False)
 
     # Chunks [start, end): a new chunk starts right after every probed step t = T-1-lag, so the
     # d_initial_state of the chunk starting at t+1 is the gradient w.r.t. the state after step t.
-    starts = sorted({steps - lag for lag in lags if lag > 0} | {0})
+    starts = sorted({origin + 1 - lag for lag in lags if origin + 1 - lag < steps} | {0})
     bounds = list(zip(starts, [*starts[1:], steps], strict=True))
     state = cell.initial_state(count)
     results, host_outputs = [], []
@@ -145,7 +184,14 @@ def state_gradients(
     outputs = np.concatenate(host_outputs)
 
     seen = outputs[-1] if task.readout == "last" else outputs
-    _, d_predictions = task.loss(model.readout.apply(params, seen), batch.targets)
+    if positions is None:
+        _, d_predictions = task.loss(model.readout.apply(params, seen), batch.targets)
+    else:  # the task's loss at those steps alone (readout "all": time is axis 0 of both)
+        _, d_measured = task.loss(
+            model.readout.apply(params, seen[positions]), batch.targets[positions]
+        )
+        d_predictions = np.zeros((steps, count, model.output_size), dtype=d_measured.dtype)
+        d_predictions[positions] = d_measured
     # x count: each sequence's gradient is that of its own loss (the task's loss is a mean).
     d_seen = model.readout.d_hidden(params, d_predictions) * dtype.type(count)
     if task.readout == "last":
@@ -162,7 +208,7 @@ def state_gradients(
         if start > 0:
             through_time = cell.to_host(d_final[0])[-1].astype(np.float64)  # top layer's h
             by_step[start - 1] = direct[start - 1].astype(np.float64) + through_time
-    return {lag: by_step[steps - 1 - lag] for lag in lags}
+    return {lag: by_step[origin - lag] for lag in lags}
 
 
 def gradient_by_lag(
@@ -243,7 +289,7 @@ def _compute_profiles(run: RunOutcome) -> dict[str, Any]:
     if not applies(run):
         return {"lags": None, "init": None, "trained": None}
     batch = probe_batch(run)
-    lags = probe_lags(batch.inputs.shape[0])
+    lags = probe_lags(origin_step(run.task, batch.inputs.shape[0]) + 1)
     init = gradient_by_lag(run.model, run.initial_params, batch, lags)
     trained = None
     if not run.training.diverged:
@@ -322,8 +368,9 @@ def rnnbench_register_metrics(register):
         "of grad_lags, on the first 32 validation sequences"
     )
     register("grad_lags", grad_lags,
-             "time lags T-1-t at which the grad_norm_by_lag profiles are measured: 0..8, then "
-             "doubling, plus T-1 (list)", better=None)
+             "time lags o-t at which the grad_norm_by_lag profiles are measured, o the last step "
+             "(the first recall step for copy memory): 0..8, then doubling, plus o (list)",
+             better=None)
     register("grad_norm_by_lag_init", grad_norm_by_lag_init,
              f"{profile}, initial parameters (list aligned with grad_lags)", better=None)
     register("grad_norm_by_lag_trained", grad_norm_by_lag_trained,

@@ -20,7 +20,10 @@
 ``steps_to_target`` / ``seconds_to_target``
     The optimizer steps and training seconds (optimizer steps only, as ``train_seconds``) at the
     evaluation where the validation loss first reached the suite's ``target_loss``; ``None`` when
-    there is no target or it was not reached. ``seconds_to_target`` is a timing.
+    there is no target or it was not reached. ``seconds_to_target`` is a timing. Over seeds, the
+    summary (:meth:`rnnbench.ResultTable.summary`) does not let the unreached seeds vanish from
+    a mean: it gives the median with an unreached seed counted as never, and how many of the
+    seeds with a target reached it ("400 (2/3 reached)").
 """
 
 from __future__ import annotations

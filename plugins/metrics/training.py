@@ -68,6 +68,21 @@ def stopped_early(run: RunOutcome) -> bool:
     return run.training.stopped_early
 
 
+def solved(run: RunOutcome) -> bool | None:
+    """Whether the run met its task's :meth:`~rnnbench.Task.solved_criterion` on the test
+    split: ``None`` when the task defines none (or the quantity it compares is missing),
+    ``False`` for a diverged run (it has solved nothing, whatever its last weights score)."""
+    criterion = run.task.solved_criterion(run.data)
+    if criterion is None:
+        return None
+    if run.training.diverged:
+        return False
+    test = run.test
+    return criterion.holds(
+        criterion.value(test.loss, test.accuracy, test.scores, run.baseline_loss)
+    )
+
+
 @hookimpl
 def rnnbench_register_metrics(register):
     register("test_loss", test_loss, "loss on the test split after training")
@@ -83,6 +98,10 @@ def rnnbench_register_metrics(register):
     register("param_count", param_count, "trainable parameters (cell and readout)", better=None)
     register("diverged", diverged, "loss or gradient became NaN/inf", better=None)
     register("stopped_early", stopped_early, "a plugin stopped training early", better=None)
+    register("solved", solved,
+             "the test split meets the task's solved criterion (Task.solved_criterion; README, "
+             "Tasks); a diverged run is not solved; blank when the task defines none",
+             better="higher")
     register("train_seconds", train_seconds, "wall-clock seconds in optimizer steps",
              timing=True)
     register("step_ms", step_ms, "milliseconds per optimizer step (forward+backward+update)",

@@ -12,9 +12,10 @@ from rnnbench import (
     ResultTable,
     atomic_write_text,
     encode_nonfinite,
-    format_mean_std,
     format_value,
     hookimpl,
+    summary_cell,
+    summary_heading,
 )
 
 
@@ -28,7 +29,7 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
 def summary_cells(table: ResultTable) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the seed-aggregated summary, varying configuration columns only."""
     columns = [c for c in table.display_columns if c != "seed"]
-    header = [*columns, "runs", *table.metrics]
+    header = [*columns, "runs", *(summary_heading(m) for m in table.metrics)]
     rows = []
     for row in table.summary():
         counts = f"{row['ok']}/{row['runs']}"
@@ -39,7 +40,7 @@ def summary_cells(table: ResultTable) -> tuple[list[str], list[list[str]]]:
         rows.append(
             [format_value(table.display_value(row, c)) for c in columns]
             + [counts]
-            + [format_mean_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in table.metrics]
+            + [summary_cell(row, m) for m in table.metrics]
         )
     return header, rows
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnbench import (
+    RunOutcome,
+    SolvedCriterion,
     Split,
     Task,
     TaskData,
@@ -51,7 +53,10 @@ class CopyMemory(Task):
     name = "copy_memory"
     topology = Topology.MANY_TO_MANY
     readout = "all"
-    description = "recall 10 symbols after T blanks (Arjovsky et al. 2016); memoryless 10ln8/(T+20)"
+    description = (
+        "recall 10 symbols after T blanks (Arjovsky et al. 2016); memoryless: loss 10ln8/(T+20), "
+        "recall_accuracy 1/8"
+    )
 
     length: int = param(10, "delay T: blanks plus delimiter between the symbols and their recall")
     symbols: int = param(8, "number of distinct data symbols (the paper: 8)")
@@ -107,6 +112,35 @@ class CopyMemory(Task):
         """Test cross-entropy of the per-position target frequencies of the training split
         (the memoryless predictor), about ``recall ln(symbols) / (T + 2 recall)``."""
         return positional_cross_entropy(data.train, data.test, self.symbols + 1)
+
+    # --- task-aware evaluation: the recall positions are what the task is about ------------
+
+    def recall_positions(self) -> range:
+        """The last ``recall`` steps: where the symbols must be reproduced."""
+        return range(self.steps - self.recall, self.steps)
+
+    def scores(self, predictions: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+        """``recall_accuracy``: the fraction of the recalled symbols right (argmax at the recall
+        positions). ``accuracy`` counts the blanks too and reads ``(T + recall +
+        recall/symbols) / (T + 2 recall)`` (0.93 at T = 100) for a memoryless model;
+        ``recall_accuracy`` reads ``1 / symbols`` (0.125 with the paper's 8) for it."""
+        recall = slice(self.steps - self.recall, self.steps)
+        return {"recall_accuracy": accuracy(predictions[recall], targets[recall])}
+
+    def gradient_positions(self, steps: int) -> range:
+        """The recall positions: the gradient-flow profile is that of the recall's loss, by lag
+        back from the first recall step (index ``T + recall``), where the literature measures
+        how much of it reaches the inputs: the last symbol to remember sits at lag ``T + 1``,
+        the first at lag ``T + recall``."""
+        return range(steps - self.recall, steps)
+
+    def solved_criterion(self, data: TaskData) -> SolvedCriterion:
+        return SolvedCriterion(
+            "recall_accuracy", ">=", 0.99,
+            "Arjovsky et al. 2016 count the task solved when the cross-entropy falls to about "
+            "0, i.e. every symbol recalled; 0.99 allows 1 wrong symbol in 100 (memoryless: "
+            "1/symbols)",
+        )
 
 
 @dataclass
@@ -175,8 +209,32 @@ class Echo(Task):
         (the memoryless predictor), about ``(length - delay) ln(symbols) / length``."""
         return positional_cross_entropy(data.train, data.test, self.symbols + 1)
 
+    def solved_criterion(self, data: TaskData) -> SolvedCriterion:
+        return SolvedCriterion(
+            "accuracy", ">=", 0.99,
+            "harness choice (no literature threshold): a delay line is exact, so solved means "
+            "at most 1 output in 100 wrong",
+        )
+
 
 @hookimpl
 def rnnbench_register_tasks(register):
     register(CopyMemory)
     register(Echo)
+
+
+def recall_accuracy(run: RunOutcome) -> float | None:
+    """Copy memory's ``recall_accuracy`` on the test split (:meth:`CopyMemory.scores`); blank
+    for other tasks and for a diverged run."""
+    if run.training.diverged:
+        return None
+    return run.test.scores.get("recall_accuracy")
+
+
+@hookimpl
+def rnnbench_register_metrics(register):
+    # A task's own score becomes a table column through a metric that reads run.test.scores.
+    register("recall_accuracy", recall_accuracy,
+             "copy memory: fraction of the recalled symbols right (recall positions only; "
+             "test_accuracy counts the blanks too); memoryless baseline 1/symbols = 0.125",
+             better="higher")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnbench import (
+    SolvedCriterion,
     Split,
     Task,
     TaskData,
@@ -87,6 +88,31 @@ class Blobs(Task):
     def baseline_loss(self, data: TaskData) -> float:
         """Test cross-entropy of predicting the training class frequencies for every point."""
         return positional_cross_entropy(data.train, data.test, self.classes)
+
+    #: How far below the nearest-class-mean classifier's test accuracy a solved run may be.
+    SOLVED_MARGIN = 0.02
+
+    def nearest_mean_accuracy(self, data: TaskData) -> float:
+        """Test accuracy of assigning each point to the nearest class mean of the training
+        split: near the Bayes-optimal accuracy, since the clusters are isotropic with one
+        spread and classes are equally likely (overlapping clusters cap it below 1)."""
+        train_points, test_points = data.train.inputs[0], data.test.inputs[0]
+        means = np.stack([
+            train_points[data.train.targets == k].mean(axis=0)
+            if np.any(data.train.targets == k) else np.full(self.dims, np.inf)
+            for k in range(self.classes)
+        ])
+        distances = np.linalg.norm(test_points[:, None, :] - means[None], axis=-1)
+        return float(np.mean(np.argmin(distances, axis=1) == data.test.targets))
+
+    def solved_criterion(self, data: TaskData) -> SolvedCriterion:
+        threshold = self.nearest_mean_accuracy(data) - self.SOLVED_MARGIN
+        return SolvedCriterion(
+            "accuracy", ">=", threshold,
+            "harness choice: test accuracy within 0.02 of the nearest-class-mean classifier "
+            "fitted on the training split (near Bayes-optimal here; overlapping clusters make "
+            "a fixed accuracy meaningless)",
+        )
 
 
 @hookimpl
