@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnbench.cell import CellSupport
+from rnnbench.claims import Claim, check_selectors, parse_claims
 from rnnbench.data_files import content_digest, is_path_parameter, looks_like_path, resolve
 from rnnbench.errors import did_you_mean
 from rnnbench.plugin_manager import CellEntry, Registry
@@ -130,6 +131,8 @@ class Suite:
     #: Runs dropped because their backend is unavailable here and ``skip_unavailable`` is true,
     #: each with the backend's reason.
     skipped: list[tuple[RunSpec, str]] = field(default_factory=list)
+    #: What the suite says its results should show (``claims:``; see :mod:`rnnbench.claims`).
+    claims: list[Claim] = field(default_factory=list)
 
 
 def load_suite(path: str | Path, registry: Registry, max_runs: int | None = None) -> Suite:
@@ -187,6 +190,7 @@ class _Validation:
         ]
         metrics = self.metrics()
         excludes = self.excludes([base, *includes])
+        claims = parse_claims(self.doc, self.problems, metrics, self.registry.metrics)
         self.problems.raise_if_any()
 
         expanded = expand_runs([base, *includes], excludes)
@@ -225,6 +229,7 @@ class _Validation:
                     "set skip_unavailable: true to skip its runs, or exclude it",
                     line=backend.line,
                 )
+        check_selectors(claims, [*runs, *(spec for spec, _ in skipped)], self.problems)
         self.problems.raise_if_any()
         output = data.get("output")
         return Suite(
@@ -236,6 +241,7 @@ class _Validation:
             metrics=metrics,
             runs=runs,
             skipped=skipped,
+            claims=claims,
         )
 
     def check_run_count(self) -> None:
