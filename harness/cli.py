@@ -449,7 +449,12 @@ def print_claims(results: Sequence[ClaimResult], console: Console) -> None:
         view.add_row(*(Text(cell) for cell in cells),
                      Text(verdict, style=_VERDICT_STYLES.get(result.verdict, "")))
     console.print(view)
-    for result in results:
+    for result in results:  # one plain line each, whole (a table cell folds): for CI logs
+        if result.verdict in (FAILS, INCONCLUSIVE):
+            console.print(Text.assemble(
+                (f"{result.verdict}:", _VERDICT_STYLES[result.verdict]),
+                f" claim {result.claim.id!r}: expected {result.claim.expected}; measured "
+                f"{result.measured}" + (f"; {result.reason}" if result.reason else "")))
         if result.verdict == KNOWN_FAILURE_HOLDS:
             console.print(Text.assemble(
                 ("KNOWN FAILURE NOW HOLDS:", "bold yellow reverse"),
