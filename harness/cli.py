@@ -364,6 +364,8 @@ def command_validate(args: argparse.Namespace, host: PluginHost, console: Consol
     line = f"{args.suite}: valid; {len(suite.runs)} runs"
     if suite.skipped:
         line += f" ({len(suite.skipped)} skipped: backend unavailable)"
+    if suite.claims:
+        line += f"; {len(suite.claims)} claim{'s' if len(suite.claims) != 1 else ''}"
     make_console().print(line)
     return EXIT_OK
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def test_malformed_expect_is_refused_with_an_example(text):
 
 
 def test_between_bounds_in_the_wrong_order_says_which_comes_first():
-    with pytest.raises(ValueError, match='e.g. "between 1 3"'):
+    with pytest.raises(ValueError, match=re.escape('e.g. "between 1 3"')):
         parse_expect("between 3 1")
 
 
@@ -349,10 +350,27 @@ def test_verify_json(ran, capsys):
         "lstm-below-10", "lstm-slower", "negative-loss"]
 
 
-def test_run_and_show_print_the_claims(ran, tmp_path, capsys):
+def test_validate_run_and_show_print_the_claims(ran, tmp_path, capsys):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(BASE + CLAIMS)
+    assert main(["validate", str(suite)]) == 0
+    assert "valid; 4 runs; 3 claims" in capsys.readouterr().out
+    assert main(["run", str(suite), "-o", str(tmp_path / "out"), "-k", "seed0 or seed1"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("mean ± std over seeds") < out.index("claims hold: 2 holds; 1 known failure")
     assert main(["show", str(ran)]) == 0
     out = capsys.readouterr().out
-    assert "claims" in out and "lstm-slower" in out and "claims hold" in out
+    assert "lstm-slower" in out and "claims hold: 2 holds; 1 known failure" in out
+
+
+def test_show_warns_about_unreadable_claims_and_still_writes_the_tables(tmp_path, capsys):
+    folder = hand_made(tmp_path / "r", '  - {id: x, claim: y, source: z, where: {cell: lstm}, '
+                       'metric: test_loss, expect: "about 3"}\n', LSTM)
+    assert main(["show", str(folder)]) == 0
+    captured = capsys.readouterr()
+    assert "warning: claims not evaluated:" in captured.err
+    assert "claims[0].expect: cannot read 'about 3'" in captured.err
+    assert "## Claims" not in (folder / "results.md").read_text()
 
 
 def hand_made(folder: Path, claims: str, records: list[RunRecord]) -> Path:
