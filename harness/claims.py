@@ -168,7 +168,7 @@ class Claim:
         by default), one of the key's values."""
         selector = self.where if selector is None else selector
         return all(
-            key in flat and any(same_value(flat[key], value) for value in values)
+            key in flat and any(_matches(flat, key, value) for value in values)
             for key, values in selector.items()
         )
 
@@ -183,6 +183,19 @@ class Claim:
             return (f"mean {self.metric} of {where} / of {selector_text(self.compare_to)} "
                     f"{self.expect}")
         return f"mean {self.metric} of {where} {self.expect}"
+
+
+def _matches(flat: dict[str, Any], key: str, value: Any) -> bool:
+    """One selector value against a run's: equal as a suite means it; a data-file parameter
+    (recorded resolved, e.g. ``/home/me/suite/data/prices.csv``) also matches the path as the
+    suite wrote it, relative to its folder (``data/prices.csv``)."""
+    actual = flat[key]
+    if same_value(actual, value):
+        return True
+    if isinstance(value, str) and isinstance(actual, str) and f"{key}.sha256" in flat:
+        written = Path(value).as_posix().removeprefix("./")
+        return Path(actual).as_posix().endswith("/" + written)
+    return False
 
 
 def selector_text(selector: dict[str, list[Any]]) -> str:
@@ -445,7 +458,7 @@ def check_selectors(claims: Sequence[Claim], runs: Sequence[RunSpec],
             chosen = [flat for flat in flats if claim.selects(flat, selector)]
             if not chosen:
                 _no_match(problems, path, selector, flats)
-            elif name == "where" and len(chosen) < claim.min_runs:
+            elif (name == "where" or claim.aggregate is None) and len(chosen) < claim.min_runs:
                 runs_text = f"{len(chosen)} run{'s' if len(chosen) != 1 else ''}"
                 problems.add(path, f"selects {runs_text}, fewer than min_runs "
                              f"({claim.min_runs}): the claim could only be inconclusive",
@@ -459,7 +472,7 @@ def _no_match(problems: SuiteProblems, path: KeyPath, selector: dict[str, list[A
     for key, values in selector.items():
         present = [flat[key] for flat in flats if key in flat]
         for value in values:
-            if not any(same_value(value, other) for other in present):
+            if not any(key in flat and _matches(flat, key, value) for flat in flats):
                 shown = sorted({str(other) for other in present})
                 problems.add((*path, key), f"no run has {key} {_text(value)}",
                              did_you_mean(str(value), shown))
@@ -551,9 +564,10 @@ def _group(claim: Claim, selector: dict[str, list[Any]],
         if not claim.selects(flat, selector):
             continue
         group.run_ids.append(record.run_id)
-        value = _metric_number(record.metrics.get(claim.metric))
+        raw = record.metrics.get(claim.metric)
+        value = _metric_number(raw)
         if value is None:
-            group.missing.append(record.status if record.status != "ok" else "no value")
+            group.missing.append(_why_missing(record.status, raw))
         else:
             group.values.append(value)
     return group
@@ -611,6 +625,17 @@ def _too_few(count: int, group: GroupValues, min_runs: int) -> str:
     if group.missing:
         text += f" ({group.missing_text()})"
     return text + f", fewer than min_runs ({min_runs})"
+
+
+def _why_missing(status: str, raw: Any) -> str:
+    """Why a run gives no value: its status, else what it recorded instead of a number."""
+    if status != "ok":
+        return status
+    if isinstance(raw, list):
+        return "a profile, not a number"
+    if isinstance(raw, str):
+        return "metric error"
+    return "no value"
 
 
 def _metric_number(value: Any) -> float | None:

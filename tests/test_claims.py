@@ -446,3 +446,40 @@ def test_verify_reads_the_newest_suite_copy_or_the_one_given(tmp_path, capsys):
     assert main(["verify", str(folder)]) == 0
     assert main(["verify", str(folder), "--suite", str(folder / "suite.yaml")]) == 1
     assert [c.id for c in read_claims(resumed)] == ["lstm-solves", "rnn-fails"]
+
+
+def test_a_data_file_parameter_is_selected_as_the_suite_wrote_its_path(tmp_path, registry,
+                                                                        data_dir):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "prices.csv").write_text((data_dir / "prices.csv").read_text())
+    path = tmp_path / "suite.yaml"
+    path.write_text("""\
+name: files
+cell: rnn
+task: [{name: forecast, params: {source: [data/prices.csv, synthetic], window: 5}}]
+hidden_size: 4
+seed: [0, 1]
+training: {steps: 2}
+metrics: [test_loss]
+claims:
+  - {id: f, claim: x, source: y, where: {task.source: data/prices.csv}, metric: test_loss,
+     expect: "< 1"}
+  - {id: g, claim: x, source: y, where: {task.source: data/other.csv}, metric: test_loss,
+     expect: "< 1"}
+""")
+    with pytest.raises(SuiteError) as info:
+        load_suite(path, registry)
+    assert [p.field for p in info.value.problems] == ["claims[1].where.task.source"]
+    path.write_text(path.read_text().split("  - {id: g")[0])
+    suite = load_suite(path, registry)
+    chosen = [run for run in suite.runs if suite.claims[0].selects(run.flat())]
+    assert len(chosen) == 2 and all(run.task_label.startswith("forecast[source=prices.csv")
+                                    for run in chosen)
+
+
+def test_a_profile_or_an_error_string_is_a_missing_value_that_says_why():
+    records = [record("lstm", 0, test_loss=[0.1, 0.2]), record("lstm", 1, test_loss="error: x")]
+    result = evaluate_claim(claim(), records)
+    assert result.verdict == INCONCLUSIVE
+    assert result.reason == ("0 values from 2 runs (1 a profile, not a number, 1 metric error), "
+                             "fewer than min_runs (2)")
