@@ -251,7 +251,7 @@ class GroupValues:
     def summary(self) -> str:
         """``0.0042 ± 0.0011 (n=3)``; ``(n=2 of 3 runs; 1 diverged)`` when values are missing."""
         if self.mean is None:
-            text = "no value"
+            text = "no value" if self.runs else "no run"
         else:
             text = format_value(self.mean)
             if self.std:

@@ -371,6 +371,7 @@ def test_show_warns_about_unreadable_claims_and_still_writes_the_tables(tmp_path
     assert "warning: claims not evaluated:" in captured.err
     assert "claims[0].expect: cannot read 'about 3'" in captured.err
     assert "## Claims" not in (folder / "results.md").read_text()
+    assert not (folder / "plots" / "claims.png").exists()  # no claims, no figure
 
 
 def hand_made(folder: Path, claims: str, records: list[RunRecord]) -> Path:

@@ -4,9 +4,10 @@ Each panel shows the selected runs' values (points, one per run) and their mean 
 claim's group(s), against the threshold line(s) of ``expect``; the title gives the verdict. For
 a claim with ``compare_to`` every value is divided by the mean of the ``compare_to`` group, so
 that group sits at 1 and the ``where`` group's mean is the ratio the thresholds apply to. For
-``aggregate: solved_fraction`` the thresholds apply run by run and the title gives the fraction
-against ``at_least``. Nothing is written when the suite states no claims. Reads the evaluated
-claims on ``ResultTable.claims`` only; the file is written atomically like the tables.
+``aggregate: solved_fraction`` the thresholds apply run by run (points green when a run meets
+``expect``, red when not; no mean) and the title gives the fraction against ``at_least``.
+Nothing is written when the suite states no claims. Reads the evaluated claims on
+``ResultTable.claims`` only; the file is written atomically like the tables.
 """
 
 from __future__ import annotations
@@ -47,10 +48,14 @@ def _panel(axis, result: ClaimResult) -> None:
         values = np.array(_finite([v / scale for v in group.values]), dtype=float)
         if values.size:
             jitter = rng.uniform(-0.12, 0.12, size=values.size)
-            axis.scatter(position + jitter, values, s=18, alpha=0.7, color="tab:blue", zorder=3)
-            mean = float(np.mean(values))
-            axis.hlines(mean, position - 0.3, position + 0.3, color="black", linewidth=2,
-                        zorder=4)
+            if claim.aggregate:  # judged run by run: each point says whether it met expect
+                colours = ["tab:green" if claim.expect.met(v) else "tab:red" for v in values]
+            else:
+                colours = ["tab:blue"] * values.size
+            axis.scatter(position + jitter, values, s=18, alpha=0.7, c=colours, zorder=3)
+            if not claim.aggregate:
+                axis.hlines(float(np.mean(values)), position - 0.3, position + 0.3,
+                            color="black", linewidth=2, zorder=4)
             drawn.extend(values.tolist())
         label = f"{name}\n" + textwrap.fill(_selector_text(group.selector), 28)
         label += f"\nn={group.n}" + (f" ({len(group.missing)} missing)" if group.missing else "")
@@ -73,6 +78,8 @@ def _panel(axis, result: ClaimResult) -> None:
     heading = f"{claim.id}: {verdict}"
     if result.value is not None and claim.aggregate:
         heading += f" (fraction {result.value:.3g} of runs {expect}; at least {claim.at_least:g})"
+    elif verdict == "inconclusive":
+        heading += f" ({result.reason})"
     elif result.value is not None:
         heading += f" ({'ratio' if claim.compare_to else 'mean'} {result.value:.3g}, " \
             f"expect {expect})"
