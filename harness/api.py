@@ -9,6 +9,7 @@ writes the results folder; it prints nothing and raises the usual errors
     run = rnnbench.run_suite("benchmarks/quickstart.yaml", output_dir="results/mine")
     print(run.finished, run.failed, run.diverged)
     run.table.summary()  # mean and std over seeds, one row per configuration
+    run.table.claims     # the suite's claims evaluated on the records (rnnbench.ClaimResult)
 """
 
 from __future__ import annotations
