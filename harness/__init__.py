@@ -34,6 +34,7 @@ from rnnbench.cell import (
     param_shapes,
     parameter_count,
 )
+from rnnbench.claims import CLAIM_COLUMNS, Claim, ClaimResult, evaluate_claims
 from rnnbench.errors import PluginError, RnnbenchError, SuiteError
 from rnnbench.hookspecs import (
     CellRegistrar,
@@ -99,6 +100,7 @@ CONTRACT_VERSION = 1
 hookimpl = pluggy.HookimplMarker("rnnbench")
 
 __all__ = [
+    "CLAIM_COLUMNS",
     "CONTRACT_VERSION",
     "GATES",
     "Array",
@@ -108,6 +110,8 @@ __all__ = [
     "CellContractError",
     "CellRegistrar",
     "CellSupport",
+    "Claim",
+    "ClaimResult",
     "EncoderDecoderModel",
     "Evaluation",
     "EvaluationLogs",
@@ -154,6 +158,7 @@ __all__ = [
     "check_sizes",
     "cross_entropy",
     "encode_nonfinite",
+    "evaluate_claims",
     "format_mean_std",
     "format_value",
     "gate_blocks",

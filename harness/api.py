@@ -9,6 +9,7 @@ writes the results folder; it prints nothing and raises the usual errors
     run = rnnbench.run_suite("benchmarks/quickstart.yaml", output_dir="results/mine")
     print(run.finished, run.failed, run.diverged)
     run.table.summary()  # mean and std over seeds, one row per configuration
+    run.table.claims     # the suite's claims evaluated on the records (rnnbench.ClaimResult)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rnnbench.claims import Claim, evaluate_claims, load_claims_quietly
 from rnnbench.errors import PluginError, RnnbenchError, SuiteError, SuiteProblem
 from rnnbench.events import PluginHookWarning, failure_text
 from rnnbench.output_dir import (
@@ -183,7 +185,7 @@ def run_suite(
         if fresh:  # until the first run ends, the tables must not show the previous file's runs
             with warnings.catch_warnings():  # a kept user file is said once, at the end
                 warnings.simplefilter("ignore", KeptFileWarning)
-                write_tables(out_dir, host, metrics=list(suite.metrics))
+                write_tables(out_dir, host, metrics=list(suite.metrics), claims=suite.claims)
 
         entered = observer if hasattr(observer, "__enter__") else contextlib.nullcontext()
         try:
@@ -192,9 +194,9 @@ def run_suite(
         except KeyboardInterrupt:
             # The tables must show the records now in results.jsonl, not the previous suite's.
             with contextlib.suppress(Exception):
-                write_tables(out_dir, host, metrics=list(suite.metrics))
+                write_tables(out_dir, host, metrics=list(suite.metrics), claims=suite.claims)
             raise
-        table = write_tables(out_dir, host, metrics=list(suite.metrics))
+        table = write_tables(out_dir, host, metrics=list(suite.metrics), claims=suite.claims)
     return SuiteRun(suite, out_dir, runs, already_done, records, table)
 
 
@@ -265,16 +267,26 @@ def load_validated_suite(
     return validate_suite(document, host.registry, max_runs=max_runs, variant=variant)
 
 
-def results_table(out_dir: Path, host: PluginHost, metrics: list[str] | None = None
-                  ) -> ResultTable:
-    """The table of a results folder's records, with each metric's better direction."""
+def results_table(out_dir: Path, host: PluginHost, metrics: list[str] | None = None,
+                  claims: list[Claim] | None = None) -> ResultTable:
+    """The table of a results folder's records, with each metric's better direction and the
+    claims evaluated on them: ``claims`` (a validated suite's), else those of the folder's suite
+    copy (unreadable ones are a :class:`StoreWarning`, not an error: the tables still come)."""
     better = {name: entry.better for name, entry in host.registry.metrics.resolved().items()}
-    return load_table(out_dir, metrics=metrics, better=better)
+    table = load_table(out_dir, metrics=metrics, better=better)
+    if claims is None:
+        claims, problem = load_claims_quietly(Path(out_dir))
+        if problem:
+            warnings.warn(f"claims not evaluated: {problem}", StoreWarning, stacklevel=2)
+    table.claims = evaluate_claims(claims, table.records)
+    return table
 
 
-def write_tables(out_dir: Path, host: PluginHost, metrics: list[str] | None = None) -> ResultTable:
-    """Build the table from the folder's records and have every reporter write it."""
-    table = results_table(out_dir, host, metrics)
+def write_tables(out_dir: Path, host: PluginHost, metrics: list[str] | None = None,
+                 claims: list[Claim] | None = None) -> ResultTable:
+    """Build the table from the folder's records and have every reporter write it; ``claims``
+    as :func:`results_table` takes them."""
+    table = results_table(out_dir, host, metrics, claims)
     for entry in host.registry.reporters_in_use():
         try:
             # Into a staging folder, moved into place from there: never over a user's file,

@@ -1,6 +1,7 @@
-"""The ``rnnbench`` command: run, validate, list, plugins, show, compare, check.
+"""The ``rnnbench`` command: run, validate, list, plugins, show, compare, check, verify.
 
-Exit codes: 0 success, 1 a run failed, 2 bad input (suite, plugin or arguments), 130 interrupted.
+Exit codes: 0 success, 1 a run failed (``verify``: a claim fails or is inconclusive), 2 bad
+input (suite, plugin or arguments), 130 interrupted.
 
 Everything printed comes from user input at some point (file names, suite values, plugin
 messages, record labels), so consoles print text literally: no rich markup, no emoji codes;
@@ -34,6 +35,19 @@ from rich.table import Table
 from rich.text import Text
 
 from rnnbench.api import load_validated_suite, results_table, run_suite, write_tables
+from rnnbench.claims import (
+    CLAIM_COLUMNS,
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    KNOWN_FAILURE,
+    KNOWN_FAILURE_HOLDS,
+    ClaimResult,
+    claims_exit_ok,
+    claims_suite_file,
+    evaluate_claims,
+    read_claims,
+)
 from rnnbench.compare import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
@@ -43,12 +57,15 @@ from rnnbench.compare import (
 )
 from rnnbench.errors import RnnbenchError, SuiteError, SuiteProblem
 from rnnbench.events import PluginHookWarning
+from rnnbench.json_numbers import encode_nonfinite
 from rnnbench.output_dir import KeptFileWarning, require_writable_folder
 from rnnbench.plugin_manager import TRACEBACK_ENV, PluginHost, build_host
 from rnnbench.record_file import StoreWarning
 from rnnbench.records import RunRecord, RunSpec
 from rnnbench.results import (
+    RESULTS_FILE,
     SUITE_COPY,
+    ResultStore,
     ResultTable,
     format_mean_std,
     format_value,
@@ -164,6 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--subset", action="store_true",
                          help="B may hold only some of A's runs (e.g. a -k re-run)")
 
+    verify = commands.add_parser(
+        "verify", parents=[plugins],
+        help="evaluate the claims of the suite that produced a results folder; exit 0 when "
+        "each holds or is a known failure, 1 when one fails or is inconclusive")
+    verify.add_argument("results", type=Path, help="results folder (holding results.jsonl and "
+                        "the suite copy suite.yaml)")
+    verify.add_argument("--suite", type=Path, help="take the claims from this suite file "
+                        "instead of the folder's copy")
+    verify.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
     check = commands.add_parser(
         "check", help="run the test kit's checks (rnnbench.testing) on a registered cell or "
         "task; exit 1 naming the checks that failed")
@@ -217,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_compare(args, host, console)
         if args.command == "check":
             return command_check(args, host, console)
+        if args.command == "verify":
+            return command_verify(args, console)
     except RnnbenchError as exc:
         console.print(Text.assemble(("error:", "red"), " ", str(exc)))
         print_details(exc, wants_traceback(args), console)
@@ -361,6 +390,8 @@ def command_validate(args: argparse.Namespace, host: PluginHost, console: Consol
         line = f"{args.suite}{what}: valid; {len(suite.runs)} runs"
         if suite.skipped:
             line += f" ({len(suite.skipped)} skipped: backend unavailable)"
+        if suite.claims:
+            line += f"; {len(suite.claims)} claim{'s' if len(suite.claims) != 1 else ''}"
         if suite.variant:
             line += f"; results to {suite.output}"
         make_console().print(line, markup=False)
@@ -380,6 +411,7 @@ def command_run(args: argparse.Namespace, host: PluginHost, console: Console) ->
     if not args.quiet:
         print_table(result.table, make_console(),
                     suite_metrics(result.suite.path, result.suite.variant))
+        print_claims(result.table.claims, make_console())
         make_console().print(f"results: {result.output_dir}")
     for record in result.failures:
         console.print(Text.assemble(("failed", "red"), f" {record.label}: {record.error}"))
@@ -400,7 +432,74 @@ def command_show(args: argparse.Namespace, host: PluginHost) -> int:
             table = write_tables(args.results, host)
     metrics = suite_metrics(args.results / SUITE_COPY, recorded_variant(args.results))
     print_table(table, make_console(), metrics)
+    print_claims(table.claims, make_console())
     return EXIT_OK
+
+
+def command_verify(args: argparse.Namespace, console: Console) -> int:
+    """Exit 0 when every claim holds or is a known failure (one that now holds too, like
+    pytest's non-strict xpass, said loudly), 1 when one fails or is inconclusive, 2 when the
+    folder cannot be verified (no records, no suite copy, no claims)."""
+    folder = args.results
+    if not (folder / RESULTS_FILE).is_file():
+        raise RnnbenchError(f"{folder}: no {RESULTS_FILE} here; is it a results folder?")
+    suite_file = args.suite or claims_suite_file(folder)
+    if suite_file is None:
+        raise RnnbenchError(f"{folder}: no suite.yaml (the copy of the suite a run writes); "
+                            "give the suite with --suite FILE")
+    claims = read_claims(suite_file, recorded_variant(folder))
+    if not claims:
+        raise RnnbenchError(f"{suite_file}: the suite states no claims; add a claims: list "
+                            "(README.md, 'Claims')")
+    results = evaluate_claims(claims, ResultStore(folder).records())
+    ok = claims_exit_ok(results)
+    if args.json:
+        document = {"results": str(folder), "suite": str(suite_file), "ok": ok,
+                    "claims": [result.to_dict() for result in results]}
+        print(json.dumps(encode_nonfinite(document), indent=2, default=str, allow_nan=False))
+        return EXIT_OK if ok else EXIT_RUN_FAILED
+    out = make_console()
+    out.print(f"claims of {suite_file} on the records in {folder}", markup=False)
+    print_claims(results, out)
+    return EXIT_OK if ok else EXIT_RUN_FAILED
+
+
+_VERDICT_STYLES = {HOLDS: "green", FAILS: "bold red", INCONCLUSIVE: "yellow",
+                   KNOWN_FAILURE: "magenta", KNOWN_FAILURE_HOLDS: "bold yellow reverse"}
+
+
+def print_claims(results: Sequence[ClaimResult], console: Console) -> None:
+    """The claims table, then one line per known failure that now holds (remove its mark) and
+    the tally: ``3 hold, 1 known failure; 1 fails: ID``."""
+    if not results:
+        return
+    view = Table(title="claims", title_justify="left")
+    for column in CLAIM_COLUMNS:
+        view.add_column(column, overflow="fold", no_wrap=column == "id")
+    for result in results:
+        *cells, verdict = result.cells()
+        view.add_row(*(Text(cell) for cell in cells),
+                     Text(verdict, style=_VERDICT_STYLES.get(result.verdict, "")))
+    console.print(view)
+    for result in results:  # one plain line each, whole (a table cell folds): for CI logs
+        if result.verdict in (FAILS, INCONCLUSIVE):
+            console.print(Text.assemble(
+                (f"{result.verdict}:", _VERDICT_STYLES[result.verdict]),
+                f" claim {result.claim.id!r}: expected {result.claim.expected}; measured "
+                f"{result.measured}" + (f"; {result.reason}" if result.reason else "")))
+        if result.verdict == KNOWN_FAILURE_HOLDS:
+            console.print(Text.assemble(
+                ("KNOWN FAILURE NOW HOLDS:", "bold yellow reverse"),
+                f" claim {result.claim.id!r} is marked known_failure "
+                f"({result.claim.known_failure}) but holds; remove the mark"))
+    counts: dict[str, list[str]] = {}
+    for result in results:
+        counts.setdefault(result.verdict, []).append(result.claim.id)
+    tally = [f"{len(ids)} {verdict}" + (f": {', '.join(ids)}" if verdict in (
+        FAILS, INCONCLUSIVE, KNOWN_FAILURE_HOLDS) else "") for verdict, ids in counts.items()]
+    ok = claims_exit_ok(results)
+    console.print(Text.assemble(("claims hold" if ok else "claims do not hold",
+                                 "green" if ok else "bold red"), ": " + "; ".join(tally)))
 
 
 def command_compare(args: argparse.Namespace, host: PluginHost, console: Console) -> int:

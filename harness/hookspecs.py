@@ -242,7 +242,9 @@ def rnnbench_register_reporters(register: ReporterRegistrar) -> None:
     paths. ``out_dir`` is an empty staging folder inside the results folder: rnnbench moves the
     files into place, except over a file it did not write. Every registered reporter runs
     after each ``rnnbench run`` and ``rnnbench show``; reporters read records only: they never
-    rerun or retrain anything. Returns nothing; every plugin's implementation is called.
+    rerun or retrain anything. ``table.claims`` holds the suite's claims evaluated on the
+    records (:class:`rnnbench.ClaimResult`; empty when it states none). Returns nothing; every
+    plugin's implementation is called.
     """
 
 

@@ -32,11 +32,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rnnbench import json_numbers
 from rnnbench.record_file import StoreWarning, read_record_file, repair_torn_tail
 from rnnbench.records import RunRecord
+
+if TYPE_CHECKING:
+    from rnnbench.claims import ClaimResult
 
 RESULTS_FILE = "results.jsonl"
 ENVIRONMENT_FILE = "environment.json"
@@ -281,6 +284,9 @@ class ResultTable:
     environment: dict[str, Any] | None = None
     #: Metrics whose values are lists (curves such as gradient norm by lag): not table columns.
     profiles: list[str] = field(default_factory=list)
+    #: The suite's claims evaluated on these records (:class:`rnnbench.ClaimResult`), in the
+    #: suite's order; empty when the suite states none.
+    claims: list[ClaimResult] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         listed = {

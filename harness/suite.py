@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnbench.cell import CellSupport
+from rnnbench.claims import Claim, check_selectors, parse_claims
 from rnnbench.data_files import content_digest, is_path_parameter, looks_like_path, resolve
 from rnnbench.errors import did_you_mean
 from rnnbench.plugin_manager import CellEntry, Registry
@@ -135,6 +136,8 @@ class Suite:
     skipped: list[tuple[RunSpec, str]] = field(default_factory=list)
     #: The variant (``variants:``) these runs are of; None for the suite as written.
     variant: str | None = None
+    #: What the suite says its results should show (``claims:``; see :mod:`rnnbench.claims`).
+    claims: list[Claim] = field(default_factory=list)
 
 
 def load_suite(
@@ -207,6 +210,7 @@ class _Validation:
         ]
         metrics = self.metrics()
         excludes = self.excludes([base, *includes])
+        claims = parse_claims(self.doc, self.problems, metrics, self.registry.metrics)
         self.problems.raise_if_any()
 
         expanded = expand_runs([base, *includes], excludes)
@@ -245,6 +249,7 @@ class _Validation:
                     "set skip_unavailable: true to skip its runs, or exclude it",
                     line=backend.line,
                 )
+        check_selectors(claims, [*runs, *(spec for spec, _ in skipped)], self.problems)
         self.problems.raise_if_any()
         output = data.get("output")
         return Suite(
@@ -256,6 +261,7 @@ class _Validation:
             metrics=metrics,
             runs=runs,
             skipped=skipped,
+            claims=claims,
         )
 
     def check_run_count(self) -> None:

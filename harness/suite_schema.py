@@ -139,6 +139,44 @@ _TRAINING: dict[str, dict[str, Any]] = {
 assert tuple(_TRAINING) == TRAINING_AXES and tuple(_AXES) == CONFIG_AXES, "schema out of date"
 
 _EXCLUDE_AXES = {**_AXES, "task": _axis(_NAME, "a task name")}
+
+# Claims (see rnnbench.claims): selector keys are flat run keys (cell, task.length, lr,
+# cell.nonlinearity, ...), checked against the runs in rnnbench.claims, so any name is allowed.
+_SELECTOR_VALUE = {"type": ["string", "number", "boolean", "null"]}
+_SELECTOR = {
+    "type": "object",
+    "minProperties": 1,
+    "additionalProperties": {
+        "if": {"type": "array"},
+        "then": {"type": "array", "minItems": 1,
+                 "items": {**_SELECTOR_VALUE, "expected": "a value"}},
+        "else": {**_SELECTOR_VALUE, "expected": "a value, or a list of values (any matches)"},
+    },
+    "expected": "a selector mapping, e.g. {cell: lstm, task.length: 100}",
+    "empty": "an empty selector would select every run; name the runs it selects",
+}
+_CLAIM = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": _NAME_PATTERN,
+               "expected": "an id of letters, digits, '-', '_' and '.'"},
+        "claim": {**_NAME, "expected": "the claim as a sentence"},
+        "source": {**_NAME, "expected": "a citation, e.g. 'Hochreiter & Schmidhuber 1997'"},
+        "where": _SELECTOR,
+        "compare_to": _SELECTOR,
+        "metric": {**_NAME, "expected": "a metric name"},
+        "expect": {**_NAME, "expected": 'a comparison in quotes, e.g. "< 0.01", ">= 0.9" or '
+                   '"between 0.6 0.9"'},
+        "aggregate": {"enum": ["solved_fraction"], "expected": "solved_fraction"},
+        "at_least": {"type": "number", "minimum": 0, "maximum": 1,
+                     "expected": "a fraction from 0 to 1"},
+        "min_runs": {**_int_up_to(MAX_SEED), "expected": "a positive integer"},
+        "known_failure": {**_NAME, "expected": "the reason, as a sentence"},
+    },
+    "required": ["id", "claim", "source", "where", "metric", "expect"],
+    "additionalProperties": False,
+    "expected": "a mapping with id, claim, source, where, metric and expect",
+}
 _TASK_PARAM_KEY = r"^task\.[A-Za-z_][A-Za-z0-9_]*$"
 
 #: The JSON Schema (Draft 2020-12) of a suite file's structure. Names (cells, tasks, metrics)
@@ -199,6 +237,7 @@ SUITE_SCHEMA: dict[str, Any] = {
                 "empty": "an empty exclude entry would remove every run",
             },
         },
+        "claims": {"type": "array", "items": _CLAIM, "expected": "a list of claims"},
         "skip_unavailable": {"type": "boolean", "expected": "true or false"},
         "max_runs": {
             "type": "integer",
@@ -254,12 +293,25 @@ _REQUIRED_HINTS = {
     "task": "e.g. task: adding",
     "hidden_size": "e.g. hidden_size: 32",
     "name@task": "e.g. {name: adding, params: {length: 50}}",
+    "id@claims": "e.g. id: lstm-solves-adding",
+    "claim@claims": "the claim as a sentence",
+    "source@claims": "the citation it comes from",
+    "where@claims": "the runs it is about, e.g. where: {cell: lstm}",
+    "metric@claims": "e.g. metric: test_loss",
+    "expect@claims": 'e.g. expect: "< 0.01"',
 }
 
 
-def check_structure(doc: SuiteDocument, problems: SuiteProblems) -> None:
-    """Add a problem to ``problems`` for every way ``doc`` breaks :data:`SUITE_SCHEMA`."""
-    for error in _VALIDATOR.iter_errors(doc.data):
+def check_structure(doc: SuiteDocument, problems: SuiteProblems, only: str | None = None) -> None:
+    """Add a problem to ``problems`` for every way ``doc`` breaks :data:`SUITE_SCHEMA`;
+    ``only`` checks that one top-level key alone (``verify`` reads a results folder's
+    ``claims:``, whatever the rest of its suite copy holds)."""
+    data, validator = doc.data, _VALIDATOR
+    if only is not None:
+        data = {only: doc.data[only]} if only in doc.data else {}
+        validator = SchemaValidator(
+            {"type": "object", "properties": {only: SUITE_SCHEMA["properties"][only]}})
+    for error in validator.iter_errors(data):
         path: KeyPath = tuple(error.absolute_path)
         kind = error.validator
         schema = error.schema if isinstance(error.schema, dict) else {}
@@ -278,7 +330,8 @@ def check_structure(doc: SuiteDocument, problems: SuiteProblems) -> None:
         elif kind == "required":
             for key in error.validator_value:
                 if key not in error.instance:
-                    hint = _REQUIRED_HINTS.get(key if not path else f"{key}@task")
+                    hint = _REQUIRED_HINTS.get(key) if not path else _REQUIRED_HINTS.get(
+                        f"{key}@{path[0]}", _REQUIRED_HINTS.get(f"{key}@task"))
                     problems.add(
                         (*path, key),
                         f"missing required key {key!r}",

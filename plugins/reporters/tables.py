@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnbench import (
+    CLAIM_COLUMNS,
     ResultTable,
     atomic_write_text,
     encode_nonfinite,
@@ -45,10 +46,18 @@ def summary_cells(table: ResultTable) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def claims_markdown(table: ResultTable) -> list[str]:
+    """The claims section that heads results.md (nothing when the suite states no claims)."""
+    if not table.claims:
+        return []
+    rows = [[" ".join(cell.split()) for cell in result.cells()] for result in table.claims]
+    return ["## Claims", "", _markdown_table(list(CLAIM_COLUMNS), rows), ""]
+
+
 def write_markdown(table: ResultTable, out_dir: Path) -> list[Path]:
     variant = (table.environment or {}).get("variant")
     title = table.suite + (f" (variant {variant})" if isinstance(variant, str) else "")
-    parts = [f"# Results: {title}", ""]
+    parts = [f"# Results: {title}", "", *claims_markdown(table)]
     constant = table.constant
     if constant:
         parts += ["Fixed settings: " + ", ".join(
@@ -105,6 +114,7 @@ def write_json(table: ResultTable, out_dir: Path) -> list[Path]:
     document = {
         "suite": table.suite,
         "metrics": table.metrics,
+        "claims": [result.to_dict() for result in table.claims],
         "environment": table.environment,
         "runs": table.rows(),
         "summary": table.summary(),
