@@ -33,6 +33,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rnnbench.api import load_validated_suite, results_table, run_suite, write_tables
+from rnnbench.cell_options import describe_options
 from rnnbench.compare import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
@@ -506,12 +507,13 @@ def command_list(host: PluginHost) -> int:
     console = make_console()
     registry = host.registry
     cells = Table(title="Cells", title_justify="left")
-    for column in ("cell", "backend", "status", "plugin", "description"):
+    for column in ("cell", "backend", "status", "options (default)", "plugin", "description"):
         cells.add_column(column)
     for (name, backend), entry in registry.cells.claimed():
         reason = entry.unavailable_reason()
         _add_row(cells, name, backend, "available" if reason is None else f"unavailable: {reason}",
-                      _claimant(registry.cells, (name, backend), entry), entry.description)
+                 _options_text(describe_options(entry.options)),
+                 _claimant(registry.cells, (name, backend), entry), entry.description)
     tasks = Table(title="Tasks", title_justify="left")
     for column in ("task", "topology", "parameters (default)", "plugin", "description"):
         tasks.add_column(column)
@@ -548,6 +550,11 @@ def command_list(host: PluginHost) -> int:
     return EXIT_OK
 
 
+def _options_text(options: list[dict[str, Any]]) -> str:
+    """A cell's options for listings: ``nonlinearity: tanh|relu = 'tanh'``, one a line."""
+    return "\n".join(f"{o['name']}: {o['type']} = {o['default']!r}" for o in options)
+
+
 def _claimant(table: Any, key: Any, entry: Any) -> str:
     """The plugin column of a listing: the plugin, marked when another claims the name too."""
     return entry.plugin + (" (in conflict)" if len(table.claims(key)) > 1 else "")
@@ -566,6 +573,9 @@ def command_plugins(args: argparse.Namespace, host: PluginHost) -> int:
         registered = "\n".join(
             f"{kind}s: {', '.join(names)}" for kind, names in info.registered.items()
         )
+        for cell, options in host.cell_options(info.name).items():
+            registered += f"\n{cell} options: " + ", ".join(
+                f"{o['name']}={o['default']!r} ({o['type']})" for o in options)
         hooks = ", ".join(hook.removeprefix("rnnbench_") for hook in info.hooks)
         status = info.status + (f": {info.reason}" if info.reason else "")
         where = info.file or info.reference or info.module or ""

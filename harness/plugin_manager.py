@@ -33,7 +33,7 @@ import pluggy
 
 from rnnbench import hookspecs
 from rnnbench.cell import Cell, CellConfig, CellSupport
-from rnnbench.cell_options import options_class_problem
+from rnnbench.cell_options import describe_options, options_class_problem
 from rnnbench.errors import PluginError, did_you_mean
 
 # The registry's names are re-exported: the plugin manager is where callers have found them.
@@ -450,8 +450,26 @@ class PluginHost:
         return result
 
     def plugin_report(self) -> list[dict[str, Any]]:
-        """:meth:`plugins` as JSON-ready dicts (``rnnbench plugins --json``)."""
-        return [info.to_dict() for info in self.plugins()]
+        """:meth:`plugins` as JSON-ready dicts (``rnnbench plugins --json``); a plugin whose
+        cells declare options has ``cell_options``: ``{"NAME/BACKEND": [{"name", "type",
+        "default", "help"}, ...]}``."""
+        report = []
+        for info in self.plugins():
+            row = info.to_dict()
+            options = self.cell_options(info.name)
+            if options:
+                row["cell_options"] = options
+            report.append(row)
+        return report
+
+    def cell_options(self, plugin: str) -> dict[str, list[dict[str, Any]]]:
+        """The options of each cell ``plugin`` registered (those that declare any), by
+        ``NAME/BACKEND``."""
+        found = {}
+        for (name, backend), entry in self.registry.cells.claimed():
+            if entry.plugin == plugin and entry.options is not None:
+                found[f"{name}/{backend}"] = describe_options(entry.options)
+        return found
 
     def environment_plugins(self) -> list[dict[str, Any]]:
         """The plugins for ``environment.json``: name, distribution, version, status (and a local

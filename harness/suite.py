@@ -368,7 +368,7 @@ class _Validation:
                     else f"cell {choice.name!r} declares no options")
             self.add(path, f"cell {choice.name!r} has no option {key!r}", hint)
             return
-        field_, options = declared[key]
+        _, options = declared[key]
         hint = option_hints(options).get(key)
         items = raw if isinstance(raw, list) else [raw]
         converted = []
@@ -378,8 +378,7 @@ class _Validation:
             if expected is not None:
                 got = yaml_text(item) + (" (a string)" if isinstance(item, str) else "")
                 self.add(item_path, f"expected {expected}, got {got}",
-                         f"option {key!r} of cell {choice.name!r}: {field_.metadata.get('help', '')}"
-                         .rstrip(": "))
+                         f"option {key!r} of cell {choice.name!r}")
                 continue
             value = as_field_type(item, hint)
             try:  # the options class's own checks (its __post_init__)
@@ -689,20 +688,23 @@ class _Validation:
         forget_bias = spec.training.forget_bias
         if forget_bias == 0:
             return
+        fb = f"{forget_bias:g}"
         if supports.forget_gate is None:
             reason = "has no forget gate (its CellSupport declares forget_gate=None)"
+            fix = (f"set forget_bias only for cells with a forget gate (e.g. in an include: "
+                   f"{{cell: lstm, forget_bias: {fb}}}), or exclude: [{{cell: {spec.cell}, "
+                   f"forget_bias: {fb}}}]")
         elif not spec.bias:
             reason = "runs without biases here (bias: false)"
+            fix = f"exclude: [{{cell: {spec.cell}, bias: false, forget_bias: {fb}}}]"
         else:
             return
         source = run.values.get("forget_bias")
         self.add(
             source.path if source is not None else ("training", "forget_bias"),
-            f"forget_bias {forget_bias:g} is added to the forget-gate biases, and cell "
+            f"forget_bias {fb} is added to the forget-gate biases, and cell "
             f"{spec.cell!r} on backend {spec.backend!r} {reason}",
-            f"set forget_bias only for runs of cells with a forget gate and bias: true (e.g. "
-            f"in an include: {{cell: lstm, forget_bias: {forget_bias:g}}}), or exclude: "
-            f"[{{cell: {spec.cell}, forget_bias: {forget_bias:g}}}]",
+            fix,
             line=source.line if source is not None else None,
         )
 
