@@ -205,8 +205,9 @@ def rnnbench_register_cells(register: CellRegistrar) -> None:
 
     When: once, as the plugin is loaded (before any suite is read). Receives ``register``, a
     :class:`CellRegistrar`: call ``register(name, backend, factory, description="",
-    available=None, supports=None, options=None)`` once per (cell, backend) pair. Returns nothing (a return
-    value is ignored). Every plugin's implementation is called; none wins over another.
+    available=None, supports=None, options=None)`` once per (cell, backend) pair. Returns
+    nothing (a return value is ignored). Every plugin's implementation is called; none wins over
+    another.
     """
 
 

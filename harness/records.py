@@ -201,7 +201,8 @@ class RunSpec:
 
     def flat(self) -> dict[str, Any]:
         """One flat row of configuration columns: task parameters as ``task.NAME``, cell
-        options as ``cell.NAME``, training settings by their own names. Used by tables, filters and include/exclude."""
+        options as ``cell.NAME``, training settings by their own names. Used by tables, filters
+        and include/exclude."""
         row: dict[str, Any] = {axis: getattr(self, axis) for axis in CONFIG_AXES}
         for key, value in self.task_params:
             row[f"task.{key}"] = value

@@ -62,7 +62,7 @@ def test_relu_step_by_hand():
     h = np.array([[[0.3, -0.2, 0.1]]])
     pre = (x @ params["weight_ih_l0"].T + params["bias_ih_l0"]
            + h[0] @ params["weight_hh_l0"].T + params["bias_hh_l0"])
-    out, (h_new,) = cell.step(params, x, (h,))
+    out, _ = cell.step(params, x, (h,))
     np.testing.assert_allclose(out, np.maximum(pre, 0), rtol=1e-15, atol=0)
     assert (pre < 0).any() and (pre > 0).any()  # both sides of the kink are exercised
     tanh_cell = rnnbench.build_cell("rnn", "numpy", CellConfig(2, 3, dtype="float64"))
@@ -172,7 +172,7 @@ def test_build_cell_fills_in_defaults_and_refuses_unknown_options():
     assert cell.config.options == (("nonlinearity", "tanh"),)
     relu = HOST.build_cell("rnn", "numba-cpu", CellConfig(2, 3, options=RELU))
     assert relu.config.option("nonlinearity") == "relu"
-    with pytest.raises(ValueError, match="no option 'nonlinearty' .*did you mean 'nonlinearity'"):
+    with pytest.raises(ValueError, match=r"no option 'nonlinearty' .*did you mean 'nonlinearity'"):
         HOST.build_cell("rnn", "numpy", CellConfig(2, 3), options={"nonlinearty": "relu"})
     with pytest.raises(ValueError, match="expected one of 'tanh', 'relu', got 'gelu'"):
         HOST.build_cell("rnn", "numpy", CellConfig(2, 3), options={"nonlinearity": "gelu"})

@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rnnbench import StackedCell, hookimpl
-from rnnbench.plugins.cells.options import OPTIONS, SUPPORTS, is_relu
 from rnnbench.plugins.cells import numba_kernels as kernels
+from rnnbench.plugins.cells.options import OPTIONS, SUPPORTS, is_relu
 
 BACKEND = "numba-cpu"
 
