@@ -121,7 +121,8 @@ class RunSpec:
         The suite name and the metric list are left out: renaming a suite or adding a metric
         does not change what a run computes. A run reading data files has ``data_sha256``
         (parameter -> content digest) too; runs without any have exactly the keys they always
-        had, so their ids never changed.
+        had, so their ids never changed. A cell that declares options has ``cell_params``
+        (every option; :meth:`identity` keeps only those away from their defaults).
         """
         config = {
             "cell": self.cell,

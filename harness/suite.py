@@ -7,7 +7,9 @@ the runs are the cartesian product of the axes, plus ``include`` sets, minus ``e
     description: "RNN vs LSTM vs GRU on the adding problem"
     output: results/quickstart       # optional; the caller defaults to results/<name>
     plugins: [my_cells.py, pkg.mod]  # optional; loaded by the caller before validation
-    cell: [rnn, lstm, gru]           # required: a name or a non-empty list of names
+    cell: [rnn, lstm, gru]           # required: a name or a non-empty list of names; an entry
+                                     #   may be {name: rnn, params: {nonlinearity: [tanh, relu]}}
+                                     #   (the cell's options; a list value is expanded)
     backend: numpy                   # default numpy
     task:                            # required: one task entry or a list of them
       - adding                       #   a bare name: the task with its default parameters
@@ -29,12 +31,15 @@ the runs are the cartesian product of the axes, plus ``include`` sets, minus ``e
       target_loss: 0.01              # stop early once the validation loss reaches it; default null
       init: orthogonal               # pytorch | orthogonal | identity, default pytorch
       spectral_radius: 1.5           # rescale recurrent matrices to this radius; default null
+      forget_bias: 1.0               # added to the forget-gate biases (cells declaring one); 0
     metrics: [final_loss, test_loss] # default: every registered metric, sorted
     include:                         # extra run sets: keys override the suite's axes
       - {cell: lstm, hidden_size: 128, lr: 0.1}   # training keys are given flat here
+      - {cell: rnn, cell.nonlinearity: relu}       # and cell options as cell.<option>
     exclude:                         # drop runs whose RunSpec.flat() matches ALL the keys
       - {cell: rnn, hidden_size: 32}
       - {task.length: 50, cell: [rnn, gru]}       # a list matches any of its items
+      - {cell.nonlinearity: relu, backend: numba-cpu}
     skip_unavailable: false          # true: skip runs on unavailable backends, not an error
     max_runs: 20000                  # refuse to expand to more runs (default 10000)
 
