@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
                             help="only this dtype (repeatable; default: those the cell supports)")
     check_cell.add_argument("--reference", metavar="BACKEND",
                             help="the backend to compare with (default: numpy, else another)")
+    check_cell.add_argument("--option", action="append", metavar="NAME=VALUE", default=[],
+                            help="a cell option for every case, e.g. nonlinearity=relu "
+                            "(repeatable; the value is read as YAML)")
     check_cell.add_argument("--check", action="append", choices=CELL_CHECK_NAMES,
                             metavar="CHECK", help="only this check (repeatable): "
                             + ", ".join(CELL_CHECK_NAMES))
@@ -454,7 +457,8 @@ def command_check(args: argparse.Namespace, host: PluginHost, console: Console) 
     else:
         reports = []
         for each in check_cell_backends(host, args.name, args.backend, dtypes=args.dtype,
-                                        reference=args.reference or "auto", checks=args.check):
+                                        reference=args.reference or "auto", checks=args.check,
+                                        options=_cell_options(args.option)):
             if each.report is None:
                 out.print(f"{args.name}/{each.backend}: not checked, it cannot run here: "
                           f"{each.unavailable}", markup=False)
@@ -471,6 +475,22 @@ def command_check(args: argparse.Namespace, host: PluginHost, console: Console) 
     out.print(f"all checks passed: {passed} passed, {skipped} skipped, on "
               + ", ".join(report.subject for report in reports), markup=False)
     return EXIT_OK
+
+
+def _cell_options(given: list[str]) -> dict[str, Any]:
+    """``--option NAME=VALUE`` arguments as a mapping, each value read as a YAML scalar."""
+    import yaml
+
+    options = {}
+    for text in given:
+        name, equals, value = text.partition("=")
+        if not equals or not name.strip():
+            raise RnnbenchError(f"--option {text!r}: write NAME=VALUE, e.g. nonlinearity=relu")
+        try:
+            options[name.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            options[name.strip()] = value
+    return options
 
 
 def print_check_report(report: CheckReport, console: Console) -> None:

@@ -534,3 +534,13 @@ def test_list_and_plugins_show_cell_options(capsys, monkeypatch):
     assert option["name"] == "nonlinearity" and option["type"] == "tanh|relu"
     assert option["default"] == "tanh" and "relu" in option["help"]
     assert "cell_options" not in report["numba_cpu_cells"]["cell_options"].get("lstm", {})
+
+
+def test_check_cell_takes_options_from_the_command_line(capsys):
+    assert main(["check", "cell", "rnn", "--backend", "numba-cpu", "--option",
+                 "nonlinearity=relu", "--check", "matches_reference"]) == 0
+    assert "rnn[nonlinearity=relu]/numba-cpu" in capsys.readouterr().out
+    assert main(["check", "cell", "rnn", "--backend", "numpy", "--option", "nonlin=relu"]) == 2
+    assert "has no option 'nonlin' (did you mean 'nonlinearity'?)" in capsys.readouterr().err
+    assert main(["check", "cell", "rnn", "--option", "relu"]) == 2
+    assert "write NAME=VALUE" in capsys.readouterr().err
