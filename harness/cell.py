@@ -19,6 +19,7 @@ Shapes follow PyTorch's ``nn.RNN``/``nn.LSTM``/``nn.GRU`` with ``batch_first=Fal
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -36,15 +37,30 @@ State = tuple[Array, ...]
 
 @dataclass(frozen=True)
 class CellConfig:
-    """The size and numeric type of one cell instance; a cell factory receives exactly this."""
+    """The size and numeric type of one cell instance, and its options; a cell factory receives
+    exactly this."""
 
     input_size: int
     hidden_size: int
     num_layers: int = 1
     bias: bool = True
     dtype: str = "float32"
+    #: The cell's options (``register(..., options=...)``) as sorted ``(name, value)`` pairs; a
+    #: mapping is accepted and sorted. A registered cell's factory gets every option it
+    #: declared, defaults filled in; read one with :meth:`option`.
+    options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
+        options = self.options
+        if isinstance(options, Mapping):
+            options = options.items()
+        try:
+            pairs = tuple(sorted(((str(k), v) for k, v in options), key=lambda kv: kv[0]))
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"CellConfig.options must be a mapping or (name, value) pairs, got {options!r}"
+            ) from None
+        object.__setattr__(self, "options", pairs)
         for name in ("input_size", "hidden_size", "num_layers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -55,6 +71,11 @@ class CellConfig:
     @property
     def np_dtype(self) -> np.dtype:
         return np.dtype(self.dtype)
+
+    def option(self, name: str, default: Any = None) -> Any:
+        """The value of option ``name``, or ``default`` when the config does not set it (a
+        config built by hand; a registered cell's factory always gets every option)."""
+        return dict(self.options).get(name, default)
 
 
 @dataclass(frozen=True)
@@ -71,6 +92,11 @@ class CellSupport:
     max_layers: int | None = None
     #: Whether the cell can run with biases (``bias: true``) and without (``bias: false``).
     bias: tuple[bool, ...] = (True, False)
+    #: Which gate block of ``bias_ih_l{k}`` (gates stacked as PyTorch stacks them, ``hidden_size``
+    #: rows each) is the forget gate, where ``training.forget_bias`` is added (LSTM: 1, for the
+    #: gates i, f, g, o); ``None``: the cell has no forget gate, and a non-zero ``forget_bias``
+    #: is refused.
+    forget_gate: int | None = None
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.dtypes if d not in DTYPES]
@@ -88,6 +114,14 @@ class CellSupport:
         if not self.bias or any(b not in (True, False) for b in self.bias):
             raise ValueError(f"CellSupport.bias must be a non-empty subset of (True, False), "
                              f"got {self.bias!r}")
+        if self.forget_gate is not None and (
+            not isinstance(self.forget_gate, int) or isinstance(self.forget_gate, bool)
+            or self.forget_gate < 0
+        ):
+            raise ValueError(
+                f"CellSupport.forget_gate must be a gate index (0, 1, ...) or None, got "
+                f"{self.forget_gate!r}"
+            )
 
     def problems(self, config: CellConfig) -> list[str]:
         """What ``config`` asks for beyond this support, one sentence each; empty when none."""

@@ -35,6 +35,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rnnbench.api import load_validated_suite, results_table, run_suite, write_tables
+from rnnbench.cell_options import describe_options
 from rnnbench.claims import (
     CLAIM_COLUMNS,
     FAILS,
@@ -205,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
                             help="only this dtype (repeatable; default: those the cell supports)")
     check_cell.add_argument("--reference", metavar="BACKEND",
                             help="the backend to compare with (default: numpy, else another)")
+    check_cell.add_argument("--option", action="append", metavar="NAME=VALUE", default=[],
+                            help="a cell option for every case, e.g. nonlinearity=relu "
+                            "(repeatable; the value is read as YAML)")
     check_cell.add_argument("--check", action="append", choices=CELL_CHECK_NAMES,
                             metavar="CHECK", help="only this check (repeatable): "
                             + ", ".join(CELL_CHECK_NAMES))
@@ -582,7 +586,8 @@ def command_check(args: argparse.Namespace, host: PluginHost, console: Console) 
     else:
         reports = []
         for each in check_cell_backends(host, args.name, args.backend, dtypes=args.dtype,
-                                        reference=args.reference or "auto", checks=args.check):
+                                        reference=args.reference or "auto", checks=args.check,
+                                        options=_cell_options(args.option)):
             if each.report is None:
                 out.print(f"{args.name}/{each.backend}: not checked, it cannot run here: "
                           f"{each.unavailable}", markup=False)
@@ -599,6 +604,22 @@ def command_check(args: argparse.Namespace, host: PluginHost, console: Console) 
     out.print(f"all checks passed: {passed} passed, {skipped} skipped, on "
               + ", ".join(report.subject for report in reports), markup=False)
     return EXIT_OK
+
+
+def _cell_options(given: list[str]) -> dict[str, Any]:
+    """``--option NAME=VALUE`` arguments as a mapping, each value read as a YAML scalar."""
+    import yaml
+
+    options = {}
+    for text in given:
+        name, equals, value = text.partition("=")
+        if not equals or not name.strip():
+            raise RnnbenchError(f"--option {text!r}: write NAME=VALUE, e.g. nonlinearity=relu")
+        try:
+            options[name.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            options[name.strip()] = value
+    return options
 
 
 def print_check_report(report: CheckReport, console: Console) -> None:
@@ -678,12 +699,13 @@ def command_list(host: PluginHost) -> int:
     console = make_console()
     registry = host.registry
     cells = Table(title="Cells", title_justify="left")
-    for column in ("cell", "backend", "status", "plugin", "description"):
+    for column in ("cell", "backend", "status", "options (default)", "plugin", "description"):
         cells.add_column(column)
     for (name, backend), entry in registry.cells.claimed():
         reason = entry.unavailable_reason()
         _add_row(cells, name, backend, "available" if reason is None else f"unavailable: {reason}",
-                      _claimant(registry.cells, (name, backend), entry), entry.description)
+                 _options_text(describe_options(entry.options)),
+                 _claimant(registry.cells, (name, backend), entry), entry.description)
     tasks = Table(title="Tasks", title_justify="left")
     for column in ("task", "topology", "parameters (default)", "plugin", "description"):
         tasks.add_column(column)
@@ -720,6 +742,11 @@ def command_list(host: PluginHost) -> int:
     return EXIT_OK
 
 
+def _options_text(options: list[dict[str, Any]]) -> str:
+    """A cell's options for listings: ``nonlinearity: tanh|relu = 'tanh'``, one a line."""
+    return "\n".join(f"{o['name']}: {o['type']} = {o['default']!r}" for o in options)
+
+
 def _claimant(table: Any, key: Any, entry: Any) -> str:
     """The plugin column of a listing: the plugin, marked when another claims the name too."""
     return entry.plugin + (" (in conflict)" if len(table.claims(key)) > 1 else "")
@@ -738,6 +765,9 @@ def command_plugins(args: argparse.Namespace, host: PluginHost) -> int:
         registered = "\n".join(
             f"{kind}s: {', '.join(names)}" for kind, names in info.registered.items()
         )
+        for cell, options in host.cell_options(info.name).items():
+            registered += f"\n{cell} options: " + ", ".join(
+                f"{o['name']}={o['default']!r} ({o['type']})" for o in options)
         hooks = ", ".join(hook.removeprefix("rnnbench_") for hook in info.hooks)
         status = info.status + (f": {info.reason}" if info.reason else "")
         where = info.file or info.reference or info.module or ""

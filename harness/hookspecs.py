@@ -122,6 +122,7 @@ class CellRegistrar(Protocol):
         description: str = "",
         available: Callable[[], str | None] | None = None,
         supports: CellSupport | None = None,
+        options: type | None = None,
     ) -> None:
         """Register one cell implementation (a cell ``name`` on one ``backend``).
 
@@ -136,8 +137,19 @@ class CellRegistrar(Protocol):
           not (e.g. "no CUDA device"); a suite asking for an unavailable backend fails
           validation with that reason (or skips those runs, with ``skip_unavailable``);
         - ``supports``: a ``rnnbench.CellSupport`` saying which dtypes, how many layers and
-          whether bias-free configurations the implementation handles; ``validate`` rejects a
-          suite asking for more. ``None``: everything.
+          whether bias-free configurations the implementation handles, and which gate block is
+          the forget gate (``forget_gate=1`` for PyTorch's LSTM layout; where
+          ``training.forget_bias`` goes); ``validate`` rejects a suite asking for more.
+          ``None``: everything, and no forget gate;
+        - ``options``: the cell's options, a dataclass whose fields are declared with
+          ``rnnbench.param(default, help)`` (as task parameters are), e.g.
+          ``nonlinearity: Literal["tanh", "relu"] = rnnbench.param("tanh", "...")``. Suites set
+          them as ``cell: {name: rnn, params: {nonlinearity: relu}}`` (a list expands) and
+          select them as ``cell.nonlinearity``; the factory receives every option, defaults
+          filled in, on ``config.options`` (``config.option("nonlinearity")``). Every backend
+          of a cell should declare the same options; a suite setting an option a backend does
+          not declare fails validation. A run's id includes the options away from their
+          defaults only, so adding an option keeps existing runs' ids. ``None``: no options.
         """
 
 
@@ -193,8 +205,9 @@ def rnnbench_register_cells(register: CellRegistrar) -> None:
 
     When: once, as the plugin is loaded (before any suite is read). Receives ``register``, a
     :class:`CellRegistrar`: call ``register(name, backend, factory, description="",
-    available=None, supports=None)`` once per (cell, backend) pair. Returns nothing (a return
-    value is ignored). Every plugin's implementation is called; none wins over another.
+    available=None, supports=None, options=None)`` once per (cell, backend) pair. Returns
+    nothing (a return value is ignored). Every plugin's implementation is called; none wins over
+    another.
     """
 
 

@@ -391,12 +391,13 @@ def build_model(
     bias: bool = True,
     dtype: str = "float32",
     origin: CellOrigin | None = None,
+    options: tuple[tuple[str, Any], ...] = (),
 ) -> Model:
     """The model the task's topology asks for, with cells made by ``factory`` (registered as
-    ``origin``, named when a cell breaks the protocol)."""
+    ``origin``, named when a cell breaks the protocol) with the cell ``options``."""
 
     def cell(input_size: int) -> Cell:
-        return factory(CellConfig(input_size, hidden_size, num_layers, bias, dtype))
+        return factory(CellConfig(input_size, hidden_size, num_layers, bias, dtype, options))
 
     if task.model == "encoder-decoder":
         if data.decoder_input_size is None:

@@ -25,7 +25,7 @@ import inspect
 import re
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ import pluggy
 
 from rnnbench import hookspecs
 from rnnbench.cell import Cell, CellConfig, CellSupport
+from rnnbench.cell_options import describe_options, options_class_problem
 from rnnbench.errors import PluginError, did_you_mean
 
 # The registry's names are re-exported: the plugin manager is where callers have found them.
@@ -107,9 +108,14 @@ class PluginHost:
             for name in dict.fromkeys(self.blocked) if name not in self._seen
         ]
 
-    def build_cell(self, name: str, backend: str, config: CellConfig) -> Cell:
+    def build_cell(
+        self, name: str, backend: str, config: CellConfig,
+        options: Mapping[str, Any] | None = None,
+    ) -> Cell:
         """A cell registered as ``name`` on ``backend``, built for ``config``: the way to get any
-        cell, built-in or a plugin's, e.g. to check it against a PyTorch module.
+        cell, built-in or a plugin's, e.g. to check it against a PyTorch module. ``options``
+        (e.g. ``{"nonlinearity": "relu"}``) are the cell's options, over ``config.options``;
+        those not given take their declared defaults (an undeclared one raises ``ValueError``).
 
         Raises :class:`PluginError` (an unknown name or backend, with the closest one; a name two
         plugins register; a config beyond what the cell declared it supports; a backend that
@@ -121,6 +127,8 @@ class PluginHost:
             raise PluginError(
                 entry.plugin, f"cell {name!r} on backend {backend!r} cannot run here: {reason}"
             )
+        if options:
+            config = dataclasses.replace(config, options={**dict(config.options), **options})
         return entry.build(config)
 
     # -- loading --------------------------------------------------------------------------------
@@ -323,6 +331,7 @@ class PluginHost:
             description: str = "",
             available: Callable[[], str | None] | None = None,
             supports: CellSupport | None = None,
+            options: type | None = None,
         ) -> None:
             _require(plugin, "cell name", name, is_name)
             _require(plugin, f"backend of cell {name!r}", backend, is_name)
@@ -334,9 +343,13 @@ class PluginHost:
             elif not isinstance(supports, CellSupport):
                 raise PluginError(
                     plugin, f"passed supports={supports!r} for cell {name!r}; use "
-                    "rnnbench.CellSupport(dtypes=..., max_layers=..., bias=...)"
+                    "rnnbench.CellSupport(dtypes=..., max_layers=..., bias=..., forget_gate=...)"
                 )
-            entry = CellEntry(name, backend, factory, plugin, description, available, supports)
+            problem = options_class_problem(options)
+            if problem is not None:
+                raise PluginError(plugin, f"cell {name!r} on {backend!r}: {problem}")
+            entry = CellEntry(name, backend, factory, plugin, description, available, supports,
+                              options)
             self._claim(self.registry.cells, (name, backend), entry)
 
         return register
@@ -437,8 +450,26 @@ class PluginHost:
         return result
 
     def plugin_report(self) -> list[dict[str, Any]]:
-        """:meth:`plugins` as JSON-ready dicts (``rnnbench plugins --json``)."""
-        return [info.to_dict() for info in self.plugins()]
+        """:meth:`plugins` as JSON-ready dicts (``rnnbench plugins --json``); a plugin whose
+        cells declare options has ``cell_options``: ``{"NAME/BACKEND": [{"name", "type",
+        "default", "help"}, ...]}``."""
+        report = []
+        for info in self.plugins():
+            row = info.to_dict()
+            options = self.cell_options(info.name)
+            if options:
+                row["cell_options"] = options
+            report.append(row)
+        return report
+
+    def cell_options(self, plugin: str) -> dict[str, list[dict[str, Any]]]:
+        """The options of each cell ``plugin`` registered (those that declare any), by
+        ``NAME/BACKEND``."""
+        found = {}
+        for (name, backend), entry in self.registry.cells.claimed():
+            if entry.plugin == plugin and entry.options is not None:
+                found[f"{name}/{backend}"] = describe_options(entry.options)
+        return found
 
     def environment_plugins(self) -> list[dict[str, Any]]:
         """The plugins for ``environment.json``: name, distribution, version, status (and a local
@@ -722,15 +753,19 @@ def load_plugins(plugins: Iterable[str] = (), blocked: Iterable[str] = ()) -> Pl
 
 
 def build_cell(
-    name: str, backend: str, config: CellConfig, plugins: Iterable[str] = ()
+    name: str, backend: str, config: CellConfig, plugins: Iterable[str] = (),
+    options: Mapping[str, Any] | None = None,
 ) -> Cell:
     """The cell registered as ``name`` on ``backend`` (built-in or an installed plugin's, or one
-    of ``plugins``), built for ``config``; see :meth:`PluginHost.build_cell`::
+    of ``plugins``), built for ``config`` with the cell's ``options`` (the others at their
+    defaults); see :meth:`PluginHost.build_cell`::
 
         cell = rnnbench.build_cell("lstm", "numpy", rnnbench.CellConfig(input_size=3,
                                                                          hidden_size=8))
+        relu = rnnbench.build_cell("rnn", "numpy", rnnbench.CellConfig(3, 8),
+                                   options={"nonlinearity": "relu"})
     """
-    return load_plugins(plugins).build_cell(name, backend, config)
+    return load_plugins(plugins).build_cell(name, backend, config, options=options)
 
 
 def build_host(

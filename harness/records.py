@@ -115,6 +115,12 @@ class RunSpec:
     #: ``(parameter, SHA-256 digest)`` of each task parameter that names a data file (the path,
     #: resolved, is in ``task_params``); see :mod:`rnnbench.data_files`.
     data_files: tuple[tuple[str, str], ...] = ()
+    #: The cell's options (``register(..., options=...)``), every declared one, defaults filled
+    #: in, sorted by name; empty for a cell without options.
+    cell_params: tuple[tuple[str, Any], ...] = ()
+    #: The declared defaults of the options: those at their default are left out of the run id
+    #: (so adding an option keeps old ids) and of the label. Empty: every option counts as set.
+    cell_defaults: tuple[tuple[str, Any], ...] = ()
 
     def config(self) -> dict[str, Any]:
         """The configuration that determines the run's numbers (and so its id).
@@ -122,7 +128,8 @@ class RunSpec:
         The suite name and the metric list are left out: renaming a suite or adding a metric
         does not change what a run computes. A run reading data files has ``data_sha256``
         (parameter -> content digest) too; runs without any have exactly the keys they always
-        had, so their ids never changed.
+        had, so their ids never changed. A cell that declares options has ``cell_params``
+        (every option; :meth:`identity` keeps only those away from their defaults).
         """
         config = {
             "cell": self.cell,
@@ -138,7 +145,18 @@ class RunSpec:
         }
         if self.data_files:
             config[DATA_KEY] = dict(self.data_files)
+        if self.cell_params:
+            config["cell_params"] = dict(self.cell_params)
         return config
+
+    @property
+    def cell_params_set(self) -> tuple[tuple[str, Any], ...]:
+        """The cell options away from their declared defaults."""
+        defaults = dict(self.cell_defaults)
+        return tuple(
+            (key, value) for key, value in self.cell_params
+            if key not in defaults or not _same(value, defaults[key])
+        )
 
     def identity(self) -> dict[str, Any]:
         """What the run id hashes: :meth:`config`, with each data file's path replaced by its
@@ -149,6 +167,9 @@ class RunSpec:
         identity["task_params"].update(
             {name: f"sha256:{digest}" for name, digest in digests.items()}
         )
+        identity.pop("cell_params", None)
+        if self.cell_params_set:  # options at their defaults leave the id as it always was
+            identity["cell_params"] = dict(self.cell_params_set)
         return identity
 
     @property
@@ -172,8 +193,11 @@ class RunSpec:
 
     @property
     def cell_label(self) -> str:
-        """The cell as the label shows it."""
-        return self.cell
+        """The cell with the options set away from their defaults: ``rnn[nonlinearity=relu]``."""
+        shown = self.cell_params_set
+        if not shown:
+            return self.cell
+        return self.cell + "[" + ",".join(f"{k}={v}" for k, v in shown) + "]"
 
     @property
     def settings_label(self) -> str:
@@ -194,11 +218,13 @@ class RunSpec:
         )
 
     def flat(self) -> dict[str, Any]:
-        """One flat row of configuration columns: task parameters as ``task.NAME``, training
-        settings by their own names. Used by tables, filters and include/exclude."""
+        """One flat row of configuration columns: task parameters as ``task.NAME``, cell
+        options as ``cell.NAME``, training settings by their own names. Used by tables, filters
+        and include/exclude."""
         row: dict[str, Any] = {axis: getattr(self, axis) for axis in CONFIG_AXES}
         for key, value in self.task_params:
             row[f"task.{key}"] = value
+        row.update({f"cell.{key}": value for key, value in self.cell_params})
         row.update({f"task.{key}.sha256": digest for key, digest in self.data_files})
         row.update(self.training.settings())
         return row
@@ -212,6 +238,11 @@ def label_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality as a suite means it: 1 matches 1.0, but true never matches 1."""
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
 
 
 #: Run statuses. ``diverged`` is a result (the loss went NaN/inf), ``failed`` an error.
@@ -249,13 +280,18 @@ class RunRecord:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def flat_config(self) -> dict[str, Any]:
-        """The configuration as flat columns, as :meth:`RunSpec.flat` gives them."""
+        """The configuration as flat columns, as :meth:`RunSpec.flat` gives them (cell options
+        as ``cell.NAME``)."""
         config = dict(self.config)
         task_params = config.pop("task_params", {}) or {}
         training = config.pop("training", {}) or {}
         digests = config.pop(DATA_KEY, {}) or {}
+        cell_params = config.pop("cell_params", {}) or {}
         row = dict(config)
         row.update({f"task.{k}": v for k, v in task_params.items()})
+        # Records written before a cell declared options have none here (they ran at the
+        # defaults of the time).
+        row.update({f"cell.{k}": v for k, v in cell_params.items()})
         if isinstance(digests, dict):
             row.update({f"task.{k}.sha256": v for k, v in digests.items()})
         # Records written before a setting existed ran at its default.

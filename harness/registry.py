@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from rnnbench.cell import CELL_MEMBERS, Cell, CellConfig, CellSupport
+from rnnbench.cell_options import resolve_options
 from rnnbench.errors import PluginError, RnnbenchError, did_you_mean
 from rnnbench.records import RunSpec
 from rnnbench.task import Task, Topology
@@ -37,6 +38,15 @@ class CellEntry:
     available: Callable[[], str | None] | None = None
     #: What the implementation supports (dtypes, layers, bias); checked by ``validate``.
     supports: CellSupport = field(default_factory=CellSupport)
+    #: The cell's options: a dataclass of ``rnnbench.param`` fields, or None (no options).
+    options: type | None = None
+
+    def resolve_options(self, given: Any = ()) -> tuple[tuple[str, Any], ...]:
+        """Every option this implementation declares, ``given`` over the defaults; raises
+        ``ValueError`` for an undeclared option or a bad value."""
+        return resolve_options(
+            self.options, given, f"cell {self.name!r} on backend {self.backend!r}"
+        )
 
     def unavailable_reason(self) -> str | None:
         """Why this backend cannot run here, or ``None`` when it can."""
@@ -48,8 +58,9 @@ class CellEntry:
             return f"availability check failed: {exc!r}"
 
     def build(self, config: CellConfig) -> Cell:
-        """A cell of this implementation for ``config``, checked against what it declared it
-        supports and against the cell protocol, so a mistake names this plugin, not a line
+        """A cell of this implementation for ``config`` (its options checked and completed
+        with their defaults), checked against what it declared it supports and against the
+        cell protocol, so a mistake names this plugin, not a line
         deep inside a run."""
         if not isinstance(config, CellConfig):
             raise TypeError(f"cell {self.name!r} needs a rnnbench.CellConfig, got {config!r}")
@@ -59,6 +70,8 @@ class CellEntry:
                 self.plugin,
                 f"cell {self.name!r} on backend {self.backend!r}: " + "; ".join(problems),
             )
+        # The factory sees every declared option, defaults filled in.
+        config = dataclasses.replace(config, options=self.resolve_options(config.options))
         cell = self.factory(config)
         missing = [name for name in CELL_MEMBERS if not hasattr(cell, name)]
         if missing:

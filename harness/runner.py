@@ -185,10 +185,11 @@ def _train_and_evaluate(
 
     origin = CellOrigin(spec.cell, spec.backend, cell_entry.plugin)
     model = build_model(task, data, cell_entry.build, spec.hidden_size, spec.num_layers,
-                        spec.bias, spec.dtype, origin)
+                        spec.bias, spec.dtype, origin, spec.cell_params)
     rng = np.random.default_rng(model_seed)
     params = model.init_params(rng)
-    initialise(params, spec.training.init, spec.training.spectral_radius, rng)
+    initialise(params, spec.training.init, spec.training.spectral_radius, rng,
+               spec.training.forget_bias, cell_entry.supports.forget_gate)
     initial = {name: value.copy() for name, value in params.items()}
 
     def on_evaluation(step: int, logs: EvaluationLogs) -> bool:

@@ -7,7 +7,9 @@ the runs are the cartesian product of the axes, plus ``include`` sets, minus ``e
     description: "RNN vs LSTM vs GRU on the adding problem"
     output: results/quickstart       # optional; the caller defaults to results/<name>
     plugins: [my_cells.py, pkg.mod]  # optional; loaded by the caller before validation
-    cell: [rnn, lstm, gru]           # required: a name or a non-empty list of names
+    cell: [rnn, lstm, gru]           # required: a name or a non-empty list of names; an entry
+                                     #   may be {name: rnn, params: {nonlinearity: [tanh, relu]}}
+                                     #   (the cell's options; a list value is expanded)
     backend: numpy                   # default numpy
     task:                            # required: one task entry or a list of them
       - adding                       #   a bare name: the task with its default parameters
@@ -29,12 +31,15 @@ the runs are the cartesian product of the axes, plus ``include`` sets, minus ``e
       target_loss: 0.01              # stop early once the validation loss reaches it; default null
       init: orthogonal               # pytorch | orthogonal | identity, default pytorch
       spectral_radius: 1.5           # rescale recurrent matrices to this radius; default null
+      forget_bias: 1.0               # added to the forget-gate biases (cells declaring one); 0
     metrics: [final_loss, test_loss] # default: every registered metric, sorted
     include:                         # extra run sets: keys override the suite's axes
       - {cell: lstm, hidden_size: 128, lr: 0.1}   # training keys are given flat here
+      - {cell: rnn, cell.nonlinearity: relu}       # and cell options as cell.<option>
     exclude:                         # drop runs whose RunSpec.flat() matches ALL the keys
       - {cell: rnn, hidden_size: 32}
       - {task.length: 50, cell: [rnn, gru]}       # a list matches any of its items
+      - {cell.nonlinearity: relu, backend: numba-cpu}
     skip_unavailable: false          # true: skip runs on unavailable backends, not an error
     max_runs: 20000                  # refuse to expand to more runs (default 10000)
     variants:                        # named overlays of top-level keys: --variant full
@@ -66,6 +71,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnbench.cell import CellSupport
+from rnnbench.cell_options import option_defaults, option_fields, option_hints
 from rnnbench.claims import Claim, check_selectors, parse_claims
 from rnnbench.data_files import content_digest, is_path_parameter, looks_like_path, resolve
 from rnnbench.errors import did_you_mean
@@ -76,6 +82,7 @@ from rnnbench.suite_expand import (
     MISSING,
     TRAINING_DEFAULTS,
     AxisValue,
+    CellChoice,
     ExpandedRun,
     RunSet,
     TaskChoice,
@@ -235,6 +242,8 @@ class _Validation:
                 self.missing_pair(run.values["cell"], run.values["backend"])
                 continue
             self.check_supported(run, entry.supports)
+            self.check_cell_options(run, entry)
+            self.check_forget_bias(run, entry.supports)
             spec = dataclasses.replace(run.spec, metrics=metrics, suite=data["name"])
             reason = self.unavailable(entry)
             if reason is None:
@@ -295,14 +304,13 @@ class _Validation:
             fallback = base.axes[axis] if base is not None else None
             default = AXIS_DEFAULTS.get(axis)
             axes[axis] = axis_values(self.doc, origin, mapping, axis, fallback, default)
-        for value in axes["cell"]:
-            if isinstance(value.value, str) and value.value not in self.registry.cell_names:
-                self.add(
-                    value.path,
-                    f"unknown cell {value.value!r}",
-                    self.name_hint(value.value, self.registry.cell_names),
-                    line=value.line,
-                )
+        if base is not None and "cell" not in mapping:
+            cells = [dataclasses.replace(choice, given=dict(choice.given),
+                                         paths=dict(choice.paths)) for choice in base.cells]
+        else:
+            cells = [c for c in map(self.cell_choice, axes["cell"]) if c is not None]
+        if base is not None:
+            self.cell_option_keys(origin, mapping, cells)
         for value in axes["backend"]:
             if isinstance(value.value, str) and value.value not in self.registry.backend_names:
                 self.add(
@@ -341,7 +349,94 @@ class _Validation:
             }
             rule_path = origin if ("steps" in mapping or "epochs" in mapping) else ("training",)
         self.check_steps_epochs(training, rule_path)
-        return RunSet(origin, axes, tasks, training)
+        return RunSet(origin, axes, tasks, training, cells)
+
+    def cell_choice(self, value: AxisValue) -> CellChoice | None:
+        """Check one cell entry (its name; the names, types and values of the options it sets,
+        against what the cell's backends declare) and note each backend's option defaults."""
+        raw = value.value
+        if isinstance(raw, str):
+            name, params, name_path = raw, {}, value.path
+        elif isinstance(raw, dict) and isinstance(raw.get("name"), str):
+            name, name_path = raw["name"], (*value.path, "name")
+            params = raw.get("params") if isinstance(raw.get("params"), dict) else {}
+        else:
+            return None
+        if name not in self.registry.cell_names:
+            self.add(name_path, f"unknown cell {name!r}",
+                     self.name_hint(name, self.registry.cell_names), line=value.line
+                     if name_path == value.path else None)
+            return None
+        choice = CellChoice(value, name, defaults=self.option_defaults(name))
+        for key, raw_value in params.items():
+            self.add_cell_option(choice, (*value.path, "params", key), key, raw_value)
+        return choice
+
+    def option_classes(self, cell: str) -> dict[str, type | None]:
+        """Each backend of ``cell`` (that one plugin registers) with its options class."""
+        found = {}
+        for backend in self.registry.backends_of(cell):
+            claims = self.registry.cells.claims((cell, backend))
+            if len(claims) == 1:
+                found[backend] = claims[0].options
+        return found
+
+    def option_defaults(self, cell: str) -> dict[str, dict[str, Any]]:
+        result = {}
+        for backend, options in self.option_classes(cell).items():
+            hints = option_hints(options)
+            result[backend] = {key: as_field_type(default, hints.get(key))
+                               for key, default in option_defaults(options).items()}
+        return result
+
+    def add_cell_option(self, choice: CellChoice, path: KeyPath, key: str, raw: Any) -> None:
+        """Check one option a suite sets on ``choice`` (declared by some backend of the cell,
+        of the declared type, accepted by the options class) and add its values."""
+        classes = {b: c for b, c in self.option_classes(choice.name).items() if c is not None}
+        declared = {f.name: (f, c) for c in classes.values() for f in option_fields(c)}
+        if key not in declared:
+            hint = (did_you_mean(key, sorted(declared)) if declared
+                    else f"cell {choice.name!r} declares no options")
+            self.add(path, f"cell {choice.name!r} has no option {key!r}", hint)
+            return
+        _, options = declared[key]
+        hint = option_hints(options).get(key)
+        items = raw if isinstance(raw, list) else [raw]
+        converted = []
+        for index, item in enumerate(items):
+            item_path = (*path, index) if isinstance(raw, list) else path
+            expected = _type_mismatch(item, hint)
+            if expected is not None:
+                got = yaml_text(item) + (" (a string)" if isinstance(item, str) else "")
+                self.add(item_path, f"expected {expected}, got {got}",
+                         f"option {key!r} of cell {choice.name!r}")
+                continue
+            value = as_field_type(item, hint)
+            try:  # the options class's own checks (its __post_init__)
+                options(**{**option_defaults(options), key: value})
+            except (TypeError, ValueError) as exc:
+                self.add(item_path, f"cell {choice.name!r} rejects {key}={value!r}: {exc}")
+                continue
+            converted.append(value)
+        if converted and len(converted) == len(items):
+            choice.given[key] = converted
+            choice.paths[key] = path
+
+    def cell_option_keys(
+        self, origin: KeyPath, mapping: dict[str, Any], cells: list[CellChoice]
+    ) -> None:
+        """An include's flat ``cell.<option>`` keys: set the option on each of its cells."""
+        for key, raw in mapping.items():
+            if not key.startswith("cell."):
+                continue
+            option = key[5:]
+            for choice in cells:
+                written = choice.paths.get(option)
+                if written is not None and written[:len(origin)] == origin:
+                    self.add((*origin, key), f"the option {option!r} of cell {choice.name!r} is "
+                             "set twice in this include", "set it in one place")
+                    continue
+                self.add_cell_option(choice, (*origin, key), option, raw)
 
     def check_steps_epochs(self, training: dict[str, list[AxisValue]], path: KeyPath) -> None:
         for steps, epochs in itertools.product(training["steps"], training["epochs"]):
@@ -508,6 +603,13 @@ class _Validation:
             for f in choice.entry.task_class.parameters()
             if is_path_parameter(f)
         }
+        options = {
+            f.name
+            for run_set in run_sets
+            for choice in run_set.cells
+            for options_class in self.option_classes(choice.name).values()
+            for f in option_fields(options_class)
+        }
         known = {
             "cell": self.registry.cell_names,
             "backend": self.registry.backend_names,
@@ -535,6 +637,13 @@ class _Validation:
                         path,
                         f"no task of this suite has a parameter {key[5:]!r}",
                         did_you_mean(key, [f"task.{p}" for p in params]),
+                    )
+                elif key.startswith("cell.") and key[5:] not in options:
+                    self.add(
+                        path,
+                        f"no cell of this suite has an option {key[5:]!r}",
+                        did_you_mean(key, [f"cell.{o}" for o in sorted(options)])
+                        if options else "the suite's cells declare no options",
                     )
                 if key[5:] in path_params:  # a data file: matched as resolved in the runs
                     base = self.doc.path.parent
@@ -587,6 +696,48 @@ class _Validation:
                 f"backend: {spec.backend}, {axis}: {_flow(value)}}}]",
                 line=where.line,
             )
+
+    def check_cell_options(self, run: ExpandedRun, entry: CellEntry) -> None:
+        """Every option the run's cell entry sets must be declared by this backend too."""
+        choice = run.cell_choice
+        if choice is None:
+            return
+        declared = {f.name for f in option_fields(entry.options)}
+        for key, path in choice.paths.items():
+            if key not in declared:
+                self.add(
+                    path,
+                    f"cell {entry.name!r} on backend {entry.backend!r} has no option {key!r} "
+                    f"(its other backends declare it)",
+                    f"exclude the pair: exclude: [{{cell: {entry.name}, backend: "
+                    f"{entry.backend}}}], or leave the option out",
+                )
+
+    def check_forget_bias(self, run: ExpandedRun, supports: CellSupport) -> None:
+        """A non-zero ``training.forget_bias`` needs a forget gate and biases."""
+        spec = run.spec
+        forget_bias = spec.training.forget_bias
+        if forget_bias == 0:
+            return
+        fb = f"{forget_bias:g}"
+        if supports.forget_gate is None:
+            reason = "has no forget gate (its CellSupport declares forget_gate=None)"
+            fix = (f"set forget_bias only for cells with a forget gate (e.g. in an include: "
+                   f"{{cell: lstm, forget_bias: {fb}}}), or exclude: [{{cell: {spec.cell}, "
+                   f"forget_bias: {fb}}}]")
+        elif not spec.bias:
+            reason = "runs without biases here (bias: false)"
+            fix = f"exclude: [{{cell: {spec.cell}, bias: false, forget_bias: {fb}}}]"
+        else:
+            return
+        source = run.values.get("forget_bias")
+        self.add(
+            source.path if source is not None else ("training", "forget_bias"),
+            f"forget_bias {fb} is added to the forget-gate biases, and cell "
+            f"{spec.cell!r} on backend {spec.backend!r} {reason}",
+            fix,
+            line=source.line if source is not None else None,
+        )
 
     def unavailable(self, entry: CellEntry) -> str | None:
         key = (entry.name, entry.backend)

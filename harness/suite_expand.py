@@ -40,6 +40,7 @@ __all__ = [
     "MISSING",
     "TRAINING_DEFAULTS",
     "AxisValue",
+    "CellChoice",
     "ExpandedRun",
     "RunSet",
     "TaskChoice",
@@ -85,6 +86,30 @@ class TaskChoice:
 
 
 @dataclass
+class CellChoice:
+    """One cell entry: the cell, where it was written, and the options it sets (each a list of
+    values: a list in the suite expands, as task parameters do)."""
+
+    value: AxisValue
+    name: str
+    #: option -> the values the suite gives it (converted to the option's type).
+    given: dict[str, list[Any]] = field(default_factory=dict)
+    #: option -> where the suite set it.
+    paths: dict[str, KeyPath] = field(default_factory=dict)
+    #: backend -> the options that backend declares, with their defaults.
+    defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def combos(self) -> list[tuple[tuple[str, Any], ...]]:
+        """Every combination of the options set, as sorted ``(option, value)`` pairs."""
+        keys = list(self.given)
+        return [
+            tuple(sorted(zip(keys, combo, strict=True)))
+            for combo in itertools.product(*(self.given[key] for key in keys))
+        ]
+
+
+@dataclass
 class RunSet:
     """The base axes of a suite, or one include set (the base with some axes replaced)."""
 
@@ -92,15 +117,20 @@ class RunSet:
     axes: dict[str, list[AxisValue]]
     tasks: list[TaskChoice]
     training: dict[str, list[AxisValue]]
+    #: The cell entries with their options; empty: the ``cell`` axis's names, no options set.
+    cells: list[CellChoice] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class ExpandedRun:
     """One run of the product, before the registry checks: its spec, and where each of its
-    run-axis values (cell, backend, hidden_size, num_layers, bias, dtype, seed) came from."""
+    run-axis values (cell, backend, hidden_size, num_layers, bias, dtype, seed) and training
+    settings came from."""
 
     spec: RunSpec
     values: dict[str, AxisValue]
+    #: The cell entry the run comes from (its options and where they were set).
+    cell_choice: CellChoice | None = None
 
 
 def axis_values(
@@ -139,17 +169,21 @@ def count_runs(data: dict[str, Any]) -> int:
     def count(value: Any) -> int:
         return len(value) if isinstance(value, list) and value else 1
 
-    def tasks(value: Any) -> int:
+    def tasks(value: Any) -> int:  # task and cell entries: a name or {name, params}
         total = 0
         for entry in value if isinstance(value, list) and value else [value]:
             params = entry.get("params") if isinstance(entry, dict) else None
             total += math.prod(map(count, params.values())) if isinstance(params, dict) else 1
         return total
 
+    def cell_options(entry: dict[str, Any]) -> int:  # an include's flat cell.<option> keys
+        return math.prod(count(value) for key, value in entry.items() if key.startswith("cell."))
+
     training = data.get("training")
     training = training if isinstance(training, dict) else {}
-    base = {axis: count(data.get(axis)) for axis in CONFIG_AXES if axis != "task"}
+    base = {axis: count(data.get(axis)) for axis in CONFIG_AXES if axis not in ("task", "cell")}
     base["task"] = tasks(data.get("task"))
+    base["cell"] = tasks(data.get("cell"))
     base.update({key: count(training.get(key)) for key in TRAINING_AXES})
     total = math.prod(base.values())
     includes = data.get("include")
@@ -159,7 +193,9 @@ def count_runs(data: dict[str, Any]) -> int:
         lengths = {key: count(entry[key]) if key in entry else n for key, n in base.items()}
         if "task" in entry:
             lengths["task"] = tasks(entry["task"])
-        total += math.prod(lengths.values())
+        if "cell" in entry:
+            lengths["cell"] = tasks(entry["cell"])
+        total += math.prod(lengths.values()) * cell_options(entry)
     return total
 
 
@@ -201,12 +237,17 @@ def _product(run_set: RunSet) -> Iterator[ExpandedRun]:
     (entry, then parameter combination), the other axes, then the training settings."""
     axes = run_set.axes
     tasks = [(choice, combo) for choice in run_set.tasks for combo in choice.combos]
+    cell_choices = run_set.cells or [CellChoice(value, value.value) for value in axes["cell"]]
+    cells = [(choice, combo) for choice in cell_choices for combo in choice.combos]
     training_lists = [run_set.training[key] for key in TRAINING_AXES]
     product = itertools.product(
-        axes["cell"], axes["backend"], tasks, axes["hidden_size"], axes["num_layers"],
+        cells, axes["backend"], tasks, axes["hidden_size"], axes["num_layers"],
         axes["bias"], axes["dtype"], axes["seed"], *training_lists,
     )  # fmt: skip
-    for cell, backend, (choice, combo), hidden, layers, bias, dtype, seed, *train in product:
+    for (cell_choice, cell_combo), backend, (choice, combo), hidden, layers, bias, dtype, seed, \
+            *train in product:
+        cell = cell_choice.value
+        cell_defaults = cell_choice.defaults.get(backend.value, {})
         training = TrainingConfig(
             **{
                 key: as_field_type(value.value, _TRAINING_HINTS.get(key))
@@ -214,7 +255,7 @@ def _product(run_set: RunSet) -> Iterator[ExpandedRun]:
             }
         )
         spec = RunSpec(
-            cell=cell.value,
+            cell=cell_choice.name,
             backend=backend.value,
             task=choice.entry.name,
             task_params=combo,
@@ -231,10 +272,13 @@ def _product(run_set: RunSet) -> Iterator[ExpandedRun]:
                 (key, choice.digests[(key, value)]) for key, value in combo
                 if isinstance(value, str) and (key, value) in choice.digests
             ),
+            cell_params=tuple(sorted({**cell_defaults, **dict(cell_combo)}.items())),
+            cell_defaults=tuple(sorted(cell_defaults.items())),
         )
         values = {"cell": cell, "backend": backend, "hidden_size": hidden, "num_layers": layers,
-                  "bias": bias, "dtype": dtype, "seed": seed}
-        yield ExpandedRun(spec, values)
+                  "bias": bias, "dtype": dtype, "seed": seed,
+                  **dict(zip(TRAINING_AXES, train, strict=True))}
+        yield ExpandedRun(spec, values, cell_choice)
 
 
 def matches(spec: RunSpec, criteria: dict[str, list[Any]]) -> bool:

@@ -50,16 +50,17 @@ def _axis(item: dict[str, Any], expected: str) -> dict[str, Any]:
     }
 
 
-def _task_entry(expected: str) -> dict[str, Any]:
+def _task_entry(expected: str, kind: str = "task") -> dict[str, Any]:
     return {
         "if": {"type": "object"},
         "then": {
             "type": "object",
             "properties": {
-                "name": {**_NAME, "expected": "a task name"},
+                "name": {**_NAME, "expected": f"a {kind} name"},
                 "params": {
                     "type": "object",
-                    "expected": "a mapping of parameter values",
+                    "expected": "a mapping of " + (
+                        "parameter values" if kind == "task" else "option values"),
                     # A list-valued parameter is expanded, so an empty list would give no runs.
                     "additionalProperties": {"if": {"type": "array"}, "then": {"minItems": 1}},
                 },
@@ -81,8 +82,22 @@ _TASK_AXIS = {
     "else": _task_entry("a task name, a mapping {name: ..., params: {...}}, or a list of them"),
 }
 
+#: A cell: a name, or ``{name: rnn, params: {nonlinearity: relu}}`` (its options; a list value
+#: expands, as task parameters do).
+_CELL_AXIS = {
+    "if": {"type": "array"},
+    "then": {
+        "type": "array",
+        "minItems": 1,
+        "items": _task_entry("a cell name or a mapping {name: ..., params: {...}}", "cell"),
+    },
+    "else": _task_entry(
+        "a cell name, a mapping {name: ..., params: {...}}, or a list of them", "cell"
+    ),
+}
+
 _AXES: dict[str, dict[str, Any]] = {
-    "cell": _axis(_NAME, "a cell name"),
+    "cell": _CELL_AXIS,
     "backend": _axis(_NAME, "a backend name"),
     "task": _TASK_AXIS,
     "hidden_size": _axis(
@@ -138,7 +153,9 @@ _TRAINING: dict[str, dict[str, Any]] = {
 }
 assert tuple(_TRAINING) == TRAINING_AXES and tuple(_AXES) == CONFIG_AXES, "schema out of date"
 
-_EXCLUDE_AXES = {**_AXES, "task": _axis(_NAME, "a task name")}
+_EXCLUDE_AXES = {
+    **_AXES, "task": _axis(_NAME, "a task name"), "cell": _axis(_NAME, "a cell name"),
+}
 
 # Claims (see rnnbench.claims): selector keys are flat run keys (cell, task.length, lr,
 # cell.nonlinearity, ...), checked against the runs in rnnbench.claims, so any name is allowed.
@@ -178,6 +195,9 @@ _CLAIM = {
     "expected": "a mapping with id, claim, source, where, metric and expect",
 }
 _TASK_PARAM_KEY = r"^task\.[A-Za-z_][A-Za-z0-9_]*$"
+#: A cell option as a flat key (``cell.nonlinearity``), in include and exclude entries.
+CELL_OPTION_KEY = r"^cell\.[A-Za-z_][A-Za-z0-9_]*$"
+_NON_EMPTY = {"if": {"type": "array"}, "then": {"minItems": 1}}
 
 #: The JSON Schema (Draft 2020-12) of a suite file's structure. Names (cells, tasks, metrics)
 #: are checked against the plugin registry separately, since plugins can add them.
@@ -217,6 +237,7 @@ SUITE_SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "minProperties": 1,
                 "properties": {**_AXES, **_TRAINING},
+                "patternProperties": {CELL_OPTION_KEY: _NON_EMPTY},
                 "additionalProperties": False,
                 "expected": "a mapping of axis values, e.g. {cell: lstm, hidden_size: 128}",
                 "empty": "an empty include entry adds nothing",
@@ -229,9 +250,7 @@ SUITE_SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "minProperties": 1,
                 "properties": {**_EXCLUDE_AXES, **_TRAINING},
-                "patternProperties": {
-                    _TASK_PARAM_KEY: {"if": {"type": "array"}, "then": {"minItems": 1}}
-                },
+                "patternProperties": {_TASK_PARAM_KEY: _NON_EMPTY, CELL_OPTION_KEY: _NON_EMPTY},
                 "additionalProperties": False,
                 "expected": "a mapping of values to match, e.g. {cell: rnn, hidden_size: 32}",
                 "empty": "an empty exclude entry would remove every run",
@@ -369,7 +388,9 @@ def _key_hint(path: KeyPath, key: str, allowed: list[str]) -> str:
     if len(path) == 2 and path[0] == "include" and key == "training":
         return "give training settings flat in an include entry, e.g. {lr: 0.1}"
     if len(path) == 2 and path[0] == "exclude":
-        allowed = [*allowed, "task.<parameter>"]
+        allowed = [*allowed, "task.<parameter>", "cell.<option>"]
+    if len(path) == 2 and path[0] == "include":
+        allowed = [*allowed, "cell.<option>"]
     return did_you_mean(key, allowed)
 
 

@@ -30,7 +30,8 @@ class Topology(enum.StrEnum):
 
 
 def param(default: Any, help: str, path: bool = False) -> Any:
-    """Declare a task parameter: a dataclass field with a default and a one-line help text.
+    """Declare a task parameter (or a cell option, in the dataclass a cell plugin passes as
+    ``register(..., options=...)``): a dataclass field with a default and a one-line help text.
 
     ``path=True``: the parameter may name a data file. A suite's value that looks like a path is
     then resolved against the suite file's folder (and must exist), and the run id covers the

@@ -112,6 +112,30 @@ def test_matches_reference(kind, shape):
                shapes=[shape]).raise_on_failure()
 
 
+RELU = {"nonlinearity": "relu"}
+
+
+@needs_cuda
+@pytest.mark.parametrize(
+    "check",
+    cell_checks(CudaRNNCell, reference=REFERENCE["rnn"], checks=KIT_CHECKS, layers=[2],
+                bias=[True], options=RELU),
+)
+def test_relu_rnn_cell_checks(check):
+    """The rnn cell with option nonlinearity: relu passes the kit's checks too."""
+    check()
+
+
+@needs_cuda
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "T{}B{}I{}H{}".format(*s))
+def test_relu_rnn_matches_reference(shape):
+    """nonlinearity: relu: every output and gradient as the numpy reference's, in 1 and 2
+    layers, with and without bias, both dtypes (the reference is checked against finite
+    differences in test_cell_options)."""
+    check_cell(CudaRNNCell, reference=REFERENCE["rnn"], checks=["matches_reference"],
+               shapes=[shape], options=RELU).raise_on_failure()
+
+
 @needs_cuda
 @pytest.mark.parametrize("kind", KINDS)
 def test_results_are_device_arrays(kind):

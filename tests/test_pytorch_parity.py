@@ -71,7 +71,7 @@ def torch_module(cell: str, config: CellConfig) -> Any:
         batch_first=False,
     )
     if cell == "rnn":
-        module = torch.nn.RNN(nonlinearity="tanh", **kwargs)
+        module = torch.nn.RNN(nonlinearity=config.option("nonlinearity", "tanh"), **kwargs)
     else:
         module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](**kwargs)
     return module.double() if config.dtype == "float64" else module.float()
@@ -198,3 +198,20 @@ def test_matches_torch_on_torch_parameters(
 def test_our_parameters_load_into_torch(tmp_path, cell, backend, factory, num_layers, bias, dtype):
     config = CellConfig(IN, HID, num_layers=num_layers, bias=bias, dtype=dtype)
     compare(cell, factory, config, tmp_path, seed=10 + num_layers, params_from="ours").check(dtype)
+
+
+RNN_BACKENDS = [p for p in BACKENDS if p.values[0] == "rnn"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("num_layers", "bias"), SIZES)
+@pytest.mark.parametrize(("cell", "backend", "factory"), RNN_BACKENDS)
+@pytest.mark.parametrize("params_from", ["torch", "ours"])
+def test_relu_rnn_matches_torch(tmp_path, cell, backend, factory, num_layers, bias, dtype,
+                                params_from):
+    """The rnn cell's option ``nonlinearity: relu`` against ``nn.RNN(nonlinearity='relu')``:
+    outputs, final states and every gradient, on torch's parameters and on ours."""
+    config = CellConfig(IN, HID, num_layers=num_layers, bias=bias, dtype=dtype,
+                        options={"nonlinearity": "relu"})
+    compare(cell, factory, config, tmp_path, seed=20 + num_layers + 2 * bias,
+            params_from=params_from).check(dtype)

@@ -301,7 +301,7 @@ def test_registers_every_cell_on_the_numpy_backend():
     manager.register(reference)
     registered = []
     manager.hook.rnnbench_register_cells(
-        register=lambda name, backend, factory, description="": registered.append(
+        register=lambda name, backend, factory, description="", **declared: registered.append(
             (name, backend, factory, description)
         )
     )

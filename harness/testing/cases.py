@@ -31,7 +31,10 @@ SAME_CELL_TOLERANCE = {"float64": 1e-12, "float32": 1e-5}
 #: Finite differences (float64): step, tolerance on the relative error, and its floor.
 FD_EPS = 1e-3
 FD_TOL = 1e-6
-FD_FLOOR = 1e-8
+#: The floor keeps an exactly zero gradient (a relu unit that is off) from being compared with
+#: the finite differences' rounding noise (about 1e-13) as a relative error; it still lets
+#: through only absolute errors below FD_TOL * FD_FLOOR = 1e-11.
+FD_FLOOR = 1e-5
 
 
 @dataclass

@@ -28,7 +28,8 @@ the cases to try, the reference), so a pytest suite can run them one by one
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,11 +97,23 @@ class CellSubject:
     reference_supports: CellSupport = field(default_factory=CellSupport)
     #: Why there is no reference, when there is none.
     no_reference: str = "no reference implementation was given"
+    #: The cell options every case is built with (``CellConfig.options``), and the reference's
+    #: (the same options, completed with the reference's own defaults).
+    options: tuple[tuple[str, Any], ...] = ()
+    reference_options: tuple[tuple[str, Any], ...] = ()
     _cells: dict[tuple[int, CellConfig], Cell] = field(default_factory=dict, repr=False)
 
+    def config(self, input_size: int, hidden_size: int, num_layers: int, bias: bool,
+               dtype: str) -> CellConfig:
+        """The config of one case, with the subject's options."""
+        return CellConfig(input_size, hidden_size, num_layers, bias, dtype, self.options)
+
     def cell(self, config: CellConfig, factory: CellFactory | None = None) -> Cell:
-        """The cell for ``config`` (one per config: a backend may compile on first use)."""
+        """The cell for ``config`` (one per config: a backend may compile on first use); the
+        reference is built with the reference's options."""
         factory = factory or self.factory
+        if factory is self.reference and factory is not self.factory:
+            config = dataclasses.replace(config, options=self.reference_options)
         key = (id(factory), config)
         if key not in self._cells:
             try:
@@ -116,7 +129,7 @@ class CellSubject:
     def case(self, shape: Shape, num_layers: int, bias: bool, dtype: str,
              factory: CellFactory | None = None) -> CellCase:
         _, _, inputs, hidden = shape
-        config = CellConfig(inputs, hidden, num_layers, bias, dtype)
+        config = self.config(inputs, hidden, num_layers, bias, dtype)
         cell = self.cell(config, factory)
         return make_case(lambda _: cell, shape, num_layers, bias, dtype, self.seed)
 
@@ -140,7 +153,7 @@ class CellSubject:
 def check_protocol(subject: CellSubject) -> str:
     num_layers, bias = subject.variants[-1]
     for dtype in subject.dtypes:
-        config = CellConfig(2, 3, num_layers, bias, dtype)
+        config = subject.config(2, 3, num_layers, bias, dtype)
         cell = subject.cell(config)
         missing = [name for name in CELL_MEMBERS if not hasattr(cell, name)]
         if missing:
@@ -415,8 +428,7 @@ def check_float32_matches_float64(subject: CellSubject) -> str:
     worst, count = 0.0, 0
     for case64 in subject.cases(dtypes=["float64"]):
         config = case64.cell.config
-        cell32 = subject.cell(CellConfig(config.input_size, config.hidden_size,
-                                         config.num_layers, config.bias, "float32"))
+        cell32 = subject.cell(dataclasses.replace(config, dtype="float32"))
         case32 = case64.with_cell(cell32)
         single, double = case32.results(), case64.results()
         for name, expected in double.items():
@@ -584,10 +596,13 @@ def cell_subject(
     supports: CellSupport | None = None,
     host: PluginHost | None = None,
     plugins: Sequence[str] = (),
+    options: Mapping[str, Any] | None = None,
 ) -> CellSubject:
     """The :class:`CellSubject` that :func:`check_cell` and :func:`cell_checks` check (see
     :func:`check_cell` for the arguments)."""
     reference_supports, no_reference = CellSupport(), "no reference implementation was given"
+    given = dict(options or {})
+    chosen_options = reference_options = CellConfig(1, 1, options=given).options
     if isinstance(cell, tuple):
         host = load_host(host, plugins)
         name, backend = cell
@@ -595,7 +610,9 @@ def cell_subject(
         reason = entry.unavailable_reason()
         if reason is not None:
             raise RnnbenchError(f"cell {name!r} on backend {backend!r} cannot run here: {reason}")
-        label, factory = f"{name}/{backend}", entry.factory
+        chosen_options = _resolve(entry, given)
+        shown = "".join(f"[{k}={v}]" for k, v in given.items())
+        label, factory = f"{name}{shown}/{backend}", entry.factory
         supports = supports or entry.supports
         if reference == "auto":
             found = default_reference(host, name, backend)
@@ -625,6 +642,7 @@ def cell_subject(
                                 f"{reason}")
         reference_factory, reference_label = entry.factory, f"{reference[0]}/{reference[1]}"
         reference_supports = entry.supports
+        reference_options = _resolve(entry, given)
     else:
         reference_factory, reference_label = reference, _label(reference)
     if dtypes is not None:
@@ -650,7 +668,17 @@ def cell_subject(
         reference_label=reference_label,
         reference_supports=reference_supports,
         no_reference=no_reference,
+        options=chosen_options,
+        reference_options=reference_options,
     )
+
+
+def _resolve(entry: Any, given: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """``given`` options completed with a registered cell's defaults, or a clear error."""
+    try:
+        return entry.resolve_options(given)
+    except ValueError as exc:
+        raise RnnbenchError(str(exc)) from None
 
 
 def check_cell(
@@ -667,6 +695,7 @@ def check_cell(
     supports: CellSupport | None = None,
     host: PluginHost | None = None,
     plugins: Sequence[str] = (),
+    options: Mapping[str, Any] | None = None,
 ) -> CheckReport:
     """Run the cell checks (all, or those named in ``checks``; see :data:`CELL_CHECKS`) on a
     cell and return their report; ``report.raise_on_failure()`` turns failures into an
@@ -684,10 +713,13 @@ def check_cell(
     every supported dtype in ``dtypes``, layer count in ``layers`` (default 1 and 2) and bias
     setting in ``bias``, with parameters from the cell's ``init_params`` and inputs drawn from
     ``seed``. ``fd_elements`` limits finite differences to that many elements per array.
+    ``options`` (e.g. ``{"nonlinearity": "relu"}``) are the cell's options for every case (and
+    the reference's); a registered cell's undeclared option is an error.
     """
     subject = cell_subject(
         cell, reference=reference, dtypes=dtypes, layers=layers, bias=bias, shapes=shapes,
         seed=seed, fd_elements=fd_elements, supports=supports, host=host, plugins=plugins,
+        options=options,
     )
     return run_checks(subject.label, select_checks(CELL_CHECKS, checks, "cell"), subject)
 
@@ -706,6 +738,7 @@ def cell_checks(
     supports: CellSupport | None = None,
     host: PluginHost | None = None,
     plugins: Sequence[str] = (),
+    options: Mapping[str, Any] | None = None,
 ) -> list[NamedCheck]:
     """The checks :func:`check_cell` runs, one callable each, for ``pytest.mark.parametrize``::
 
@@ -720,6 +753,7 @@ def cell_checks(
     subject = cell_subject(
         cell, reference=reference, dtypes=dtypes, layers=layers, bias=bias, shapes=shapes,
         seed=seed, fd_elements=fd_elements, supports=supports, host=host, plugins=plugins,
+        options=options,
     )
     return [NamedCheck(subject.label, check, subject)
             for check in select_checks(CELL_CHECKS, checks, "cell")]

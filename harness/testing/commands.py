@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rnnbench.errors import RnnbenchError
 from rnnbench.plugin_manager import PluginHost
@@ -30,6 +31,7 @@ def check_cell_backends(
     reference: str | None = "auto",
     dtypes: Sequence[str] | None = None,
     checks: Sequence[str] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> list[BackendCheck]:
     """The cell checks of cell ``name`` on ``backend``, or on each of its backends (an
     unavailable one is reported as such). Unknown names, and a named backend (or every
@@ -50,7 +52,7 @@ def check_cell_backends(
             continue
         own_reference = "auto" if reference == each else reference  # not itself
         report = check_cell((name, each), reference=own_reference, dtypes=_supported(
-            host, name, each, dtypes), checks=checks, host=host)
+            host, name, each, dtypes), checks=checks, host=host, options=options)
         found.append(BackendCheck(each, report))
     if not any(each.report for each in found):
         reasons = "; ".join(f"{each.backend}: {each.unavailable}" for each in found)

@@ -278,12 +278,13 @@ def kernels(dtype_name: str, geometry: Geometry) -> SimpleNamespace:
     # rows blockIdx.y * batch_rows + y + i * rows, i < per_thread. Grid: the hidden units along x,
     # the batch along y.
 
-    # --- vanilla tanh RNN -----------------------------------------------------------------------
+    # --- vanilla RNN (tanh, or relu when ``relu`` is true) ---------------------------------------
 
     @cuda.jit
-    def rnn_forward_step(t, pre, w_hh_t, b_hh, h_all):
+    def rnn_forward_step(t, pre, w_hh_t, b_hh, h_all, relu):
         """``pre`` (T, B, H): ``x W_ih^T + b_ih``; ``w_hh_t`` (H, H): ``W_hh^T``;
-        ``h_all`` (T+1, B, H): reads ``h_all[t]``, writes ``h_all[t + 1]``."""
+        ``h_all`` (T+1, B, H): reads ``h_all[t]``, writes ``h_all[t + 1]``; ``relu``:
+        ``max(0, .)`` instead of tanh."""
         j = cuda.blockIdx.x * cols + cuda.threadIdx.x
         batch, hidden = h_all.shape[1], h_all.shape[2]
         sh = cuda.shared.array((batch_rows, chunk), dt)
@@ -292,10 +293,11 @@ def kernels(dtype_name: str, geometry: Geometry) -> SimpleNamespace:
         for i in range(per_thread):
             b = cuda.blockIdx.y * batch_rows + cuda.threadIdx.y + i * rows
             if b < batch and j < hidden:
-                h_all[t + 1, b, j] = math.tanh(pre[t, b, j] + acc[i, 0] + b_hh[j])
+                a = pre[t, b, j] + acc[i, 0] + b_hh[j]
+                h_all[t + 1, b, j] = (a if a > zero else zero) if relu else math.tanh(a)
 
     @cuda.jit
-    def rnn_backward_step(t, h_all, dy, w_hh, d_pre, dh):
+    def rnn_backward_step(t, h_all, dy, w_hh, d_pre, dh, relu):
         """Gate gradients of step ``t`` into ``d_pre[t]`` (T, B, H); ``dh`` (B, H) carries the
         direct part of dLoss/dh (here only the final state's). ``t = -1``: ``dh += d_pre[0]
         W_hh``, the initial state's gradient."""
@@ -315,7 +317,11 @@ def kernels(dtype_name: str, geometry: Geometry) -> SimpleNamespace:
                     dh[b, j] = dh[b, j] + acc[i, 0]
                 else:
                     h = h_all[t + 1, b, j]
-                    d_pre[t, b, j] = (dh[b, j] + acc[i, 0] + dy[t, b, j]) * (one - h * h)
+                    if relu:  # 1 where the output is positive; 0 elsewhere (at 0 too)
+                        slope = one if h > zero else zero
+                    else:
+                        slope = one - h * h
+                    d_pre[t, b, j] = (dh[b, j] + acc[i, 0] + dy[t, b, j]) * slope
                     dh[b, j] = zero
 
     # --- LSTM (gates i, f, g, o) ----------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The ``numba-cpu`` backend: PyTorch's RNN (tanh), LSTM and GRU compiled with Numba.
+"""The ``numba-cpu`` backend: PyTorch's RNN (tanh or relu), LSTM and GRU compiled with Numba.
 
 Same equations, parameter names and layout as the numpy reference (and PyTorch), so a suite
 switches backend with one word and gets the same numbers to the dtype's precision. The protocol
@@ -17,6 +17,7 @@ import numpy as np
 
 from rnnbench import StackedCell, hookimpl
 from rnnbench.plugins.cells import numba_kernels as kernels
+from rnnbench.plugins.cells.options import OPTIONS, SUPPORTS, is_relu
 
 BACKEND = "numba-cpu"
 
@@ -102,20 +103,24 @@ class NumbaCell(StackedCell):
 
 class NumbaRNNCell(NumbaCell):
     kind = "rnn"
-    description = "Elman RNN (tanh), PyTorch nn.RNN equations; Numba-compiled for the CPU"
+    description = "Elman RNN (tanh or relu), PyTorch nn.RNN equations; Numba-compiled for the CPU"
     gates = 1
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.relu = is_relu(config.option("nonlinearity"))
 
     def _forward_kernel(self, x2, w_ih, w_hh, b_ih, b_hh, state, steps, batch):
         hidden = self.config.hidden_size
         gi, h_all = self._empty(steps, batch, hidden), self._empty(steps + 1, batch, hidden)
-        kernels.rnn_forward(x2, w_ih, w_hh, b_ih + b_hh, state[0], gi, h_all)
+        kernels.rnn_forward(x2, w_ih, w_hh, b_ih + b_hh, state[0], gi, h_all, self.relu)
         return h_all, (h_all[steps],), (h_all,)
 
     def _backward_kernel(self, cache, w_ih, w_hh, d_outputs, d_final, grads, d_initial):
         (h_all,) = cache.buffers
         d_pre = np.empty_like(d_outputs)
         kernels.rnn_backward(cache.x2, w_ih, w_hh, h_all, d_outputs, d_final[0], d_pre, *grads,
-                             d_initial[0])
+                             d_initial[0], self.relu)
 
 
 class NumbaLSTMCell(NumbaCell):
@@ -164,4 +169,5 @@ CELLS: tuple[type[NumbaCell], ...] = (NumbaRNNCell, NumbaLSTMCell, NumbaGRUCell)
 @hookimpl
 def rnnbench_register_cells(register: Callable[..., Any]) -> None:
     for cell in CELLS:
-        register(cell.kind, BACKEND, cell, description=cell.description)
+        register(cell.kind, BACKEND, cell, description=cell.description,
+                 supports=SUPPORTS.get(cell.kind), options=OPTIONS.get(cell.kind))

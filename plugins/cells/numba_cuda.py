@@ -1,4 +1,4 @@
-"""The ``numba-cuda`` backend: PyTorch's RNN (tanh), LSTM and GRU as CUDA kernels (Numba).
+"""The ``numba-cuda`` backend: PyTorch's RNN (tanh or relu), LSTM and GRU as CUDA kernels (Numba).
 
 Same equations, parameter names and layout as the numpy reference (and PyTorch). Arrays live on
 the GPU: :meth:`CudaCell.to_backend` copies a host array there, :meth:`CudaCell.to_host` copies
@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rnnbench import StackedCell, hookimpl
+from rnnbench.plugins.cells.options import OPTIONS, SUPPORTS, is_relu
 
 BACKEND = "numba-cuda"
 
@@ -271,13 +272,18 @@ class CudaCell(StackedCell):
 
 class CudaRNNCell(CudaCell):
     kind = "rnn"
-    description = "Elman RNN (tanh), PyTorch nn.RNN equations; Numba CUDA kernels (GPU)"
+    description = "Elman RNN (tanh or relu), PyTorch nn.RNN equations; Numba CUDA kernels (GPU)"
     gates = 1
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.relu = is_relu(config.option("nonlinearity"))
 
     def _forward_steps(self, pre, w_hh_t, b_hh, h_all, state):
         batch = h_all.shape[1]
         for t in range(pre.shape[0]):
-            self._launch_step(self._k.rnn_forward_step, batch, t, pre, w_hh_t, b_hh, h_all)
+            self._launch_step(self._k.rnn_forward_step, batch, t, pre, w_hh_t, b_hh, h_all,
+                              self.relu)
         return ()
 
     def _final_state(self, cache):
@@ -288,7 +294,8 @@ class CudaRNNCell(CudaCell):
         d_pre = self._empty(steps, batch, hidden)
         for t in range(steps - 1, -2, -1):
             self._launch_step(
-                self._k.rnn_backward_step, batch, t, cache.h_all, d_outputs, w_hh, d_pre, *carries
+                self._k.rnn_backward_step, batch, t, cache.h_all, d_outputs, w_hh, d_pre, *carries,
+                self.relu,
             )
         return d_pre, d_pre
 
@@ -360,5 +367,6 @@ CELLS: tuple[type[CudaCell], ...] = (CudaRNNCell, CudaLSTMCell, CudaGRUCell)
 def rnnbench_register_cells(register: Callable[..., Any]) -> None:
     for cell in CELLS:
         register(
-            cell.kind, BACKEND, cell, description=cell.description, available=unavailable_reason
+            cell.kind, BACKEND, cell, description=cell.description, available=unavailable_reason,
+            supports=SUPPORTS.get(cell.kind), options=OPTIONS.get(cell.kind),
         )

@@ -127,7 +127,9 @@ def _weight_grads(d_in, d_hid, x2, h_prev2, w_ih, dx2, dw_ih, dw_hh, db_ih, db_h
     np.dot(ones, d_hid, db_hh)
 
 
-# --- vanilla tanh RNN ---------------------------------------------------------------------------
+# --- vanilla RNN (tanh or relu) -----------------------------------------------------------------
+# ``relu`` selects the nonlinearity once per row, outside the element loops, so each loop stays
+# a branch-free one that vectorises.
 
 
 @njit(inline="always")
@@ -136,9 +138,17 @@ def _rnn_row(gi, h_new, bias, size):
         h_new[j] = tanh(gi[j] + h_new[j] + bias[j])
 
 
+@njit(inline="always")
+def _rnn_relu_row(gi, h_new, bias, size):
+    zero = like(h_new[0], 0.0)
+    for j in range(size):
+        h_new[j] = max(gi[j] + h_new[j] + bias[j], zero)
+
+
 @njit(**_JIT)
-def rnn_forward(x2, w_ih, w_hh, bias, h0, gi, h_all):
-    """``gi`` (T, B, H) scratch; ``h_all`` (T+1, B, H) gets h0 and every step's state."""
+def rnn_forward(x2, w_ih, w_hh, bias, h0, gi, h_all, relu):
+    """``gi`` (T, B, H) scratch; ``h_all`` (T+1, B, H) gets h0 and every step's state;
+    ``relu``: ``max(0, .)`` instead of tanh."""
     steps, batch, hidden = gi.shape
     np.dot(x2, w_ih.T, gi.reshape(steps * batch, hidden))
     w_hh_t = np.ascontiguousarray(w_hh.T)  # once per call: row-major for the per-step products
@@ -148,7 +158,10 @@ def rnn_forward(x2, w_ih, w_hh, bias, h0, gi, h_all):
         np.dot(h_all[t], w_hh_t, h_new)
         gi_t = gi[t]
         for b in range(batch):
-            _rnn_row(gi_t[b], h_new[b], bias, hidden)
+            if relu:
+                _rnn_relu_row(gi_t[b], h_new[b], bias, hidden)
+            else:
+                _rnn_row(gi_t[b], h_new[b], bias, hidden)
 
 
 @njit(inline="always")
@@ -158,15 +171,26 @@ def _rnn_row_back(h_new, dh, dy, dp, size):
         dp[j] = (dh[j] + dy[j]) * (one - h_new[j] * h_new[j])
 
 
+@njit(inline="always")
+def _rnn_relu_row_back(h_new, dh, dy, dp, size):
+    # relu's derivative: 1 where the output is positive, 0 elsewhere (0 at 0, as PyTorch).
+    zero, one = like(dp[0], 0.0), like(dp[0], 1.0)
+    for j in range(size):
+        dp[j] = (dh[j] + dy[j]) * (one if h_new[j] > zero else zero)
+
+
 @njit(**_JIT)
 def rnn_backward(x2, w_ih, w_hh, h_all, dy, dh_last, d_pre, dx2, dw_ih, dw_hh, db_ih, db_hh,
-                 dh0):
+                 dh0, relu):
     steps, batch, hidden = d_pre.shape
     dh = dh_last.copy()
     for t in range(steps - 1, -1, -1):
         h_new, dy_t, dp = h_all[t + 1], dy[t], d_pre[t]
         for b in range(batch):
-            _rnn_row_back(h_new[b], dh[b], dy_t[b], dp[b], hidden)
+            if relu:
+                _rnn_relu_row_back(h_new[b], dh[b], dy_t[b], dp[b], hidden)
+            else:
+                _rnn_row_back(h_new[b], dh[b], dy_t[b], dp[b], hidden)
         np.dot(dp, w_hh, dh)
     dh0[:] = dh
     d2 = d_pre.reshape(steps * batch, hidden)

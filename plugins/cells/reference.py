@@ -1,4 +1,4 @@
-"""The ``numpy`` backend: PyTorch's RNN (tanh), LSTM and GRU as plain, readable numpy.
+"""The ``numpy`` backend: PyTorch's RNN (tanh or relu), LSTM and GRU as plain, readable numpy.
 
 These cells are the oracle every faster backend is checked against, so they are written for
 clarity rather than speed: vectorised over the batch, a plain Python loop over time, all
@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rnnbench import StackedCell, hookimpl
+from rnnbench.plugins.cells.options import OPTIONS, SUPPORTS, is_relu
 
 BACKEND = "numpy"
 
@@ -125,25 +126,32 @@ class ReferenceCell(StackedCell):
 
 
 class RNNCell(ReferenceCell):
-    """Elman RNN with tanh, as ``torch.nn.RNN``: ``h' = tanh(W_ih x + b_ih + W_hh h + b_hh)``."""
+    """Elman RNN as ``torch.nn.RNN``: ``h' = f(W_ih x + b_ih + W_hh h + b_hh)``, ``f`` tanh or
+    (option ``nonlinearity: relu``) ``max(0, .)``, whose derivative at 0 is taken as 0, as
+    PyTorch takes it."""
 
     kind = "rnn"
-    description = "Elman RNN (tanh), PyTorch nn.RNN equations; plain numpy reference"
+    description = "Elman RNN (tanh or relu), PyTorch nn.RNN equations; plain numpy reference"
     gates = 1
     state_size = 1
     state_names = ("h",)
 
-    @staticmethod
-    def step_forward(gi: np.ndarray, gh: np.ndarray, state: LayerState) -> tuple[LayerState, Saved]:
-        h_new = np.tanh(gi + gh)
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.relu = is_relu(config.option("nonlinearity"))
+
+    def step_forward(
+        self, gi: np.ndarray, gh: np.ndarray, state: LayerState
+    ) -> tuple[LayerState, Saved]:
+        pre = gi + gh
+        h_new = np.maximum(pre, 0) if self.relu else np.tanh(pre)
         return (h_new,), (h_new,)
 
-    @staticmethod
     def step_backward(
-        d_new_state: LayerState, state: LayerState, saved: Saved
+        self, d_new_state: LayerState, state: LayerState, saved: Saved
     ) -> tuple[np.ndarray, np.ndarray, LayerState]:
         (dh,), (h_new,) = d_new_state, saved
-        d_pre = dh * (1 - h_new * h_new)
+        d_pre = dh * (h_new > 0) if self.relu else dh * (1 - h_new * h_new)
         return d_pre, d_pre, (np.zeros_like(dh),)
 
 
@@ -223,4 +231,5 @@ CELLS: tuple[type[ReferenceCell], ...] = (RNNCell, LSTMCell, GRUCell)
 @hookimpl
 def rnnbench_register_cells(register: Callable[..., Any]) -> None:
     for cell in CELLS:
-        register(cell.kind, BACKEND, cell, description=cell.description)
+        register(cell.kind, BACKEND, cell, description=cell.description,
+                 supports=SUPPORTS.get(cell.kind), options=OPTIONS.get(cell.kind))

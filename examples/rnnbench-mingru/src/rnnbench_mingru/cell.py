@@ -106,8 +106,11 @@ class MinGRUCell(rnnbench.StackedCell):
         return d_a @ params[f"weight_ih_l{k}"], (d_h,), grads
 
 
-#: minGRU computes in either dtype, with any number of layers, with or without biases.
-SUPPORTS = CellSupport(dtypes=("float32", "float64"), max_layers=None, bias=(True, False))
+#: minGRU computes in either dtype, with any number of layers, with or without biases. It has no
+#: forget gate (its update gate z mixes h and the candidate; there is no LSTM-style forget block
+#: in its biases), so ``training.forget_bias`` is refused for it at validation.
+SUPPORTS = CellSupport(dtypes=("float32", "float64"), max_layers=None, bias=(True, False),
+                       forget_gate=None)
 
 
 @hookimpl
