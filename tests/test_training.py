@@ -135,7 +135,7 @@ def test_training_learns_the_short_adding_problem(host):
     config = TrainingConfig(optimizer="adam", lr=0.01, batch_size=50, steps=300, eval_every=100)
     result = train(model, data, params, config, rng)
     assert result.steps_done == 300 and not result.diverged
-    assert [point["step"] for point in result.curve] == [100, 200, 300]
+    assert [point["step"] for point in result.curve] == [0, 100, 200, 300]  # step 0: initial
     baseline = task.baseline_loss(data)
     assert 0.1 < baseline < 0.25  # the best constant's MSE is about 1/6
     assert model.evaluate(params, data.test).loss < 0.2 * baseline
@@ -149,7 +149,8 @@ def test_non_finite_loss_is_divergence_not_crash(host):
     rng = np.random.default_rng(0)
     result = train(model, data, model.init_params(rng), TrainingConfig(steps=10), rng)
     assert result.diverged and result.steps_done == 0
-    assert "non-finite loss at step 1" in result.divergence
+    assert "non-finite loss at step 0 (the initial model" in result.divergence
+    assert [point["step"] for point in result.curve] == [0]  # the initial point, recorded
 
 
 def test_evaluation_callback_can_stop_early(host):

@@ -52,6 +52,7 @@ class CopyMemory(Task):
     topology = Topology.MANY_TO_MANY
     readout = "all"
     description = "recall 10 symbols after T blanks (Arjovsky et al. 2016); memoryless 10ln8/(T+20)"
+    online = True
 
     length: int = param(10, "delay T: blanks plus delimiter between the symbols and their recall")
     symbols: int = param(8, "number of distinct data symbols (the paper: 8)")
@@ -97,6 +98,10 @@ class CopyMemory(Task):
             output_size=self.symbols + 1,
         )
 
+    def sample(self, n: int, rng: np.random.Generator, seed: int) -> Split:
+        """``n`` fresh training sequences (``data: online``), drawn as the splits are."""
+        return self._split(rng, n)
+
     def loss(self, predictions: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
         return cross_entropy(predictions, targets)
 
@@ -128,6 +133,7 @@ class Echo(Task):
     topology = Topology.MANY_TO_MANY
     readout = "all"
     description = "output the input symbol from `delay` steps earlier; blank before that"
+    online = True
 
     delay: int = param(3, "echo delay k: the output at step t is the input at step t - k")
     symbols: int = param(8, "number of distinct symbols")
@@ -163,6 +169,10 @@ class Echo(Task):
             input_size=self.symbols,
             output_size=self.symbols + 1,
         )
+
+    def sample(self, n: int, rng: np.random.Generator, seed: int) -> Split:
+        """``n`` fresh training sequences (``data: online``), drawn as the splits are."""
+        return self._split(rng, n)
 
     def loss(self, predictions: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
         return cross_entropy(predictions, targets)
