@@ -89,7 +89,8 @@ class RunSet:
 @dataclass(frozen=True)
 class ExpandedRun:
     """One run of the product, before the registry checks: its spec, and where each of its
-    run-axis values (cell, backend, hidden_size, num_layers, bias, dtype, seed) came from."""
+    run-axis values (cell, backend, hidden_size, num_layers, bias, dtype, seed) and training
+    settings (by their names) came from."""
 
     spec: RunSpec
     values: dict[str, AxisValue]
@@ -210,7 +211,8 @@ def _product(run_set: RunSet) -> Iterator[ExpandedRun]:
             ),
         )
         values = {"cell": cell, "backend": backend, "hidden_size": hidden, "num_layers": layers,
-                  "bias": bias, "dtype": dtype, "seed": seed}
+                  "bias": bias, "dtype": dtype, "seed": seed,
+                  **dict(zip(TRAINING_AXES, train, strict=True))}
         yield ExpandedRun(spec, values)
 
 
