@@ -19,13 +19,16 @@ the runs are the cartesian product of the axes, plus ``include`` sets, minus ``e
     dtype: float64                   # default float32 (one of rnnbench.cell.DTYPES)
     seed: [0, 1, 2]                  # default 0
     training:                        # every value may also be a list (expanded)
-      optimizer: adam                # sgd | adam, default adam
+      optimizer: adam                # sgd | adam | rmsprop, default adam
       lr: 0.01                       # > 0, default 0.001
       momentum: 0.9                  # in [0, 1), default 0
       batch_size: 32                 # default 32
       steps: 200                     # exactly one of steps / epochs (the other absent or null)
       clip: 1.0                      # > 0 or null (no clipping), default null
       eval_every: 50                 # null: once per epoch, decided by the trainer
+      warmup_steps: 20               # lr rises linearly over these first steps; default 0
+      schedule: cosine               # constant | step (with decay_every, decay_rate) | cosine
+      data: online                   # fixed | online (fresh sequences every batch); default fixed
       target_loss: 0.01              # stop early once the validation loss reaches it; default null
       init: orthogonal               # pytorch | orthogonal | identity, default pytorch
       spectral_radius: 1.5           # rescale recurrent matrices to this radius; default null
