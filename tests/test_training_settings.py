@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from rnnbench.errors import SuiteError
-from rnnbench.plugins.metrics import gradients
+from rnnbench.plugins.metrics import gradient_flow, gradients
 from rnnbench.records import RunSpec, TrainingConfig
 from rnnbench.runner import execute_run, online_seed_for, seeds_for
 from rnnbench.suite import load_suite
@@ -151,14 +151,18 @@ def test_online_run_of_a_task_that_cannot_sample_fails_clearly(host):
 # --- gradient metrics ---------------------------------------------------------------------------
 
 
-def outcome(norms, clip=None, clipped=0, diverged=False, before=None, after=None):
+def outcome(norms, clip=None, clipped=0, diverged=False, before=None, after=None,
+            by_lag_init=None, by_lag_trained=None):
     before = {"weight_hh_l0": np.eye(2)} if before is None else before
     after = before if after is None else after
     training = TrainingResult(params=after, steps_done=len(norms), total_steps=len(norms),
                               train_seconds=1.0, diverged=diverged, grad_norms=list(norms),
                               clipped_steps=clipped)
+    # The gradient-by-lag profiles, as gradient_flow caches them for a run.
+    profiles = {"lags": None, "init": by_lag_init, "trained": by_lag_trained}
     return SimpleNamespace(training=training, initial_params=before,
-                           spec=SimpleNamespace(training=TrainingConfig(steps=10, clip=clip)))
+                           spec=SimpleNamespace(training=TrainingConfig(steps=10, clip=clip)),
+                           extras={gradient_flow.CACHE_KEY: profiles})
 
 
 def test_grad_norm_statistics_and_clipped_fraction():
@@ -180,8 +184,13 @@ def test_exploded_rule():
     # The reference is the median of the first 10 steps: one odd first batch does not set it.
     assert gradients.grad_norm_peak_ratio(outcome([500.0] + [1.0] * 9 + [120.0])) == 500.0
     assert gradients.exploded(outcome([1.0, 1.0], diverged=True)) is True
-    # Large from the start is no increase during training (grad_decay_init shows that case).
+    # Large from the start is no increase during training: the profile through time tells.
     assert gradients.exploded(outcome([3e4, 5e4, 4e4])) is False
+    assert gradients.exploded(outcome([3e4, 5e4, 4e4], by_lag_init=[1.0, 9.0, 3e6])) is True
+    assert gradients.exploded(outcome([1.0], by_lag_trained=[1.0, 2.0, 100.0])) is True
+    assert gradients.exploded(outcome([1.0], by_lag_init=[1.0, 5.0, None])) is True  # overflow
+    assert gradients.exploded(outcome([1.0], by_lag_init=[1.0, 0.1, 1e-9])) is False  # vanishes
+    assert gradients.exploded(outcome([], by_lag_init=[1.0, 0.5])) is False
 
 
 def test_weight_norm_growth_is_the_frobenius_ratio_of_the_recurrent_matrices():
@@ -213,3 +222,22 @@ def test_gradient_metrics_through_the_runner(host, cell):
     assert [point["step"] for point in record.curve] == [0, 6, 12]
     assert record.curve[0]["lr"] == pytest.approx(0.01 / 3)
     assert record.curve[-1]["lr"] == pytest.approx(0.01 * (1 + math.cos(math.pi * 8 / 9)) / 2)
+
+
+def test_exploded_flags_a_recurrent_matrix_beyond_radius_one_even_when_clipped(host):
+    """Spectral radius 3 (Pascanu et al. 2013's regime) against 1, on the plain RNN (32 units;
+    a very small one saturates instead) at T = 50, clipped at every step: the norm does not grow
+    *during* training, the profile through time does."""
+    found = {}
+    for radius in (1.0, 3.0):
+        run = dataclasses.replace(
+            spec(host, cell="rnn", clip=1.0, spectral_radius=radius, optimizer="sgd"),
+            hidden_size=32, task_params=(("length", 50), ("test_size", 20), ("train_size", 60),
+                         ("validation_size", 20)))
+        record, _ = execute_run(run, host)
+        assert record.status == "ok", record.error
+        found[radius] = record.metrics
+    assert found[1.0]["exploded"] is False and found[3.0]["exploded"] is True
+    assert found[3.0]["grad_ratio_init"] >= 100 > found[1.0]["grad_ratio_init"]
+    assert found[3.0]["clipped_fraction"] == 1.0
+    assert found[3.0]["grad_norm_max"] > 100 * found[1.0]["grad_norm_max"]
