@@ -296,17 +296,20 @@ def _train(
                  learning_rate(config, 1, total))
     del first_grads
     result.curve.append(logs)
-    for what, value in (("loss", logs["train_loss"]), ("gradient", logs["grad_norm"]),
-                        ("validation loss", evaluation.loss)):
-        if not _finite(value):
-            result.diverged = True
-            result.divergence = f"non-finite {what} at step 0 (the initial model, before any " \
-                                "update)"
-            return result
+    initial = "at step 0 (the initial model, before any update)"
+    if not _finite(evaluation.loss):
+        result.diverged = True
+        result.divergence = f"non-finite validation loss {initial}"
+        return result
     if config.target_loss is not None and evaluation.loss <= config.target_loss:
         result.reached_target_at = (0, 0.0)
     if on_evaluation is not None:
         on_evaluation(0, logs)  # a request to stop is not honoured before the first step
+    for what, value in (("loss", logs["train_loss"]), ("gradient", logs["grad_norm"])):
+        if not _finite(value):
+            result.diverged = True
+            result.divergence = f"non-finite {what} {initial}"
+            return result
 
     losses: list[float] = []
     norms: list[float] = []

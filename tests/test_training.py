@@ -160,7 +160,7 @@ def test_non_finite_loss_is_divergence_not_crash(host):
     rng = np.random.default_rng(0)
     result = train(model, data, model.init_params(rng), TrainingConfig(steps=10), rng)
     assert result.diverged and result.steps_done == 0
-    assert "non-finite loss at step 0 (the initial model" in result.divergence
+    assert "at step 0 (the initial model, before any update)" in result.divergence
     assert [point["step"] for point in result.curve] == [0]  # the initial point, recorded
 
 
