@@ -83,16 +83,22 @@ MetricValue: TypeAlias = float | int | bool | list[float | None] | None
 class _EvaluationLogsAlways(TypedDict):
     """The keys of :class:`EvaluationLogs` present at every evaluation."""
 
-    #: Optimizer steps done so far (a whole number, stored as a float like every curve value).
+    #: Optimizer steps done so far (a whole number, stored as a float like every curve value);
+    #: 0 at the first evaluation, before any update.
     step: float
     #: Seconds spent in optimizer steps so far (not in evaluation): a timing value.
     seconds: float
-    #: Mean training loss over the steps since the previous evaluation.
+    #: Mean training loss over the steps since the previous evaluation; at step 0, the initial
+    #: model's loss on the first training batch (the batch step 1 then trains on).
     train_loss: float
-    #: Mean global L2 norm of the gradients (before clipping) over those steps.
+    #: Mean global L2 norm of the gradients (before clipping) over those steps; at step 0, the
+    #: norm on that first batch.
     grad_norm: float
     #: Loss on the validation split.
     val_loss: float
+    #: The learning rate of the latest optimizer step (warm-up and schedule applied); at step
+    #: 0, the rate step 1 will use. (Records written before it existed lack it.)
+    lr: float
 
 
 class EvaluationLogs(_EvaluationLogsAlways, total=False):
@@ -103,8 +109,13 @@ class EvaluationLogs(_EvaluationLogsAlways, total=False):
     Always ``step`` (optimizer steps done, a whole number stored as a float like every curve
     value), ``seconds`` (time spent in optimizer steps so far, not in evaluation: a timing
     value), ``train_loss`` and ``grad_norm`` (means over the optimizer steps since the previous
-    evaluation; the gradient norm is the global L2 norm before clipping) and ``val_loss`` (on
-    the whole validation split); ``val_accuracy`` only for tasks that have an accuracy.
+    evaluation; the gradient norm is the global L2 norm before clipping), ``val_loss`` (on
+    the whole validation split) and ``lr`` (the learning rate of the latest step);
+    ``val_accuracy`` only for tasks that have an accuracy.
+
+    The first point is at ``step`` 0, before any update, so a curve starts at the initial loss:
+    there ``seconds`` is 0, and ``train_loss`` and ``grad_norm`` are measured on the first
+    training batch (the one step 1 trains on).
     """
 
     #: Accuracy on the validation split; absent for tasks without an accuracy (regression).
@@ -294,16 +305,18 @@ def rnnbench_run_end(run: RunSpec, record: RunRecord) -> None:
 
 @hookspec
 def rnnbench_evaluation(run: RunSpec, step: int, logs: EvaluationLogs) -> bool | None:
-    """Called after every evaluation on the validation split during training: every
-    ``eval_every`` optimizer steps (once per epoch by default) and after the last step, with the
-    ``rnnbench.RunSpec``, the number of optimizer steps done and ``logs``, an
-    :class:`EvaluationLogs` (``step``, ``seconds``, ``train_loss``, ``grad_norm``, ``val_loss``,
-    and ``val_accuracy`` where the task has an accuracy). ``logs`` is a copy: changing it changes
-    nothing. Not called after an evaluation whose validation loss is not finite (the run has
-    diverged). (Before contract 1 this hook was ``rnnbench_epoch_end``.)
+    """Called after every evaluation on the validation split during training: once before any
+    update (``step`` 0: the initial model), every ``eval_every`` optimizer steps (once per epoch
+    by default) and after the last step, with the ``rnnbench.RunSpec``, the number of optimizer
+    steps done and ``logs``, an :class:`EvaluationLogs` (``step``, ``seconds``, ``train_loss``,
+    ``grad_norm``, ``val_loss``, ``lr``, and ``val_accuracy`` where the task has an accuracy).
+    ``logs`` is a copy: changing it changes nothing. Not called after an evaluation whose
+    validation loss is not finite (the run has diverged). (Before contract 1 this hook was
+    ``rnnbench_epoch_end``.)
 
     Return ``True`` (or a numpy ``True``) to stop training this run early: it is then evaluated
     and recorded as usual, ``TrainingResult.stopped_early`` is set and the ``stopped_early``
     metric reads true. ``None``/``False`` (or anything else) goes on. Every implementation is
-    called (no first-result-wins): any one plugin returning ``True`` stops the run.
+    called (no first-result-wins): any one plugin returning ``True`` stops the run. At step 0
+    the answer is ignored: a run takes at least one optimizer step.
     """

@@ -46,7 +46,8 @@ class TrainingConfig:
     #: 2015 recommend 1.0); only for cells that declare a forget gate.
     forget_bias: float = 0.0
     #: The learning rate after the warm-up: "constant"; "step" (times ``decay_rate`` every
-    #: ``decay_every`` steps); "cosine" (annealed to 0 at the last step).
+    #: ``decay_every`` steps); "cosine" (annealed to 0 at the end of the planned steps). The
+    #: formulas: rnnbench.training.learning_rate.
     schedule: str = "constant"
     #: Steps over which the learning rate rises linearly to ``lr`` (0: no warm-up).
     warmup_steps: int = 0

@@ -29,7 +29,7 @@ from rnnbench.model import Evaluation, Model, build_model
 from rnnbench.plugin_manager import PluginHost, Registry
 from rnnbench.records import RunRecord, RunSpec
 from rnnbench.results import ResultStore
-from rnnbench.task import Task, TaskData
+from rnnbench.task import Split, Task, TaskData
 from rnnbench.training import TrainingResult, train
 
 if TYPE_CHECKING:
@@ -132,6 +132,13 @@ def seeds_for(seed: int) -> tuple[int, int]:
     return int(data_seq.generate_state(1)[0]), int(model_seq.generate_state(1)[0])
 
 
+def online_seed_for(seed: int) -> int:
+    """The stream of ``data: online`` training batches: a third child of the run seed, beside
+    (and independent of) the two of :func:`seeds_for`, which it leaves unchanged. It depends on
+    the seed alone, so every cell of a suite trains on the same fresh batches for a seed."""
+    return int(np.random.SeedSequence(seed).spawn(3)[2].generate_state(1)[0])
+
+
 def execute_run(
     spec: RunSpec,
     host: PluginHost,
@@ -197,6 +204,9 @@ def _train_and_evaluate(
         # True, or numpy's True (a comparison of numpy values), stops; None and False do not.
         return any(isinstance(answer, (bool, np.bool_)) and bool(answer) for answer in answers)
 
+    batches = None
+    if spec.training.data == "online":
+        batches = online_batches(task, data, data_seed, online_seed_for(spec.seed))
     training = train(
         model,
         data,
@@ -205,6 +215,7 @@ def _train_and_evaluate(
         rng,
         on_evaluation=on_evaluation,
         on_step=observer.training_step if observer is not None else None,
+        batches=batches,
     )
     if training.diverged:
         test = Evaluation(loss=math.nan, accuracy=None)
@@ -220,6 +231,35 @@ def _train_and_evaluate(
         test=test,
         baseline_loss=float(task.baseline_loss(data)),
     )
+
+
+def online_batches(
+    task: Task, data: TaskData, data_seed: int, online_seed: int
+) -> Callable[[int], Split]:
+    """``batch(n)``: ``n`` fresh training sequences from ``task.sample`` at each call, drawn
+    from one generator seeded with ``online_seed``; each batch is checked against the fixed
+    training split's layout, so a task's faulty ``sample`` fails the run with a clear message
+    rather than deep in a cell."""
+    if not getattr(task, "online", False):
+        raise RnnbenchError(
+            f"task {task.name!r} cannot sample fresh sequences (online = False): use "
+            "training data: fixed")
+    rng = np.random.default_rng(online_seed)
+
+    def batch(n: int) -> Split:
+        split = task.sample(n, rng, data_seed)
+        reference = data.train
+        if not isinstance(split, Split) or len(split) != n or \
+                split.inputs.shape[::2] != reference.inputs.shape[::2] or \
+                split.targets_axis != reference.targets_axis:
+            raise RnnbenchError(
+                f"task {task.name!r}: sample({n}, rng, seed) must return a Split of {n} "
+                f"sequences laid out as the training split (inputs {reference.inputs.shape[0]} "
+                f"x N x {reference.inputs.shape[2]}); got "
+                f"{type(split).__name__} {getattr(getattr(split, 'inputs', None), 'shape', '')}")
+        return split
+
+    return batch
 
 
 def compute_metrics(

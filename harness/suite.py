@@ -21,13 +21,16 @@ the runs are the cartesian product of the axes, plus ``include`` sets, minus ``e
     dtype: float64                   # default float32 (one of rnnbench.cell.DTYPES)
     seed: [0, 1, 2]                  # default 0
     training:                        # every value may also be a list (expanded)
-      optimizer: adam                # sgd | adam, default adam
+      optimizer: adam                # sgd | adam | rmsprop, default adam
       lr: 0.01                       # > 0, default 0.001
       momentum: 0.9                  # in [0, 1), default 0
       batch_size: 32                 # default 32
       steps: 200                     # exactly one of steps / epochs (the other absent or null)
       clip: 1.0                      # > 0 or null (no clipping), default null
       eval_every: 50                 # null: once per epoch, decided by the trainer
+      warmup_steps: 20               # lr rises linearly over these first steps; default 0
+      schedule: cosine               # constant | step (with decay_every, decay_rate) | cosine
+      data: online                   # fixed | online (fresh sequences every batch); default fixed
       target_loss: 0.01              # stop early once the validation loss reaches it; default null
       init: orthogonal               # pytorch | orthogonal | identity, default pytorch
       spectral_radius: 1.5           # rescale recurrent matrices to this radius; default null
@@ -65,6 +68,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,6 +248,7 @@ class _Validation:
             self.check_supported(run, entry.supports)
             self.check_cell_options(run, entry)
             self.check_forget_bias(run, entry.supports)
+            self.check_training(run)
             spec = dataclasses.replace(run.spec, metrics=metrics, suite=data["name"])
             reason = self.unavailable(entry)
             if reason is None:
@@ -738,6 +743,56 @@ class _Validation:
             fix,
             line=source.line if source is not None else None,
         )
+
+    def check_training(self, run: ExpandedRun) -> None:
+        """Training settings of one run that cannot work together, or that would do nothing.
+
+        A decay setting without ``schedule: step`` is an error, not a warning: it changes
+        nothing in the run yet enters its id and label, so two runs that compute the same
+        numbers would look like two settings compared (and the user meant a decay)."""
+        training, values = run.spec.training, run.values
+
+        def add(key: str, message: str, hint: str) -> None:
+            self.add(values[key].path, message, hint, line=values[key].line)
+
+        if training.schedule == "step" and training.decay_every is None:
+            add("schedule", "schedule 'step' needs decay_every (optimizer steps between two "
+                "decays of the learning rate by decay_rate)",
+                "e.g. training: {schedule: step, decay_every: 1000, decay_rate: 0.1}")
+        if training.schedule != "step":
+            for key in ("decay_every", "decay_rate"):
+                value = getattr(training, key)
+                if value != TRAINING_DEFAULTS[key]:
+                    add(key, f"{key} {_flow(value)} does nothing with schedule "
+                        f"{training.schedule!r}: only schedule 'step' decays",
+                        f"set schedule: step, or remove {key}; to compare schedules, give the "
+                        f"step runs their decay in an include: include: [{{schedule: step, "
+                        f"{key}: {_flow(value)}}}]")
+        total = self.total_steps(run.spec)
+        if training.warmup_steps and total is not None and training.warmup_steps >= total:
+            add("warmup_steps", f"warmup_steps {training.warmup_steps} is not below the run's "
+                f"{total} optimizer steps: the learning rate would never reach lr",
+                f"use warmup_steps below {total} (e.g. {max(1, total // 10)}), or train longer")
+        task = self.registry.tasks.get(run.spec.task)
+        if training.data == "online" and task is not None and \
+                not getattr(task.task_class, "online", False):
+            add("data", f"task {run.spec.task!r} cannot draw fresh training sequences "
+                "(it does not implement sample(); online is False), so data 'online' cannot "
+                "train it",
+                f"use data: fixed for it, or exclude the pair: exclude: [{{task: "
+                f"{run.spec.task}, data: online}}]")
+
+    @staticmethod
+    def total_steps(spec: RunSpec) -> int | None:
+        """The run's optimizer steps when known before any data exist: ``steps``, or
+        ``epochs`` times the batches in ``train_size`` for a task that has that parameter."""
+        training = spec.training
+        if training.steps is not None:
+            return training.steps
+        train_size = dict(spec.task_params).get("train_size")
+        if training.epochs is None or not isinstance(train_size, int):
+            return None
+        return training.epochs * max(1, math.ceil(train_size / training.batch_size))
 
     def unavailable(self, entry: CellEntry) -> str | None:
         key = (entry.name, entry.backend)

@@ -125,7 +125,7 @@ class RunSet:
 class ExpandedRun:
     """One run of the product, before the registry checks: its spec, and where each of its
     run-axis values (cell, backend, hidden_size, num_layers, bias, dtype, seed) and training
-    settings came from."""
+    settings (by their names) came from."""
 
     spec: RunSpec
     values: dict[str, AxisValue]

@@ -153,7 +153,9 @@ class Task:
     - ``model``: ``"sequence"`` (one cell, the default) or ``"encoder-decoder"`` (an encoder
       cell whose final state starts a decoder cell; the splits carry ``decoder_inputs``);
     - ``free_running``: ``True`` when evaluation must feed the model's own outputs back as its
-      next inputs (generation, decoding); such a task implements :meth:`feedback`.
+      next inputs (generation, decoding); such a task implements :meth:`feedback`;
+    - ``online``: ``True`` when the task can draw fresh training sequences, implementing
+      :meth:`sample`, so suites may train it with ``training: {data: online}``.
 
     Optional methods a task may override to make the harness *task-aware* (each defaults to
     "nothing special"): :meth:`scores` (extra quantities on a split, e.g. accuracy on the
@@ -167,10 +169,27 @@ class Task:
     description: ClassVar[str] = ""
     model: ClassVar[str] = "sequence"
     free_running: ClassVar[bool] = False
+    online: ClassVar[bool] = False
 
     def make_data(self, seed: int) -> TaskData:
         """Generate (or load) the data for ``seed``; the same seed must give the same arrays."""
         raise NotImplementedError
+
+    def sample(self, n: int, rng: np.random.Generator, seed: int) -> Split:
+        """``n`` fresh training sequences (``training: {data: online}``), for tasks that set
+        ``online = True``.
+
+        The contract: draw from the same distribution as the training split of
+        ``make_data(seed)`` (``seed`` is that data seed: a task whose distribution depends on
+        it, such as cluster centres drawn from the seed, rebuilds it from there), with random
+        numbers from ``rng`` only, so the same generator state gives the same sequences; return
+        a :class:`Split` laid out as that training split (same steps and input size, same
+        ``targets_axis``, ``decoder_inputs`` when the model is an encoder-decoder). The harness
+        calls it once per batch with one generator per run; the validation and test splits
+        stay those of ``make_data``. A task whose data cannot be drawn afresh (a fixed series, a
+        data file) leaves ``online`` False.
+        """
+        raise NotImplementedError(f"task {self.name!r} cannot sample fresh training sequences")
 
     def loss(self, predictions: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
         """The mean loss over the batch and dLoss/d predictions (same shape as ``predictions``).

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rnnbench.hookspecs import EvaluationLogs
-from rnnbench.model import Model
+from rnnbench.model import Evaluation, Model
 from rnnbench.records import TrainingConfig
-from rnnbench.task import TaskData
+from rnnbench.task import Split, TaskData
 
 Params = dict[str, np.ndarray]
 
@@ -64,12 +64,107 @@ class Adam:
             params[name] -= step.astype(params[name].dtype, copy=False)
 
 
-def make_optimizer(config: TrainingConfig) -> SGD | Adam:
+class RMSprop:
+    """RMSprop (Tieleman & Hinton, 2012) exactly as ``torch.optim.RMSprop``, with its defaults
+    alpha 0.99 and eps 1e-8, ``centered=False`` and no weight decay. Per parameter, with
+    ``s``, ``g_avg`` and ``b`` starting at zero::
+
+        s = alpha * s + (1 - alpha) * grad**2
+        avg = sqrt(s) + eps                       # centered: sqrt(s - g_avg**2) + eps,
+                                                  #   g_avg = alpha * g_avg + (1 - alpha) * grad
+        momentum > 0:  b = momentum * b + grad / avg;  param -= lr * b
+        otherwise:     param -= lr * grad / avg
+
+    eps is added *outside* the square root, as PyTorch does (Keras adds it inside).
+    """
+
+    def __init__(self, lr: float, alpha: float = 0.99, eps: float = 1e-8,
+                 momentum: float = 0.0, centered: bool = False) -> None:
+        self.lr, self.alpha, self.eps = lr, alpha, eps
+        self.momentum, self.centered = momentum, centered
+        self.square_avg: Params = {}
+        self.grad_avg: Params = {}
+        self.buffer: Params = {}
+
+    def update(self, params: Params, grads: Params) -> None:
+        alpha = self.alpha
+        for name, grad in grads.items():
+            if name not in self.square_avg:
+                self.square_avg[name] = np.zeros_like(grad)
+                self.grad_avg[name] = np.zeros_like(grad)
+                self.buffer[name] = np.zeros_like(grad)
+            square_avg = alpha * self.square_avg[name] + (1.0 - alpha) * grad * grad
+            self.square_avg[name] = square_avg
+            if self.centered:
+                grad_avg = alpha * self.grad_avg[name] + (1.0 - alpha) * grad
+                self.grad_avg[name] = grad_avg
+                avg = np.sqrt(square_avg - grad_avg * grad_avg) + self.eps
+            else:
+                avg = np.sqrt(square_avg) + self.eps
+            if self.momentum > 0:
+                direction = self.momentum * self.buffer[name] + grad / avg
+                self.buffer[name] = direction
+            else:
+                direction = grad / avg
+            params[name] -= (self.lr * direction).astype(params[name].dtype, copy=False)
+
+
+Optimizer = SGD | Adam | RMSprop
+
+
+def make_optimizer(config: TrainingConfig) -> Optimizer:
+    """The optimizer ``config`` names, at its base learning rate (the loop sets ``lr`` before
+    every step, following :func:`learning_rate`). ``momentum`` is honoured by SGD and RMSprop
+    (as PyTorch's); Adam has none."""
     if config.optimizer == "sgd":
         return SGD(config.lr, config.momentum)
     if config.optimizer == "adam":
         return Adam(config.lr)
-    raise ValueError(f"unknown optimizer {config.optimizer!r}; use 'sgd' or 'adam'")
+    if config.optimizer == "rmsprop":
+        return RMSprop(config.lr, momentum=config.momentum)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; use 'sgd', 'adam' or 'rmsprop'")
+
+
+def check_schedule(config: TrainingConfig, total: int) -> None:
+    """Refuse a learning-rate schedule that cannot run for ``total`` steps (the suite's
+    validation says the same at file:line; this guards direct callers and ``epochs`` runs,
+    whose total is known only with the data)."""
+    if config.schedule not in ("constant", "step", "cosine"):
+        raise ValueError(
+            f"unknown schedule {config.schedule!r}; use 'constant', 'step' or 'cosine'")
+    if config.schedule == "step" and config.decay_every is None:
+        raise ValueError("schedule 'step' needs decay_every (steps between decays)")
+    if config.warmup_steps and config.warmup_steps >= total:
+        raise ValueError(
+            f"warmup_steps ({config.warmup_steps}) must be below the run's {total} optimizer "
+            "steps")
+
+
+def learning_rate(config: TrainingConfig, step: int, total: int) -> float:
+    """The learning rate of optimizer step ``step`` (1-based) of a run of ``total`` steps.
+
+    With W = ``warmup_steps`` and t = step - W - 1 (0 for the first step after warm-up):
+
+    - warm-up, step <= W: ``lr * step / W`` (a linear rise; step W uses ``lr``);
+    - ``constant``: ``lr``;
+    - ``step``: ``lr * decay_rate ** (t // decay_every)`` (PyTorch's StepLR, counted from
+      the end of warm-up: the first ``decay_every`` steps after it use ``lr``);
+    - ``cosine``: ``lr * (1 + cos(pi * t / (total - W))) / 2`` (PyTorch's CosineAnnealingLR
+      with eta_min 0 and T_max = total - W: ``lr`` at the first step after warm-up, reaching 0
+      just after the last step, so no step is wasted at a rate of 0).
+
+    ``total`` is the planned number of steps; stopping early does not stretch the schedule.
+    """
+    lr, warmup = config.lr, config.warmup_steps
+    if step <= warmup:
+        return lr * step / warmup
+    t = step - warmup - 1
+    if config.schedule == "step":
+        assert config.decay_every is not None  # check_schedule
+        return lr * config.decay_rate ** (t // config.decay_every)
+    if config.schedule == "cosine":
+        return lr * (1.0 + math.cos(math.pi * t / (total - warmup))) / 2.0
+    return lr
 
 
 def global_norm(grads: Params) -> float:
@@ -93,7 +188,7 @@ def clip_by_global_norm(grads: Params, max_norm: float, norm: float | None = Non
 @dataclass
 class TrainingResult:
     """What the loop produced. ``curve`` has one entry per evaluation (the ``logs`` the
-    ``rnnbench_evaluation`` hook received there)."""
+    ``rnnbench_evaluation`` hook received there), the first at step 0, before any update."""
 
     params: Params
     steps_done: int
@@ -104,12 +199,21 @@ class TrainingResult:
     divergence: str | None = None
     stopped_early: bool = False
     #: (optimizer steps, training seconds) when the validation loss first reached
-    #: ``target_loss``; None when there is no target or it was not reached.
+    #: ``target_loss`` (``(0, 0.0)`` when the initial model already does); None when there is
+    #: no target or it was not reached.
     reached_target_at: tuple[int, float] | None = None
+    #: The global L2 norm of the gradients before clipping, at every optimizer step taken (a
+    #: step whose loss or gradient is not finite is not taken: it ends the run as diverged).
+    grad_norms: list[float] = field(default_factory=list)
+    #: Optimizer steps whose gradient norm exceeded ``clip`` and was scaled down to it.
+    clipped_steps: int = 0
 
 
 def resolve_schedule(config: TrainingConfig, n_train: int) -> tuple[int, int]:
-    """(total optimizer steps, evaluate every N steps); one epoch is one pass over the data."""
+    """(total optimizer steps, evaluate every N steps); one epoch is one pass over the data.
+
+    With ``data: online`` an epoch is the same number of steps, ``ceil(n_train /
+    batch_size)``: as many fresh sequences as the fixed training set holds."""
     steps_per_epoch = max(1, math.ceil(n_train / config.batch_size))
     if config.steps is not None:
         total = config.steps
@@ -133,18 +237,23 @@ def train(
     rng: np.random.Generator,
     on_evaluation: Callable[[int, EvaluationLogs], bool] | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    batches: Callable[[int], Split] | None = None,
 ) -> TrainingResult:
-    """Train ``params`` in place with minibatches reshuffled every epoch.
+    """Train ``params`` in place with minibatches reshuffled every epoch (``data: fixed``) or,
+    with ``data: online``, fresh sequences for every batch from ``batches(n)``.
 
-    Evaluates on the validation split every ``eval_every`` steps and at the end; reaching
-    ``target_loss`` there, or ``on_evaluation`` returning ``True``, stops early. A non-finite
-    loss or gradient stops the run as *diverged* (a result, not a crash). ``train_seconds``
-    counts optimizer steps only: not evaluation, and not a warm-up step taken before the first.
+    Evaluates on the validation split once before any update (step 0: the initial loss), every
+    ``eval_every`` steps and at the end; reaching ``target_loss`` there, or ``on_evaluation``
+    returning ``True``, stops early (never at step 0: a run takes at least one step). A
+    non-finite loss or gradient stops the run as *diverged* (a result, not a crash).
+    ``train_seconds`` counts optimizer steps only: not evaluation, and not a warm-up
+    forward+backward taken before the first (which gives step 0's training loss). The learning
+    rate of each step follows :func:`learning_rate`.
     """
     # Overflow and NaN are detected below and recorded as divergence; numpy's warnings about
     # them would only repeat that, once per array, into the user's terminal.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return _train(model, data, params, config, rng, on_evaluation, on_step)
+        return _train(model, data, params, config, rng, on_evaluation, on_step, batches)
 
 
 def _train(
@@ -155,23 +264,60 @@ def _train(
     rng: np.random.Generator,
     on_evaluation: Callable[[int, EvaluationLogs], bool] | None,
     on_step: Callable[[int, int], None] | None,
+    batches: Callable[[int], Split] | None,
 ) -> TrainingResult:
     total, eval_every = resolve_schedule(config, len(data.train))
+    check_schedule(config, total)
+    online = config.data == "online"
+    if online and batches is None:
+        raise ValueError("data 'online' needs a source of fresh batches (the task's sample())")
     optimizer = make_optimizer(config)
-    # One untimed forward+backward first, so one-off costs (JIT compilation or loading its
-    # cache, first-touch allocation) stay out of train_seconds. It draws no random numbers and
-    # updates nothing, so the run's numbers are the same with or without it.
-    model.loss_and_grads(params, data.train.batch(np.arange(min(config.batch_size,
-                                                                len(data.train)))))
     result = TrainingResult(params=params, steps_done=0, total_steps=total, train_seconds=0.0)
     order = np.empty(0, dtype=np.intp)
-    losses: list[float] = []
-    norms: list[float] = []
-    for step in range(1, total + 1):
+
+    def next_batch() -> Split:
+        nonlocal order
+        if online:
+            assert batches is not None
+            return batches(config.batch_size)
         if order.size < config.batch_size:
             order = np.concatenate([order, rng.permutation(len(data.train))])
         index, order = order[: config.batch_size], order[config.batch_size :]
-        batch = data.train.batch(index)
+        return data.train.batch(index)
+
+    # One untimed forward+backward on the first batch, so one-off costs (JIT compilation or
+    # loading its cache, first-touch allocation) stay out of train_seconds; its loss and
+    # gradient norm are step 0's. It updates nothing, and drawing the first batch before it
+    # rather than at step 1 keeps the random numbers (and so the run's numbers) as they were.
+    batch = next_batch()
+    first_loss, first_grads = model.loss_and_grads(params, batch)
+    evaluation = model.evaluate(params, data.validation)
+    logs = _logs(0, 0.0, float(first_loss), global_norm(first_grads), evaluation,
+                 learning_rate(config, 1, total))
+    del first_grads
+    result.curve.append(logs)
+    initial = "at step 0 (the initial model, before any update)"
+    if not _finite(evaluation.loss):
+        result.diverged = True
+        result.divergence = f"non-finite validation loss {initial}"
+        return result
+    if config.target_loss is not None and evaluation.loss <= config.target_loss:
+        result.reached_target_at = (0, 0.0)
+    if on_evaluation is not None:
+        on_evaluation(0, logs)  # a request to stop is not honoured before the first step
+    for what, value in (("loss", logs["train_loss"]), ("gradient", logs["grad_norm"])):
+        if not _finite(value):
+            result.diverged = True
+            result.divergence = f"non-finite {what} {initial}"
+            return result
+
+    losses: list[float] = []
+    norms: list[float] = []
+    for step in range(1, total + 1):
+        if step > 1:
+            batch = next_batch()
+        lr = learning_rate(config, step, total)
+        optimizer.lr = lr
 
         started = time.perf_counter()
         loss, grads = model.loss_and_grads(params, batch)
@@ -189,20 +335,16 @@ def _train(
         result.steps_done = step
         losses.append(loss)
         norms.append(norm)
+        result.grad_norms.append(norm)
+        if config.clip is not None and norm > config.clip:
+            result.clipped_steps += 1
         if on_step is not None:
             on_step(step, total)
 
         if step % eval_every == 0 or step == total:
             evaluation = model.evaluate(params, data.validation)
-            logs: EvaluationLogs = {
-                "step": float(step),
-                "seconds": result.train_seconds,
-                "train_loss": float(np.mean(losses)),
-                "grad_norm": float(np.mean(norms)),
-                "val_loss": evaluation.loss,
-            }
-            if evaluation.accuracy is not None:
-                logs["val_accuracy"] = evaluation.accuracy
+            logs = _logs(step, result.train_seconds, float(np.mean(losses)),
+                         float(np.mean(norms)), evaluation, lr)
             losses.clear()
             norms.clear()
             result.curve.append(logs)
@@ -218,3 +360,18 @@ def _train(
                 result.stopped_early = True
                 break
     return result
+
+
+def _logs(step: int, seconds: float, train_loss: float, grad_norm: float,
+          evaluation: Evaluation, lr: float) -> EvaluationLogs:
+    logs: EvaluationLogs = {
+        "step": float(step),
+        "seconds": seconds,
+        "train_loss": train_loss,
+        "grad_norm": grad_norm,
+        "val_loss": evaluation.loss,
+    }
+    if evaluation.accuracy is not None:
+        logs["val_accuracy"] = evaluation.accuracy
+    logs["lr"] = lr
+    return logs

@@ -396,7 +396,7 @@ def test_evaluation_hook_receives_the_documented_logs(host, tmp_path):
     spec = make_spec(host, steps=20)
     record, _ = execute_run(spec, host)
     seen = host.pm.get_plugin("logger_plugin").SEEN
-    assert [step for _, step, _ in seen] == [10, 20]
+    assert [step for _, step, _ in seen] == [0, 10, 20]  # step 0: before any update
     assert all(run_id == spec.run_id for run_id, _, _ in seen)
     documented = set(EvaluationLogs.__annotations__)
     for _, step, logs in seen:

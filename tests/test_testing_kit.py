@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnnbench import CellConfig, CellSupport, SolvedCriterion, Split, TaskData, mse
+from rnnbench import CellConfig, CellSupport, SolvedCriterion, Split, Task, TaskData, mse
 from rnnbench.cell import ForwardResult
 from rnnbench.cli import main
 from rnnbench.errors import RnnbenchError
@@ -593,3 +593,39 @@ def test_check_cell_command_when_no_backend_can_run(capsys, tmp_path):
     assert main(["check", "cell", "gpu_rnn", "-p", str(plugin)]) == 2
     assert "no backend of cell 'gpu_rnn' can run here (cuda: no GPU in this test)" in \
         capsys.readouterr().err
+
+
+class UnseededSample(AddingProblem):
+    def sample(self, n, rng, seed):
+        return self._split(np.random.default_rng(), n)
+
+
+class ShortSample(AddingProblem):
+    def sample(self, n, rng, seed):
+        return self._split(rng, n - 1)
+
+
+class OnlineWithoutSample(TypedInBaseline):
+    online = True
+    sample = Task.sample
+
+
+@pytest.mark.parametrize(
+    ("task_class", "message"),
+    [
+        (UnseededSample, "the same generator state gave other sequences"),
+        (ShortSample, "sample(5, rng, seed).inputs has shape (6, 4, 2); the training split's "
+                      "layout gives (6, 5, 2)"),
+        (OnlineWithoutSample, "online is set but sample() is not implemented"),
+    ],
+    ids=lambda value: value.__name__ if isinstance(value, type) else None,
+)
+def test_each_sample_mistake_fails_the_sample_check(task_class, message):
+    report = check_task(task_class, params=SMALL, checks=["sample"])
+    assert failed(report) == {"sample"}, report
+    assert message in report["sample"].message
+
+
+def test_sample_check_skips_tasks_without_online_data():
+    report = check_task("forecast", params={"series_length": 200}, checks=["sample"])
+    assert report["sample"].status == "skipped"

@@ -16,7 +16,9 @@
   any predictions, ``gradient_positions`` names steps of the sequence, ``solved_criterion`` is
   ``None`` or a :class:`~rnnbench.SolvedCriterion` whose quantity the task provides and whose
   threshold the right answers meet;
-- ``feedback``: a free-running task's next input has the model's input shape.
+- ``feedback``: a free-running task's next input has the model's input shape;
+- ``sample``: a task that sets ``online`` draws fresh training sequences laid out as its training
+  split, the same for the same generator state and others for another.
 """
 
 from __future__ import annotations
@@ -393,6 +395,52 @@ def check_task_aware(subject: TaskSubject) -> str:
     return "; ".join([*said, f"solved when {criterion}"])
 
 
+def check_sample(subject: TaskSubject) -> str:
+    cls = subject.task_class
+    if not getattr(cls, "online", False):
+        raise Skipped("the task does not draw online data (online = False)")
+    if cls.sample is Task.sample:
+        raise Failed("online is set but sample() is not implemented")
+    task, train, seed = subject.task(), subject.data().train, subject.seeds[0]
+    count = 5
+
+    def draw(stream: int) -> Split:
+        return task.sample(count, np.random.default_rng(stream), seed)
+
+    first = draw(seed)
+    if not isinstance(first, Split):
+        raise Failed(f"sample(n, rng, seed) returned {type(first).__name__}; expected a Split")
+    expected: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+        "inputs": (np.shape(first.inputs), _with_count(train.inputs, 1, count))}
+    expected["targets"] = (np.shape(first.targets),
+                           _with_count(train.targets, train.targets_axis, count))
+    if train.decoder_inputs is not None:
+        expected["decoder_inputs"] = (np.shape(first.decoder_inputs),
+                                      _with_count(train.decoder_inputs, 1, count))
+    for name, (got, want) in expected.items():
+        if got != want:
+            raise Failed(f"sample({count}, rng, seed).{name} has shape {got}; the training "
+                         f"split's layout gives {want}")
+    if first.targets_axis != train.targets_axis:
+        raise Failed(f"sample's targets_axis is {first.targets_axis}; the training split's is "
+                     f"{train.targets_axis}")
+    if np.asarray(first.targets).dtype.kind != np.asarray(train.targets).dtype.kind:
+        raise Failed("sample's targets are not of the training split's kind (labels or values)")
+    if not np.all(np.isfinite(first.inputs)):
+        raise Failed("sample's inputs are not finite")
+    if not np.array_equal(first.inputs, draw(seed).inputs):
+        raise Failed("the same generator state gave other sequences; draw from rng only")
+    if np.array_equal(first.inputs, draw(seed + 1).inputs):
+        raise Failed("another generator gave the same sequences; draw them from rng")
+    return f"{count} sequences laid out as the training split; reproducible from rng"
+
+
+def _with_count(array: np.ndarray, axis: int, count: int) -> tuple[int, ...]:
+    shape = list(np.shape(array))
+    shape[axis] = count
+    return tuple(shape)
+
+
 #: Every task check, in the order they run.
 TASK_CHECKS: tuple[Check[TaskSubject], ...] = (
     Check("declaration", check_declaration,
@@ -408,6 +456,8 @@ TASK_CHECKS: tuple[Check[TaskSubject], ...] = (
     Check("task_aware", check_task_aware,
           "scores, gradient_positions and solved_criterion keep their contract"),
     Check("feedback", check_feedback, "free-running tasks: the next input's shape"),
+    Check("sample", check_sample,
+          "online tasks: fresh sequences laid out as the training split, reproducible"),
 )
 TASK_CHECK_NAMES = tuple(check.name for check in TASK_CHECKS)
 

@@ -15,13 +15,18 @@ def test_accuracy(run: RunOutcome) -> float | None:
     return run.test.accuracy
 
 
+def _trained_points(run: RunOutcome) -> list:
+    """The curve's points after at least one update (the step-0 point is the initial model)."""
+    return [point for point in run.training.curve if point["step"] > 0]
+
+
 def train_loss(run: RunOutcome) -> float | None:
-    curve = run.training.curve
+    curve = _trained_points(run)
     return curve[-1]["train_loss"] if curve else None
 
 
 def best_val_loss(run: RunOutcome) -> float | None:
-    losses = [point["val_loss"] for point in run.training.curve if math.isfinite(point["val_loss"])]
+    losses = [p["val_loss"] for p in _trained_points(run) if math.isfinite(p["val_loss"])]
     return min(losses) if losses else None
 
 
@@ -89,7 +94,8 @@ def rnnbench_register_metrics(register):
     register("test_accuracy", test_accuracy, "accuracy on the test split (classification tasks)",
              better="higher")
     register("train_loss", train_loss, "mean training loss over the last evaluation interval")
-    register("best_val_loss", best_val_loss, "lowest validation loss seen during training")
+    register("best_val_loss", best_val_loss,
+             "lowest validation loss seen during training (after the first update)")
     register("baseline_loss", baseline_loss,
              "test loss of the task's trivial predictor (computed from the data)", better=None)
     register("loss_vs_baseline", loss_vs_baseline,

@@ -52,6 +52,7 @@ class _SymbolTransduction(Task):
     readout = "all"
     model = "encoder-decoder"
     free_running = True
+    online = True
 
     length: int = param(5, "input length L (the output has L symbols plus the end symbol)")
     symbols: int = param(8, "number of distinct data symbols")
@@ -99,6 +100,10 @@ class _SymbolTransduction(Task):
             output_size=self.symbols + 1,
             decoder_input_size=self.vocabulary,
         )
+
+    def sample(self, n: int, rng: np.random.Generator, seed: int) -> Split:
+        """``n`` fresh training sequences (``data: online``), drawn as the splits are."""
+        return self._split(rng, n)
 
     def loss(self, predictions: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
         return cross_entropy(predictions, targets)

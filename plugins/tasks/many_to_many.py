@@ -57,6 +57,7 @@ class CopyMemory(Task):
         "recall 10 symbols after T blanks (Arjovsky et al. 2016); memoryless: loss 10ln8/(T+20), "
         "recall_accuracy 1/8"
     )
+    online = True
 
     length: int = param(10, "delay T: blanks plus delimiter between the symbols and their recall")
     symbols: int = param(8, "number of distinct data symbols (the paper: 8)")
@@ -101,6 +102,10 @@ class CopyMemory(Task):
             input_size=self.symbols + 2,
             output_size=self.symbols + 1,
         )
+
+    def sample(self, n: int, rng: np.random.Generator, seed: int) -> Split:
+        """``n`` fresh training sequences (``data: online``), drawn as the splits are."""
+        return self._split(rng, n)
 
     def loss(self, predictions: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
         return cross_entropy(predictions, targets)
@@ -162,6 +167,7 @@ class Echo(Task):
     topology = Topology.MANY_TO_MANY
     readout = "all"
     description = "output the input symbol from `delay` steps earlier; blank before that"
+    online = True
 
     delay: int = param(3, "echo delay k: the output at step t is the input at step t - k")
     symbols: int = param(8, "number of distinct symbols")
@@ -197,6 +203,10 @@ class Echo(Task):
             input_size=self.symbols,
             output_size=self.symbols + 1,
         )
+
+    def sample(self, n: int, rng: np.random.Generator, seed: int) -> Split:
+        """``n`` fresh training sequences (``data: online``), drawn as the splits are."""
+        return self._split(rng, n)
 
     def loss(self, predictions: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
         return cross_entropy(predictions, targets)

@@ -38,6 +38,7 @@ class AddingProblem(Task):
     topology = Topology.MANY_TO_ONE
     readout = "last"
     description = "sum of the two marked values in a length-T sequence (Le et al. 2015)"
+    online = True
 
     length: int = param(50, "sequence length T (the distance the memory must span)")
     train_size: int = param(2000, "training sequences")
@@ -72,6 +73,10 @@ class AddingProblem(Task):
             input_size=2,
             output_size=1,
         )
+
+    def sample(self, n: int, rng: np.random.Generator, seed: int) -> Split:
+        """``n`` fresh training sequences (``data: online``), drawn as the splits are."""
+        return self._split(rng, n)
 
     def loss(self, predictions: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
         return mse(predictions, targets)
@@ -176,6 +181,12 @@ class Forecast(Task):
     normalisations). For prices that is the honest baseline: a random walk's best forecast *is*
     the last value, so beating it at all is the result, and a model that does not, learned
     nothing usable.
+
+    **No online data** (``online`` is False, so ``training: {data: online}`` is refused): the
+    task is one series, and its validation and test windows are that series' later segments;
+    fresh windows would have to come from other series (a shipped or CSV series has no others,
+    and a new synthetic walk is another series, not more of this one) or from the held-out
+    segments (leakage).
     """
 
     name = "forecast"

@@ -51,6 +51,7 @@ class Sine(Task):
     readout = "all"
     free_running = True
     description = "generate sin(2π(f t/T + p)) from f and p given at step 0; free-running eval"
+    online = True
 
     length: int = param(20, "samples T to generate")
     min_frequency: float = param(1.0, "lowest frequency f, in cycles per sequence")
@@ -100,6 +101,10 @@ class Sine(Task):
             input_size=4,
             output_size=1,
         )
+
+    def sample(self, n: int, rng: np.random.Generator, seed: int) -> Split:
+        """``n`` fresh training sequences (``data: online``), drawn as the splits are."""
+        return self._split(rng, n)
 
     def feedback(self, predictions: np.ndarray, step: int) -> np.ndarray:
         """``[0, 0, 0, prediction]``: the sample the model just generated."""

@@ -43,6 +43,7 @@ class Blobs(Task):
     topology = Topology.ONE_TO_ONE
     readout = "last"
     description = "classify a point from K Gaussian clusters in D dimensions (one step)"
+    online = True
 
     classes: int = param(4, "number of clusters K (classes)")
     dims: int = param(2, "dimension D of the points")
@@ -78,6 +79,13 @@ class Blobs(Task):
             input_size=self.dims,
             output_size=self.classes,
         )
+
+    def sample(self, n: int, rng: np.random.Generator, seed: int) -> Split:
+        """``n`` fresh points (``data: online``) around the clusters of ``seed``: the centres
+        are ``make_data(seed)``'s first draw, redrawn here the same way."""
+        centres = np.random.default_rng(seed).normal(
+            0.0, self.separation, size=(self.classes, self.dims))
+        return self._split(rng, centres, n)
 
     def loss(self, predictions: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
         return cross_entropy(predictions, targets)

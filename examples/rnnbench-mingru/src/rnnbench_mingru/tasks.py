@@ -43,6 +43,7 @@ class Parity(Task):
     topology = Topology.MANY_TO_ONE
     readout = "last"
     description = "is the number of ones among T random bits odd? (many-to-one classification)"
+    online = True
 
     length: int = param(10, "sequence length T (bits per sequence)")
     train_size: int = param(2000, "training sequences")
@@ -68,6 +69,10 @@ class Parity(Task):
             input_size=1,
             output_size=2,
         )
+
+    def sample(self, n: int, rng: np.random.Generator, seed: int) -> Split:
+        """``n`` fresh training sequences, for ``training: {data: online}``."""
+        return self._split(rng, n)
 
     def loss(self, predictions: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
         return cross_entropy(predictions, targets)
