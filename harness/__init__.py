@@ -94,7 +94,11 @@ except metadata.PackageNotFoundError:  # imported from a source tree that was ne
 #: they exchange). A plugin module may declare the version it was written for with a module-level
 #: ``RNNBENCH_CONTRACT = 1``; a plugin that needs a newer contract than this rnnbench provides is
 #: reported as broken, with the fix (upgrade rnnbench), instead of failing in the middle of a run.
-CONTRACT_VERSION = 1
+#: Version 2 (rnnbench 0.3) adds, and changes nothing of version 1: cell ``options=`` and
+#: ``CellSupport.forget_gate``; ``Task.online``/``sample``, ``scores``, ``gradient_positions`` and
+#: ``solved_criterion``; ``SolvedCriterion``; ``ResultTable.claims``; the ``lr`` evaluation log
+#: and the step-0 evaluation.
+CONTRACT_VERSION = 2
 
 #: Marks a function as a hook implementation: ``@hookimpl def rnnbench_register_cells(...)``.
 hookimpl = pluggy.HookimplMarker("rnnbench")

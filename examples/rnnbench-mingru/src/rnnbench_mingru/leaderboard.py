@@ -20,7 +20,7 @@ from rnnbench import (
 )
 
 #: The version of rnnbench's plugin contract this module was written for.
-RNNBENCH_CONTRACT = 1
+RNNBENCH_CONTRACT = 2
 
 #: The metric the leaderboard ranks by; lower is better.
 RANKED_BY = "test_loss"

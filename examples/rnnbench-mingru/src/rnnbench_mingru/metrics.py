@@ -5,7 +5,7 @@ from __future__ import annotations
 from rnnbench import MetricRegistrar, RunOutcome, hookimpl
 
 #: The version of rnnbench's plugin contract this module was written for.
-RNNBENCH_CONTRACT = 1
+RNNBENCH_CONTRACT = 2
 
 
 def generalisation_gap(run: RunOutcome) -> float | None:

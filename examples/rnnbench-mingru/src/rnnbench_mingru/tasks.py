@@ -20,7 +20,7 @@ from rnnbench import (
 )
 
 #: The version of rnnbench's plugin contract this module was written for.
-RNNBENCH_CONTRACT = 1
+RNNBENCH_CONTRACT = 2
 
 
 @dataclass
