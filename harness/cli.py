@@ -186,10 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", parents=[plugins],
         help="evaluate the claims of the suite that produced a results folder; exit 0 when "
         "each holds or is a known failure, 1 when one fails or is inconclusive")
-    verify.add_argument("results", type=Path, help="results folder (holding results.jsonl and "
-                        "the suite copy suite.yaml)")
+    verify.add_argument("results", type=Path, nargs="+", help="results folder(s) (each holding "
+                        "results.jsonl and the suite copy suite.yaml); several are verified "
+                        "one after the other, and the exit code speaks of them all")
     verify.add_argument("--suite", type=Path, help="take the claims from this suite file "
-                        "instead of the folder's copy")
+                        "instead of the folder's copy (one folder only)")
     verify.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     check = commands.add_parser(
@@ -442,12 +443,43 @@ def command_show(args: argparse.Namespace, host: PluginHost) -> int:
 
 def command_verify(args: argparse.Namespace, console: Console) -> int:
     """Exit 0 when every claim holds or is a known failure (one that now holds too, like
-    pytest's non-strict xpass, said loudly), 1 when one fails or is inconclusive, 2 when the
-    folder cannot be verified (no records, no suite copy, no claims)."""
-    folder = args.results
+    pytest's non-strict xpass, said loudly), 1 when one fails or is inconclusive, 2 when a
+    folder cannot be verified (no records, no suite copy, no claims). Several folders are all
+    verified (``tox -e claims`` checks every seed suite in one go) before the exit code is
+    decided."""
+    if args.suite is not None and len(args.results) > 1:
+        raise RnnbenchError("--suite names the claims of one folder; give one results folder "
+                            "with it, or leave it out to use each folder's own suite copy")
+    checked = [_verify_folder(folder, args.suite) for folder in args.results]
+    ok = all(folder_ok for _, _, _, folder_ok in checked)
+    if args.json:
+        documents = [
+            {"results": str(folder), "suite": str(suite_file), "ok": folder_ok,
+             "claims": [result.to_dict() for result in results]}
+            for folder, suite_file, results, folder_ok in checked
+        ]
+        document = documents[0] if len(documents) == 1 else {"ok": ok, "folders": documents}
+        print(json.dumps(encode_nonfinite(document), indent=2, default=str, allow_nan=False))
+        return EXIT_OK if ok else EXIT_RUN_FAILED
+    out = make_console()
+    for folder, suite_file, results, _ in checked:
+        out.print(f"claims of {suite_file} on the records in {folder}", markup=False)
+        print_claims(results, out)
+    if len(checked) > 1:
+        failing = [str(folder) for folder, _, _, folder_ok in checked if not folder_ok]
+        out.print(f"{len(checked)} folders verified; " + (
+            f"claims fail or are inconclusive in: {', '.join(failing)}" if failing
+            else "every claim holds or is a known failure"), markup=False)
+    return EXIT_OK if ok else EXIT_RUN_FAILED
+
+
+def _verify_folder(
+    folder: Path, suite: Path | None
+) -> tuple[Path, Path, list[ClaimResult], bool]:
+    """One folder's claims evaluated on its records: (folder, suite file, results, ok)."""
     if not (folder / RESULTS_FILE).is_file():
         raise RnnbenchError(f"{folder}: no {RESULTS_FILE} here; is it a results folder?")
-    suite_file = args.suite or claims_suite_file(folder)
+    suite_file = suite or claims_suite_file(folder)
     if suite_file is None:
         raise RnnbenchError(f"{folder}: no suite.yaml (the copy of the suite a run writes); "
                             "give the suite with --suite FILE")
@@ -456,16 +488,7 @@ def command_verify(args: argparse.Namespace, console: Console) -> int:
         raise RnnbenchError(f"{suite_file}: the suite states no claims; add a claims: list "
                             "(README.md, 'Claims')")
     results = evaluate_claims(claims, ResultStore(folder).records())
-    ok = claims_exit_ok(results)
-    if args.json:
-        document = {"results": str(folder), "suite": str(suite_file), "ok": ok,
-                    "claims": [result.to_dict() for result in results]}
-        print(json.dumps(encode_nonfinite(document), indent=2, default=str, allow_nan=False))
-        return EXIT_OK if ok else EXIT_RUN_FAILED
-    out = make_console()
-    out.print(f"claims of {suite_file} on the records in {folder}", markup=False)
-    print_claims(results, out)
-    return EXIT_OK if ok else EXIT_RUN_FAILED
+    return folder, suite_file, results, claims_exit_ok(results)
 
 
 _VERDICT_STYLES = {HOLDS: "green", FAILS: "bold red", INCONCLUSIVE: "yellow",

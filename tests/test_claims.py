@@ -400,6 +400,27 @@ def test_verify_exits_1_naming_the_failing_claim(tmp_path, capsys):
     assert "claims do not hold: 1 fails: lstm-solves; 1 holds" in out
 
 
+def test_verify_checks_several_folders_and_fails_if_any_fails(tmp_path, capsys):
+    holding = """\
+  - {id: rnn-fails, claim: "An RNN does not", source: "paper", where: {cell: rnn},
+     metric: test_loss, expect: "> 0.1"}
+"""
+    good = hand_made(tmp_path / "good", holding, LSTM)
+    bad = hand_made(tmp_path / "bad", FAILING, LSTM)
+    assert main(["verify", str(good), str(good)]) == 0
+    assert "2 folders verified; every claim holds or is a known failure" in \
+        capsys.readouterr().out
+    assert main(["verify", str(good), str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert f"claims fail or are inconclusive in: {bad}" in out
+    assert "fails: claim 'lstm-solves'" in out
+    assert main(["verify", str(good), str(bad), "--json"]) == 1
+    document = json.loads(capsys.readouterr().out)
+    assert document["ok"] is False and [f["ok"] for f in document["folders"]] == [True, False]
+    assert main(["verify", str(good), str(bad), "--suite", str(good / "suite.yaml")]) == 2
+    assert "--suite names the claims of one folder" in capsys.readouterr().err
+
+
 def test_verify_says_inconclusive_with_too_few_runs(tmp_path, capsys):
     records = [record("lstm", 0, test_loss=0.001), record("lstm", 1, "diverged"),
                *LSTM[2:]]
