@@ -156,7 +156,7 @@ class RunSpec:
         defaults = dict(self.cell_defaults)
         return tuple(
             (key, value) for key, value in self.cell_params
-            if key not in defaults or not _same(value, defaults[key])
+            if key not in defaults or not same_value(value, defaults[key])
         )
 
     def identity(self) -> dict[str, Any]:
@@ -241,7 +241,7 @@ def label_value(value: Any) -> str:
     return str(value)
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_value(a: Any, b: Any) -> bool:
     """Equality as a suite means it: 1 matches 1.0, but true never matches 1."""
     return isinstance(a, bool) == isinstance(b, bool) and a == b
 

@@ -75,12 +75,12 @@ from pathlib import Path
 from typing import Any
 
 from rnnbench.cell import CellSupport
-from rnnbench.cell_options import option_defaults, option_fields, option_hints
+from rnnbench.cell_options import option_default, option_defaults, option_fields, option_hints
 from rnnbench.claims import Claim, check_selectors, parse_claims
 from rnnbench.data_files import content_digest, is_path_parameter, looks_like_path, resolve
 from rnnbench.errors import did_you_mean
 from rnnbench.plugin_manager import CellEntry, Registry
-from rnnbench.records import CONFIG_AXES, TRAINING_AXES, RunSpec
+from rnnbench.records import CONFIG_AXES, TRAINING_AXES, RunSpec, label_value
 from rnnbench.suite_expand import (
     AXIS_DEFAULTS,
     MISSING,
@@ -359,14 +359,10 @@ class _Validation:
     def cell_choice(self, value: AxisValue) -> CellChoice | None:
         """Check one cell entry (its name; the names, types and values of the options it sets,
         against what the cell's backends declare) and note each backend's option defaults."""
-        raw = value.value
-        if isinstance(raw, str):
-            name, params, name_path = raw, {}, value.path
-        elif isinstance(raw, dict) and isinstance(raw.get("name"), str):
-            name, name_path = raw["name"], (*value.path, "name")
-            params = raw.get("params") if isinstance(raw.get("params"), dict) else {}
-        else:
+        named = _named_entry(value)
+        if named is None:
             return None
+        name, params, name_path = named
         if name not in self.registry.cell_names:
             self.add(name_path, f"unknown cell {name!r}",
                      self.name_hint(name, self.registry.cell_names), line=value.line
@@ -460,14 +456,10 @@ class _Validation:
 
     def task_choice(self, value: AxisValue) -> TaskChoice | None:
         """Check one task entry (name, parameter names, types, values) and expand its params."""
-        raw = value.value
-        if isinstance(raw, str):
-            name, params, name_path = raw, {}, value.path
-        elif isinstance(raw, dict) and isinstance(raw.get("name"), str):
-            name, name_path = raw["name"], (*value.path, "name")
-            params = raw.get("params") if isinstance(raw.get("params"), dict) else {}
-        else:
+        named = _named_entry(value)
+        if named is None:
             return None
+        name, params, name_path = named
         conflict = self.registry.conflict_for("task", name)
         if conflict is not None:
             self.add(name_path, conflict)
@@ -513,7 +505,7 @@ class _Validation:
         if not ok:
             return None
         defaults = {
-            key: as_field_type(_param_default(f), hints.get(key)) for key, f in fields.items()
+            key: as_field_type(option_default(f), hints.get(key)) for key, f in fields.items()
         }
         combos = []
         for combo in itertools.product(*(values for _, values in given)):
@@ -687,7 +679,7 @@ class _Validation:
             asked.append(("num_layers", spec.num_layers, f"at most {supports.max_layers}",
                           f"use num_layers up to {supports.max_layers} for it"))
         if spec.bias not in supports.bias:
-            choices = " or ".join(_flow(value) for value in supports.bias)
+            choices = " or ".join(label_value(value) for value in supports.bias)
             asked.append(("bias", spec.bias, f"supported: {choices}", f"use bias {choices} for it"))
         for axis, value, supported, fix in asked:
             source = run.values[axis]
@@ -696,9 +688,9 @@ class _Validation:
             self.add(
                 where.path,
                 f"cell {spec.cell!r} on backend {spec.backend!r} does not support {axis} "
-                f"{_flow(value)} ({default}{supported})",
+                f"{label_value(value)} ({default}{supported})",
                 f"{fix}, or exclude the combination: exclude: [{{cell: {spec.cell}, "
-                f"backend: {spec.backend}, {axis}: {_flow(value)}}}]",
+                f"backend: {spec.backend}, {axis}: {label_value(value)}}}]",
                 line=where.line,
             )
 
@@ -763,11 +755,11 @@ class _Validation:
             for key in ("decay_every", "decay_rate"):
                 value = getattr(training, key)
                 if value != TRAINING_DEFAULTS[key]:
-                    add(key, f"{key} {_flow(value)} does nothing with schedule "
+                    add(key, f"{key} {label_value(value)} does nothing with schedule "
                         f"{training.schedule!r}: only schedule 'step' decays",
                         f"set schedule: step, or remove {key}; to compare schedules, give the "
                         f"step runs their decay in an include: include: [{{schedule: step, "
-                        f"{key}: {_flow(value)}}}]")
+                        f"{key}: {label_value(value)}}}]")
         total = self.total_steps(run.spec)
         if training.warmup_steps and total is not None and training.warmup_steps >= total:
             add("warmup_steps", f"warmup_steps {training.warmup_steps} is not below the run's "
@@ -804,23 +796,20 @@ class _Validation:
 # --- helpers --------------------------------------------------------------------------------------
 
 
+def _named_entry(value: AxisValue) -> tuple[str, dict[str, Any], KeyPath] | None:
+    """A cell or task entry as ``(name, params, path of the name)``: a bare name, or a mapping
+    ``{name: ..., params: {...}}``; None for anything else (the schema has said why)."""
+    raw = value.value
+    if isinstance(raw, str):
+        return raw, {}, value.path
+    if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+        params = raw.get("params")
+        return raw["name"], params if isinstance(params, dict) else {}, (*value.path, "name")
+    return None
+
+
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
-
-
-def _flow(value: Any) -> str:
-    """A scalar as written in a YAML flow mapping: ``true``, ``float64``, ``2``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _param_default(f: dataclasses.Field) -> Any:  # type: ignore[type-arg]
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return None
 
 
 def _type_mismatch(value: Any, annotation: Any) -> str | None:

@@ -32,6 +32,7 @@ from rnnbench.records import (
     TRAINING_AXES,
     RunSpec,
     TrainingConfig,
+    same_value,  # re-exported: suite checks and claims compare values as expansion does
 )
 from rnnbench.suite_yaml import KeyPath, SuiteDocument
 
@@ -288,11 +289,6 @@ def matches(spec: RunSpec, criteria: dict[str, list[Any]]) -> bool:
         key in flat and any(same_value(flat[key], value) for value in values)
         for key, values in criteria.items()
     )
-
-
-def same_value(a: Any, b: Any) -> bool:
-    """Equality as a suite means it: 1 matches 1.0, but true never matches 1."""
-    return isinstance(a, bool) == isinstance(b, bool) and a == b
 
 
 def union_args(annotation: Any) -> tuple[Any, ...] | None:
