@@ -181,3 +181,19 @@ def test_gradient_panels_per_group_and_state():
     assert len(titles) == 4 and "lr=0.1: at initialisation" in titles[0]
     assert all(axis.get_yscale() == "log" for axis in visible_axes(figure))
     assert len(figure.legends) == 1
+
+
+def test_a_cell_option_labels_only_the_cells_that_have_it_and_long_titles_wrap():
+    relu, tanh, lstm = run("rnn", length=10), run("rnn", length=10), run("lstm", length=10)
+    relu.config["cell_params"] = {"nonlinearity": "relu"}
+    tanh.config["cell_params"] = {"nonlinearity": "tanh"}
+    relu.run_id += "-relu"
+    long_task = "adding[length=100,train_size=10000,validation_size=500,test_size=1000]"
+    for each in (relu, tanh, lstm):
+        each.task_label = long_task
+    plan = layout(ResultTable("demo", [relu, tanh, lstm], ["test_loss"]))
+    assert plan.lines == ["rnn, nonlinearity=relu", "rnn, nonlinearity=tanh", "lstm"]
+    figure = learning_curves_figure(ResultTable("demo", [relu, tanh, lstm], ["test_loss"]))
+    (axis,) = visible_axes(figure)
+    assert "\n" in axis.get_title()  # wrapped, not running over the next panel
+    assert all(len(line) <= 48 for line in axis.get_title().splitlines())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ LINE_STYLES = ("-", "--", "-.", ":")
 MARKERS = ("o", "s", "^", "v", "D", "x")
 BASELINE_STYLE = {"color": "0.3", "linestyle": (0, (1, 1.5)), "linewidth": 1.6}
 BASELINE_LABEL = "baseline (trivial predictor)"
+#: Characters per line of a panel title: what fits above a 4.4-inch panel at medium size.
+TITLE_WIDTH = 48
 #: Values above this are not drawn (see :func:`_mean_band`).
 PLOT_CEILING = 1e100
 
@@ -93,6 +96,18 @@ def _shown(key: str, value: Any) -> str:
     return f"{key.removeprefix('cell.')}={format_value(value)}"
 
 
+def _joined(record: RunRecord, keys: list[str]) -> str:
+    """The record's values of ``keys`` as a title or label, leaving out a cell option the
+    record's cell does not have (``lstm``, not ``lstm, nonlinearity=``)."""
+    shown = []
+    for key in keys:
+        value = _value(record, key)
+        if value is None and key.startswith("cell."):
+            continue
+        shown.append(_shown(key, value))
+    return ", ".join(shown)
+
+
 def layout(table: ResultTable) -> Layout:
     """Panels by the varying settings, lines by cell, cell options and backend.
 
@@ -115,10 +130,8 @@ def layout(table: ResultTable) -> Layout:
         line_keys.insert(0, panel_keys.pop())
     result = Layout(panel_keys, line_keys)
     for record in records:
-        title = ", ".join(_shown(k, _value(record, k)) for k in panel_keys) or str(
-            _value(record, "task"))
-        label = ", ".join(_shown(k, _value(record, k)) for k in line_keys) or str(
-            record.config.get("cell", "run"))
+        title = _joined(record, panel_keys) or str(_value(record, "task"))
+        label = _joined(record, line_keys) or str(record.config.get("cell", "run"))
         result.panels.setdefault(title, {}).setdefault(label, []).append(record)
         if label not in result.lines:
             result.lines.append(label)
@@ -240,6 +253,18 @@ def _legend(figure: Any, plan: Layout, drawn: set[str], baseline: bool) -> None:
                       frameon=False)
 
 
+def _wrapped(title: str) -> str:
+    """A panel title in lines that fit above its panel (a long one would run over the next),
+    broken after a comma (``adding[length=100,train_size=...]`` has no spaces) or a space."""
+    lines: list[str] = []
+    for piece in re.split(r"(?<=,)", title):
+        if lines and len(lines[-1]) + len(piece) <= TITLE_WIDTH:
+            lines[-1] += piece
+        else:
+            lines.append(piece.lstrip())
+    return "\n".join(line.rstrip() for line in lines)
+
+
 def _title(table: ResultTable, what: str) -> str:
     variant = (table.environment or {}).get("variant")
     name = table.suite + (f" (variant {variant})" if isinstance(variant, str) else "")
@@ -275,7 +300,7 @@ def learning_curves_figure(table: ResultTable) -> Any | None:
             values.append(baseline)
             any_baseline = True
         _scale(axis, values)
-        axis.set_title(title, fontsize="medium")
+        axis.set_title(_wrapped(title), fontsize="medium")
         axis.set(xlabel="optimizer steps", ylabel="validation loss")
         axis.grid(alpha=0.3)
     _legend(figure, plan, drawn, any_baseline)
@@ -315,7 +340,7 @@ def gradient_by_lag_figure(table: ResultTable) -> Any | None:
             values += list(_mean_band(axis, x, stacked, plan.style(label), label))
             drawn.add(label)
         _scale(axis, values, always_log=True)
-        axis.set_title(f"{title}: {when}", fontsize="medium")
+        axis.set_title(_wrapped(f"{title}: {when}"), fontsize="medium")
         axis.set(xlabel="lag (steps back from the last)", ylabel="|dLoss/dh_t|")
         axis.grid(alpha=0.3)
     _legend(figure, plan, drawn, baseline=False)
