@@ -24,7 +24,7 @@ A suite may state, in a top-level ``claims:`` list, the findings it is meant to 
         metric: test_loss
         expect: "< 0.01"                           # applied run by run ...
         aggregate: solved_fraction
-        at_least: 0.67                             # ... to this fraction of the runs
+        at_least: 0.66                             # ... to this fraction (2 of 3 seeds)
         min_runs: 3                                # default 2
         known_failure: "needs 10x the steps"       # like pytest's xfail
 
@@ -406,7 +406,7 @@ def parse_claims(
             ok = False
         if aggregate == SOLVED_FRACTION and at_least is None:
             problems.add((*path, "aggregate"), "aggregate: solved_fraction needs at_least",
-                         "the fraction of runs that must meet expect, e.g. at_least: 0.67")
+                         "the fraction of runs that must meet expect, e.g. at_least: 0.66 (2 of 3)")
             ok = False
         if aggregate is not None and "compare_to" in entry:
             problems.add((*path, "compare_to"), "compare_to cannot be combined with aggregate",
@@ -589,8 +589,14 @@ def _evaluate(claim: Claim, flats: list[tuple[RunRecord, dict[str, Any]]]) -> Cl
             return inconclusive(f"no run matches {name} ({selector_text(group.selector)})")
     if claim.aggregate == SOLVED_FRACTION:
         where = groups[0]
+        broken = [why for why in where.missing if why not in NOT_MET]
+        if broken:
+            return inconclusive(f"{len(broken)} of {where.runs} runs give no value to count "
+                                f"({where.missing_text()}); fix or re-run them")
         met = [claim.expect.met(v) for v in where.values]
-        met += [False] * where.missing.count("diverged")  # a diverged run did not solve it
+        # A diverged run, or one without a value (steps_to_target of a run that never reached
+        # the target), did not meet expect: leaving it out would count only the lucky seeds.
+        met += [False] * len(where.missing)
         if len(met) < claim.min_runs:
             return inconclusive(_too_few(len(met), where, claim.min_runs))
         value = sum(met) / len(met)
@@ -599,8 +605,16 @@ def _evaluate(claim: Claim, flats: list[tuple[RunRecord, dict[str, Any]]]) -> Cl
         reason = f"{_g(value)} {'>=' if holds else '<'} at_least {_g(claim.at_least)}"
     else:
         for name, group in zip(names, groups, strict=False):
+            prefix = f"{name}: " if len(groups) > 1 else ""
+            if group.missing:
+                # The mean of the others would describe a biased sample (e.g. only the seeds
+                # that reached a target): say so rather than give a verdict on it.
+                return inconclusive(
+                    f"{prefix}{len(group.missing)} of {group.runs} runs give no value "
+                    f"({group.missing_text()}), so the mean would leave them out; use "
+                    "aggregate: solved_fraction to count them as not meeting expect, or narrow "
+                    "the selector")
             if group.n < claim.min_runs:
-                prefix = f"{name}: " if len(groups) > 1 else ""
                 return inconclusive(prefix + _too_few(group.n, group, claim.min_runs))
         means = [group.mean for group in groups]
         if any(mean is None or math.isnan(mean) for mean in means):
@@ -619,6 +633,12 @@ def _evaluate(claim: Claim, flats: list[tuple[RunRecord, dict[str, Any]]]) -> Cl
     else:
         verdict = HOLDS if holds else FAILS
     return ClaimResult(claim, verdict, value, groups, reason)
+
+
+#: Why a run may have no value and still count, under ``aggregate: solved_fraction``, as not
+#: meeting ``expect``: it diverged, or its metric is undefined for it (``steps_to_target`` of
+#: a run that never reached the target). A failed run or a metric error is not a result.
+NOT_MET = ("diverged", "no value")
 
 
 def _too_few(count: int, group: GroupValues, min_runs: int) -> str:

@@ -136,7 +136,7 @@ def test_claim_problems_name_line_field_and_fix(tmp_path, registry):
         "S:20: claims[3].at_least: at_least applies only with aggregate: solved_fraction (add "
         "aggregate: solved_fraction (the fraction of runs meeting expect), or remove at_least)",
         "S:22: claims[4].aggregate: aggregate: solved_fraction needs at_least (the fraction of "
-        "runs that must meet expect, e.g. at_least: 0.67)",
+        "runs that must meet expect, e.g. at_least: 0.66 (2 of 3))",
         "S:23: claims[5].expected: unknown key 'expected' (did you mean 'expect'?)",
         "S:24: claims[6].where: an empty selector would select every run; name the runs it "
         "selects",
@@ -203,7 +203,8 @@ def record(cell: str, seed: int, status: str = "ok", **metrics) -> RunRecord:
 
 def claim(expect: str = "< 0.1", **fields) -> Claim:
     fields.setdefault("where", {"cell": ["lstm"]})
-    return Claim(id="c", claim="an LSTM solves it", source="paper", metric="test_loss",
+    fields.setdefault("metric", "test_loss")
+    return Claim(id="c", claim="an LSTM solves it", source="paper",
                  expect=parse_expect(expect), **fields)
 
 
@@ -234,15 +235,33 @@ def test_too_few_runs_is_inconclusive_and_says_so():
     assert nothing.reason == "no run matches where (cell=gru)"
 
 
-def test_missing_values_are_counted_and_left_out_of_the_mean():
+def test_missing_values_make_a_mean_claim_inconclusive_and_are_never_left_out():
+    """A mean over the runs that have a value would describe a biased sample (only the seeds
+    that reached a target, only those that did not diverge): the issue's "missing values"."""
     records = [record("lstm", 0, test_loss=0.05), record("lstm", 1, "diverged", test_loss=None),
                record("lstm", 2, "failed"), record("lstm", 3, test_loss=0.07)]
     result = evaluate_claim(claim(), records)
-    assert result.verdict == HOLDS and result.value == pytest.approx(0.06)
+    assert result.verdict == INCONCLUSIVE and result.value is None
     assert result.measured == "0.06 ± 0.014 (n=2 of 4 runs; 1 diverged, 1 failed)"
-    short = evaluate_claim(claim(), records[:3])
-    assert short.verdict == INCONCLUSIVE
-    assert short.reason == "1 value from 3 runs (1 diverged, 1 failed), fewer than min_runs (2)"
+    assert result.reason.startswith("2 of 4 runs give no value (1 diverged, 1 failed), so the "
+                                    "mean would leave them out")
+    complete = evaluate_claim(claim(), [records[0], records[3]])
+    assert complete.verdict == HOLDS and complete.value == pytest.approx(0.06)
+
+
+def test_solved_fraction_counts_runs_without_a_value_as_not_meeting_expect():
+    """steps_to_target is None for a seed that never reached the target: under
+    solved_fraction that seed did not meet expect (it is not left out)."""
+    records = [record("lstm", seed, steps_to_target=value)
+               for seed, value in enumerate([20, 50, None, None])]
+    result = evaluate_claim(claim("< 60", metric="steps_to_target",
+                                  aggregate="solved_fraction", at_least=0.75), records)
+    assert result.verdict == FAILS and result.value == 0.5
+    failed = evaluate_claim(claim("< 60", metric="steps_to_target",
+                                  aggregate="solved_fraction", at_least=0.5),
+                            [*records[:2], record("lstm", 2, "failed")])
+    assert failed.verdict == INCONCLUSIVE
+    assert failed.reason == "1 of 3 runs give no value to count (1 failed); fix or re-run them"
 
 
 def test_known_failure_and_known_failure_that_now_holds():
@@ -428,8 +447,8 @@ def test_verify_says_inconclusive_with_too_few_runs(tmp_path, capsys):
     assert main(["verify", str(folder)]) == 1
     out = capsys.readouterr().out
     assert "inconclusive: claim 'lstm-solves': expected mean test_loss of cell=lstm < 0.01; " \
-        "measured 0.001 (n=1 of 2 runs; 1 diverged); 1 value from 2 runs (1 diverged), fewer " \
-        "than min_runs (2)" in out
+        "measured 0.001 (n=1 of 2 runs; 1 diverged); 1 of 2 runs give no value (1 diverged), " \
+        "so the mean would leave them out" in out
     assert "1 inconclusive: lstm-solves" in out
 
 
@@ -503,5 +522,5 @@ def test_a_profile_or_an_error_string_is_a_missing_value_that_says_why():
     records = [record("lstm", 0, test_loss=[0.1, 0.2]), record("lstm", 1, test_loss="error: x")]
     result = evaluate_claim(claim(), records)
     assert result.verdict == INCONCLUSIVE
-    assert result.reason == ("0 values from 2 runs (1 a profile, not a number, 1 metric error), "
-                             "fewer than min_runs (2)")
+    assert result.reason.startswith("2 of 2 runs give no value (1 a profile, not a number, 1 "
+                                    "metric error)")
