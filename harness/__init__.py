@@ -64,6 +64,7 @@ from rnnbench.results import (
     atomic_write_text,
     format_mean_std,
     format_value,
+    runs_cell,
     summary_cell,
     summary_heading,
 )
@@ -178,6 +179,7 @@ __all__ = [
     "positional_cross_entropy",
     "positional_distribution",
     "run_suite",
+    "runs_cell",
     "save_params",
     "spectral_radius",
     "summary_cell",

@@ -68,8 +68,10 @@ from rnnbench.results import (
     SUITE_COPY,
     ResultStore,
     ResultTable,
-    format_mean_std,
     format_value,
+    runs_cell,
+    summary_cell,
+    summary_heading,
 )
 from rnnbench.runner import SilentObserver
 from rnnbench.suite import DEFAULT_MAX_RUNS, Suite, read_suite
@@ -678,13 +680,13 @@ def print_table(table: ResultTable, console: Console,
     def build(chunk: list[str], first: bool) -> Table:
         heading = f"{title}: mean ± std over seeds" + ("" if first else " (continued)")
         view = Table(title=heading, title_justify="left")
-        for column in [*columns, "runs", *chunk]:
+        for column in [*columns, "runs", *(summary_heading(m) for m in chunk)]:
             view.add_column(column, justify="left" if column in columns else "right")
-        for row in summary:
+        for row in summary:  # the cells results.md has (summary_cell, runs_cell)
             view.add_row(
                 *(Text(format_value(table.display_value(row, c))) for c in columns),
-                f"{row['ok']}/{row['runs']}",
-                *(format_mean_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in chunk),
+                runs_cell(row),
+                *(summary_cell(row, m) for m in chunk),
             )
         return view
 

@@ -422,6 +422,17 @@ def _target_summary(metric: str, members: list[RunRecord]) -> dict[str, Any]:
     }
 
 
+def runs_cell(row: dict[str, Any]) -> str:
+    """The runs of a :meth:`ResultTable.summary` row in a human-facing summary: ``2/3`` ok of
+    all, then how many diverged or failed, ``0/3 (3 diverged)``."""
+    counts = f"{row['ok']}/{row['runs']}"
+    if row["diverged"]:
+        counts += f" ({row['diverged']} diverged)"
+    if row["failed"]:
+        counts += f" ({row['failed']} failed)"
+    return counts
+
+
 def summary_heading(metric: str) -> str:
     """A metric's column heading in a human-facing summary: ``solved`` reads
     ``solved_fraction`` (its cells are counts, :func:`summary_cell`)."""

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from rnnbench.cli import TERMINAL_METRICS, main, print_table
 from rnnbench.records import RunRecord
-from rnnbench.results import ResultTable
+from rnnbench.results import ResultTable, summary_heading
 
 
 def record(lr: float, seed: int, **metrics) -> RunRecord:
@@ -37,8 +37,10 @@ def printed(view: ResultTable, width: int, metrics=None) -> str:
 def test_the_suites_metrics_and_varying_settings_are_shown():
     text = printed(table(), 200, ["grad_norm_max", "solved", "grad_norm_by_lag_init"])
     header = next(line for line in text.splitlines() if "runs" in line)
-    assert [c.strip() for c in header.split("┃")[1:-1]] == ["lr", "runs", "grad_norm_max", "solved"]
+    assert [c.strip() for c in header.split("┃")[1:-1]] == [
+        "lr", "runs", "grad_norm_max", "solved_fraction"]
     assert "0.01" in text and "0.1 " in text  # the lr column tells the groups apart
+    assert "2/2" in text  # solved as results.md writes it: seeds that solved, of all
     assert "grad_norm_by_lag_init" not in text  # a profile: a plot, not a column
 
 
@@ -54,7 +56,7 @@ def test_metrics_that_do_not_fit_go_to_a_continued_table():
     assert "(continued)" in text
     assert max(len(line) for line in text.splitlines()) <= 44
     for metric in many:
-        assert metric in text
+        assert summary_heading(metric) in text
     assert printed(table(), 200, many).count("mean ± std") == 1
 
 
@@ -82,3 +84,14 @@ def test_run_and_show_print_the_suites_metrics(tmp_path, capsys):
     assert "test_loss" not in text.split("mean ± std")[1]
     assert main(["show", str(out)]) == 0
     assert "param_count" in capsys.readouterr().out
+
+
+def test_the_terminal_cells_are_those_of_results_md():
+    """A seed that never reached the target is counted the way results.md counts it."""
+    records = [record(0.01, seed, steps_to_target=steps) for seed, steps in
+               enumerate([100, None, None])]
+    for each in records:
+        each.config["training"]["target_loss"] = 0.1
+    view = ResultTable("demo", records, ["steps_to_target", "solved"])
+    text = printed(view, 200, ["steps_to_target", "solved"])
+    assert "not reached (1/3 reached)" in text and "3/3" in text

@@ -100,11 +100,12 @@ def recurrent_norm(params: dict[str, np.ndarray]) -> float | None:
     """The Frobenius norm of every recurrent matrix together: the square root of the summed
     squares of every ``weight_hh_l{k}`` (every layer and gate; any prefix, e.g. ``encoder.``);
     ``None`` for a cell without one (e.g. a minGRU)."""
-    squares = [
-        float(np.sum(np.square(np.asarray(value, dtype=np.float64))))
-        for name, value in params.items()
-        if name.rsplit(".", 1)[-1].startswith("weight_hh_l")
-    ]
+    with np.errstate(over="ignore", invalid="ignore"):  # weights of a diverged run: inf, said
+        squares = [
+            float(np.sum(np.square(np.asarray(value, dtype=np.float64))))
+            for name, value in params.items()
+            if name.rsplit(".", 1)[-1].startswith("weight_hh_l")
+        ]
     return math.sqrt(sum(squares)) if squares else None
 
 

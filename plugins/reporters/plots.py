@@ -90,10 +90,10 @@ def _value(record: RunRecord, key: str) -> Any:
 
 
 def _shown(key: str, value: Any) -> str:
-    """``lstm``, ``adding[length=100]``, ``lr=0.01``, ``nonlinearity=relu``."""
+    """``lstm``, ``adding[length=100]``, ``lr=0.01``, ``nonlinearity=relu``, ``clip=null``."""
     if key in ("cell", "backend", "task"):
         return format_value(value)
-    return f"{key.removeprefix('cell.')}={format_value(value)}"
+    return f"{key.removeprefix('cell.')}={format_value(value) if value is not None else 'null'}"
 
 
 def _joined(record: RunRecord, keys: list[str]) -> str:
@@ -316,7 +316,10 @@ def gradient_by_lag_figure(table: ResultTable) -> Any | None:
         (title, lines, metric, when)
         for title, lines in plan.panels.items()
         for metric, when in GRADIENT_PROFILES
-        if any(isinstance(r.metrics.get(metric), list) for rs in lines.values() for r in rs)
+        # a profile is drawn against its lags: without grad_lags recorded there is no x axis
+        if any(isinstance(r.metrics.get(metric), list)
+               and isinstance(r.metrics.get("grad_lags"), list)
+               for rs in lines.values() for r in rs)
     ]
     if not panels:
         return None

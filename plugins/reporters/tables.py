@@ -15,6 +15,7 @@ from rnnbench import (
     encode_nonfinite,
     format_value,
     hookimpl,
+    runs_cell,
     summary_cell,
     summary_heading,
 )
@@ -33,14 +34,9 @@ def summary_cells(table: ResultTable) -> tuple[list[str], list[list[str]]]:
     header = [*columns, "runs", *(summary_heading(m) for m in table.metrics)]
     rows = []
     for row in table.summary():
-        counts = f"{row['ok']}/{row['runs']}"
-        if row["diverged"]:
-            counts += f" ({row['diverged']} diverged)"
-        if row["failed"]:
-            counts += f" ({row['failed']} failed)"
         rows.append(
             [format_value(table.display_value(row, c)) for c in columns]
-            + [counts]
+            + [runs_cell(row)]
             + [summary_cell(row, m) for m in table.metrics]
         )
     return header, rows
