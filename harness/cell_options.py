@@ -46,6 +46,12 @@ def options_class_problem(options: Any) -> str | None:
     for f in option_fields(options):
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             return f"option {f.name!r} of {options.__name__} has no default"
+    # The defaults must be values the options accept: a suite that never sets them would
+    # otherwise fail every run, far from the plugin's mistake.
+    try:
+        resolve_options(options, option_defaults(options), f"{options.__name__}'s defaults")
+    except ValueError as exc:
+        return f"its default options are not valid: {exc}"
     return None
 
 

@@ -109,9 +109,10 @@ class RunSpec:
     #: Task parameters to show in the label (those the suite set away from their defaults);
     #: ``None`` shows them all. Presentation only: not part of the configuration or the id.
     label_params: tuple[str, ...] | None = field(default=None, compare=False)
-    #: Flat keys of the settings (of :data:`LABEL_SETTINGS`) that vary between the runs of the
-    #: suite, shown in the label with this run's values (``lr=0.01``) so that no two runs of a
-    #: suite read alike. Presentation only: not part of the configuration or the id.
+    #: Flat keys of the settings (of :data:`LABEL_SETTINGS`, and ``cell.<option>``) that vary
+    #: between the runs of the suite, shown in the label with this run's values (``lr=0.01``;
+    #: options in the cell part, ``rnn[nonlinearity=tanh]``) so that no two runs read alike.
+    #: Presentation only: not part of the configuration or the id.
     label_settings: tuple[str, ...] = field(default=(), compare=False)
     #: ``(parameter, SHA-256 digest)`` of each task parameter that names a data file (the path,
     #: resolved, is in ``task_params``); see :mod:`rnnbench.data_files`.
@@ -194,8 +195,12 @@ class RunSpec:
 
     @property
     def cell_label(self) -> str:
-        """The cell with the options set away from their defaults: ``rnn[nonlinearity=relu]``."""
-        shown = self.cell_params_set
+        """The cell with the options set away from their defaults, and those the suite varies
+        (:attr:`label_settings`) even at their default: ``rnn[nonlinearity=relu]``,
+        ``rnn[nonlinearity=tanh]`` beside it."""
+        away = dict(self.cell_params_set)
+        shown = [(key, value) for key, value in self.cell_params
+                 if key in away or f"cell.{key}" in self.label_settings]
         if not shown:
             return self.cell
         return self.cell + "[" + ",".join(f"{k}={v}" for k, v in shown) + "]"
@@ -205,7 +210,8 @@ class RunSpec:
         """The varying settings with this run's values, ``lr=0.01,clip=null``; empty when the
         suite varies none of them (see :attr:`label_settings`)."""
         flat = self.flat()
-        return ",".join(f"{key}={label_value(flat.get(key))}" for key in self.label_settings)
+        return ",".join(f"{key}={label_value(flat.get(key))}" for key in self.label_settings
+                        if not key.startswith("cell."))  # options are in the cell_label
 
     @property
     def label(self) -> str:

@@ -739,14 +739,20 @@ class _Validation:
     def check_training(self, run: ExpandedRun) -> None:
         """Training settings of one run that cannot work together, or that would do nothing.
 
-        A decay setting without ``schedule: step`` is an error, not a warning: it changes
-        nothing in the run yet enters its id and label, so two runs that compute the same
-        numbers would look like two settings compared (and the user meant a decay)."""
+        A decay setting without ``schedule: step`` (or momentum with adam) is an error, not a
+        warning: it changes nothing in the run yet enters its id and label, so two runs that
+        compute the same numbers would look like two settings compared."""
         training, values = run.spec.training, run.values
 
         def add(key: str, message: str, hint: str) -> None:
             self.add(values[key].path, message, hint, line=values[key].line)
 
+        if training.optimizer == "adam" and training.momentum:
+            add("momentum", f"momentum {label_value(training.momentum)} does nothing with "
+                "optimizer 'adam' (its moment estimates are its momentum), yet it would enter "
+                "the run's id and label",
+                "remove momentum for adam, or give it to sgd or rmsprop runs in an include: "
+                f"include: [{{optimizer: sgd, momentum: {label_value(training.momentum)}}}]")
         if training.schedule == "step" and training.decay_every is None:
             add("schedule", "schedule 'step' needs decay_every (optimizer steps between two "
                 "decays of the learning rate by decay_rate)",
@@ -764,7 +770,7 @@ class _Validation:
         if training.warmup_steps and total is not None and training.warmup_steps >= total:
             add("warmup_steps", f"warmup_steps {training.warmup_steps} is not below the run's "
                 f"{total} optimizer steps: the learning rate would never reach lr",
-                f"use warmup_steps below {total} (e.g. {max(1, total // 10)}), or train longer")
+                f"use warmup_steps below {total} (e.g. {total // 10}), or train longer")
         task = self.registry.tasks.get(run.spec.task)
         if training.data == "online" and task is not None and \
                 not getattr(task.task_class, "online", False):

@@ -223,14 +223,20 @@ def expand_runs(
 
 
 def varying_settings(specs: Iterable[RunSpec]) -> tuple[str, ...]:
-    """The settings of :data:`~rnnbench.records.LABEL_SETTINGS` whose value differs between
-    ``specs``: what their labels must show to tell them apart."""
+    """The settings of :data:`~rnnbench.records.LABEL_SETTINGS`, and the cell options
+    (``cell.<option>``, among the cells that have them), whose value differs between ``specs``:
+    what their labels must show to tell them apart (and ``-k`` to select either value)."""
     values: dict[str, set[str]] = {key: set() for key in LABEL_SETTINGS}
+    options: dict[str, set[str]] = {}  # cell.<option> -> values, over the cells that have it
     for spec in specs:
         flat = spec.flat()
         for key in LABEL_SETTINGS:
             values[key].add(json.dumps(flat.get(key), default=str))
-    return tuple(key for key in LABEL_SETTINGS if len(values[key]) > 1)
+        for key, value in flat.items():
+            if key.startswith("cell."):
+                options.setdefault(key, set()).add(json.dumps(value, default=str))
+    varying = [key for key in LABEL_SETTINGS if len(values[key]) > 1]
+    return tuple(varying + sorted(key for key, seen in options.items() if len(seen) > 1))
 
 
 def _product(run_set: RunSet) -> Iterator[ExpandedRun]:

@@ -312,7 +312,7 @@ def read_suite(path: str | Path) -> SuiteDocument:
         finally:
             loader.dispose()
     except yaml.YAMLError as exc:
-        raise SuiteError([_yaml_problem(file, exc)]) from None
+        raise SuiteError([_yaml_problem(file, exc, text)]) from None
     if raw is None:
         raise SuiteError(
             [
@@ -434,9 +434,23 @@ def _check_limits(file: str, text: str) -> SuiteProblem | None:
     return None
 
 
-def _yaml_problem(file: str, exc: yaml.YAMLError) -> SuiteProblem:
+#: A key whose value starts with ``>`` or ``<`` unquoted (``expect: > 0.9``): YAML reads ``>`` as
+#: a folded block and fails with a message about indentation; the fix is the quotes.
+_UNQUOTED_COMPARISON = re.compile(r"""^\s*(?:-\s+)?([A-Za-z_][\w.]*):\s*(?:[<>]=?)\s*[^\s'"]""")
+
+
+def _yaml_problem(file: str, exc: yaml.YAMLError, text: str = "") -> SuiteProblem:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line = mark.line + 1 if mark is not None else None
+    if line is not None:
+        source = text.splitlines()[line - 1] if 0 < line <= len(text.splitlines()) else ""
+        unquoted = _UNQUOTED_COMPARISON.match(source)
+        if unquoted is not None:
+            key, value = unquoted.group(1), source.split(":", 1)[1].strip()
+            return SuiteProblem(
+                file, line, key, f"the comparison {value} must be quoted: YAML reads a leading "
+                f"'{value[0]}' as {'a folded block' if value[0] == '>' else 'a reserved sign'}",
+                f'write {key}: "{value}"')
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
     context_mark = getattr(exc, "context_mark", None)

@@ -219,6 +219,24 @@ def test_an_options_class_must_be_a_dataclass_with_defaults(tmp_path):
         build_host(plugins=[not_a_class])
     with pytest.raises(ValueError, match="forget_gate must be a gate index"):
         CellSupport(forget_gate=-1)
+    bad_default = _plugin(tmp_path, """
+        import dataclasses
+        from typing import Literal
+        import rnnbench
+        from rnnbench.plugins.cells.reference import RNNCell
+
+        @dataclasses.dataclass
+        class BadDefault:
+            nonlinearity: Literal["tanh", "relu"] = rnnbench.param("sigmoid", "the activation")
+
+        @rnnbench.hookimpl
+        def rnnbench_register_cells(register):
+            register("mine", "numpy", RNNCell, options=BadDefault)
+    """, "bad_default")
+    with pytest.raises(PluginError, match="its default options are not valid: option "
+                       "'nonlinearity' of BadDefault's defaults: expected one of 'tanh', 'relu', "
+                       "got 'sigmoid'"):
+        build_host(plugins=[bad_default])
 
 
 MIXED_PLUGIN = """
@@ -303,7 +321,7 @@ def test_options_expand_label_and_select(write):
     suite = load_suite(write(SUITE), HOST.registry)
     labels = [run.label for run in suite.runs]
     assert labels[:5] == [
-        "rnn/numpy/adding[length=5]/h4x1/float32/lr=0.001,init=pytorch/seed0",
+        "rnn[nonlinearity=tanh]/numpy/adding[length=5]/h4x1/float32/lr=0.001,init=pytorch/seed0",
         "rnn[nonlinearity=relu]/numpy/adding[length=5]/h4x1/float32/lr=0.001,init=pytorch/seed0",
         "rnn[nonlinearity=relu]/numba-cpu/adding[length=5]/h4x1/float32/lr=0.001,init=pytorch/seed0",
         "lstm/numpy/adding[length=5]/h4x1/float32/lr=0.001,init=pytorch/seed0",
@@ -544,3 +562,27 @@ def test_check_cell_takes_options_from_the_command_line(capsys):
     assert "has no option 'nonlin' (did you mean 'nonlinearity'?)" in capsys.readouterr().err
     assert main(["check", "cell", "rnn", "--option", "relu"]) == 2
     assert "write NAME=VALUE" in capsys.readouterr().err
+
+
+def test_a_varied_option_is_in_every_label_so_k_selects_its_default_too(write):
+    """With nonlinearity varied, the tanh runs say so: ``-k nonlinearity=tanh`` finds them."""
+    from rnnbench.selection import select
+
+    suite = load_suite(write(SUITE), HOST.registry)
+    tanh = select(suite.runs, "nonlinearity=tanh")
+    assert tanh and all(run.cell_params == (("nonlinearity", "tanh"),) for run in tanh)
+    assert all(run.label.startswith("rnn[nonlinearity=tanh]/") for run in tanh)
+    assert {run.cell_label for run in suite.runs if run.cell == "lstm"} == {"lstm"}
+    # an option nobody varies stays out of the label at its default
+    plain = load_suite(write(SUITE_PLAIN_RNN, "plain.yaml"), HOST.registry)
+    assert all(run.cell_label == "rnn" for run in plain.runs)
+
+
+SUITE_PLAIN_RNN = """\
+name: plain
+cell: rnn
+backend: numpy
+task: {name: adding, params: {length: 5}}
+hidden_size: 4
+training: {steps: 2}
+"""

@@ -28,7 +28,7 @@ from rnnbench.errors import SuiteError
 from rnnbench.plugin_manager import build_host
 from rnnbench.records import RunRecord
 from rnnbench.results import ResultStore
-from rnnbench.suite import load_suite
+from rnnbench.suite import load_suite, read_suite
 
 # --- expect -------------------------------------------------------------------------------------
 
@@ -524,3 +524,14 @@ def test_a_profile_or_an_error_string_is_a_missing_value_that_says_why():
     assert result.verdict == INCONCLUSIVE
     assert result.reason.startswith("2 of 2 runs give no value (1 a profile, not a number, 1 "
                                     "metric error)")
+
+
+def test_an_unquoted_comparison_is_named_with_the_quotes_that_fix_it(tmp_path, registry):
+    path = tmp_path / "q.yaml"
+    path.write_text(BASE + "claims:\n  - id: a\n    claim: b\n    source: c\n"
+                    "    where: {cell: lstm}\n    metric: test_loss\n    expect: > 0.9\n")
+    with pytest.raises(SuiteError) as error:
+        read_suite(path)
+    (problem,) = error.value.problems
+    assert problem.field == "expect" and problem.hint == 'write expect: "> 0.9"'
+    assert problem.message.startswith("the comparison > 0.9 must be quoted")

@@ -137,6 +137,21 @@ def test_relu_rnn_matches_reference(shape):
 
 
 @needs_cuda
+@pytest.mark.parametrize("backend", ["numpy", "numba-cpu", "numba-cuda"])
+def test_relu_keeps_a_nan_pre_activation_as_every_backend_does(backend):
+    """max(0, NaN) is NaN on numpy, numba-cpu and in PyTorch; a backend turning it into 0
+    would train on where the others record a divergence."""
+    config = CellConfig(input_size=1, hidden_size=2, bias=False, dtype="float64",
+                        options=RELU)
+    cell = HOST.build_cell("rnn", backend, config)
+    params = {"weight_ih_l0": np.zeros((2, 1)), "weight_hh_l0": np.ones((2, 2))}
+    state = (cell.to_backend(np.array([[[np.inf, -np.inf]]])),)
+    output, _ = cell.step({k: cell.to_backend(v) for k, v in params.items()},
+                          cell.to_backend(np.zeros((1, 1))), state)
+    assert np.isnan(cell.to_host(output)).all()
+
+
+@needs_cuda
 @pytest.mark.parametrize("kind", KINDS)
 def test_results_are_device_arrays(kind):
     case = make_case(CUDA[kind], (3, 2, 2, 3), num_layers=2)

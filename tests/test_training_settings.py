@@ -241,3 +241,16 @@ def test_exploded_flags_a_recurrent_matrix_beyond_radius_one_even_when_clipped(h
     assert found[3.0]["grad_ratio_init"] >= 100 > found[1.0]["grad_ratio_init"]
     assert found[3.0]["clipped_fraction"] == 1.0
     assert found[3.0]["grad_norm_max"] > 100 * found[1.0]["grad_norm_max"]
+
+
+def test_momentum_with_adam_is_refused_where_it_is_written(tmp_path, host):
+    """Adam has no momentum setting: momentum would change the id and label, not the run."""
+    (found,) = problems(tmp_path, host, """
+        name: m
+        cell: rnn
+        task: echo
+        hidden_size: 4
+        training: {steps: 5, optimizer: [adam, rmsprop], momentum: 0.9}
+    """)
+    assert found[:2] == (5, "training.momentum")
+    assert found[2].startswith("momentum 0.9 does nothing with optimizer 'adam'")

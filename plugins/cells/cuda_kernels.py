@@ -294,7 +294,8 @@ def kernels(dtype_name: str, geometry: Geometry) -> SimpleNamespace:
             b = cuda.blockIdx.y * batch_rows + cuda.threadIdx.y + i * rows
             if b < batch and j < hidden:
                 a = pre[t, b, j] + acc[i, 0] + b_hh[j]
-                h_all[t + 1, b, j] = (a if a > zero else zero) if relu else math.tanh(a)
+                # ``a <= 0`` is False for NaN, so NaN stays NaN (as numpy, numba-cpu, PyTorch)
+                h_all[t + 1, b, j] = (zero if a <= zero else a) if relu else math.tanh(a)
 
     @cuda.jit
     def rnn_backward_step(t, h_all, dy, w_hh, d_pre, dh, relu):
