@@ -7,10 +7,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from test_suite import make_registry  # pytest puts tests/ on sys.path (prepend mode)
 
 from rnnbench.selection import select
 from rnnbench.suite import load_suite
-from tests.test_suite import make_registry
 
 
 def suite_of(tmp_path: Path, text: str):

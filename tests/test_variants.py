@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from test_suite import make_registry  # pytest puts tests/ on sys.path (prepend mode)
 
 from rnnbench.api import run_suite
 from rnnbench.cli import main
@@ -16,7 +17,6 @@ from rnnbench.errors import SuiteError
 from rnnbench.record_file import StoreWarning
 from rnnbench.suite import load_suite, read_suite
 from rnnbench.suite_variants import apply_variant, recorded_variant, variant_names
-from tests.test_suite import make_registry
 
 SUITE = """\
 name: budget
