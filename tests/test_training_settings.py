@@ -4,6 +4,7 @@ at file:line, online runs, and the gradient metrics (plugins/metrics/gradients.p
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import textwrap
 from types import SimpleNamespace
@@ -203,7 +204,15 @@ def test_weight_norm_growth_is_the_frobenius_ratio_of_the_recurrent_matrices():
     assert gradients.weight_norm_growth(outcome([1.0], before=no_recurrent)) is None
 
 
-@pytest.mark.parametrize("cell", ["lstm", "mingru"])
+MINGRU_INSTALLED = importlib.util.find_spec("rnnbench_mingru") is not None
+
+
+@pytest.mark.parametrize("cell", [
+    "lstm",
+    # the example package's cell (no weight_hh); tox -e example installs it, tox -e py does not
+    pytest.param("mingru", marks=pytest.mark.skipif(
+        not MINGRU_INSTALLED, reason="the example package rnnbench-mingru is not installed")),
+])
 def test_gradient_metrics_through_the_runner(host, cell):
     record, result = execute_run(spec(host, cell=cell, clip=0.1, optimizer="rmsprop",
                                       schedule="cosine", warmup_steps=3), host)
