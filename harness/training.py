@@ -17,7 +17,7 @@ import numpy as np
 
 from rnnbench.hookspecs import EvaluationLogs
 from rnnbench.model import Evaluation, Model
-from rnnbench.records import TrainingConfig
+from rnnbench.records import SCHEDULES, TrainingConfig
 from rnnbench.task import Split, TaskData
 
 Params = dict[str, np.ndarray]
@@ -129,9 +129,9 @@ def check_schedule(config: TrainingConfig, total: int) -> None:
     """Refuse a learning-rate schedule that cannot run for ``total`` steps (the suite's
     validation says the same at file:line; this guards direct callers and ``epochs`` runs,
     whose total is known only with the data)."""
-    if config.schedule not in ("constant", "step", "cosine"):
+    if config.schedule not in SCHEDULES:
         raise ValueError(
-            f"unknown schedule {config.schedule!r}; use 'constant', 'step' or 'cosine'")
+            f"unknown schedule {config.schedule!r}; use one of {', '.join(SCHEDULES)}")
     if config.schedule == "step" and config.decay_every is None:
         raise ValueError("schedule 'step' needs decay_every (steps between decays)")
     if config.warmup_steps and config.warmup_steps >= total:
