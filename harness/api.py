@@ -50,6 +50,7 @@ from rnnbench.selection import select
 from rnnbench.store_lock import results_folder_lock
 from rnnbench.suite import Suite, read_suite, validate_suite
 from rnnbench.suite_variants import apply_variant, recorded_variant, variant_names
+from rnnbench.threads import budget_summary, resolve_threads, with_budget
 
 __all__ = ["SuiteRun", "load_validated_suite", "results_table", "run_suite", "write_tables"]
 
@@ -108,6 +109,7 @@ def run_suite(
     force: bool = False,
     max_runs: int | None = None,
     variant: str | None = None,
+    threads: int | None = None,
 ) -> SuiteRun:
     """Run a suite file and write its results folder, as ``rnnbench run`` does.
 
@@ -128,6 +130,9 @@ def run_suite(
     ``output:``, else the suite's folder with ``-<variant>`` appended, and the folder's
     ``environment.json`` records it (``"variant"``); ``resume`` into a given ``output_dir``
     without ``variant`` continues the variant the folder records (when the suite declares it).
+    ``threads`` (``--threads``) overrides the suite's ``threads:``: each run's BLAS, OpenMP and
+    Numba thread budget; by default the usable cores divided among the runs executing at once
+    (at least 1). Every record and ``environment.json`` say the budget (:mod:`rnnbench.threads`).
 
     A run that fails is recorded with its error and the others go on; look at
     :attr:`SuiteRun.failures`. Bad input raises before anything runs:
@@ -159,6 +164,11 @@ def run_suite(
     # Before the results folder is touched, so "git dirty" speaks of the code, not the results.
     environment = capture_environment(plugins=host.environment_plugins())
     runs = select(suite.runs, keyword)
+    if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
+        raise RnnbenchError(f"threads must be a positive integer, not {threads!r}")
+    workers = 1  # runs executing at once (the -j / --dask executors set more)
+    budget = resolve_threads(threads if threads is not None else suite.threads, workers)
+    runs = with_budget(runs, budget, workers)
     if keyword and not runs:
         raise RnnbenchError(f"-k {keyword!r} selects none of the suite's {len(suite.runs)} runs")
     output.claim(*RUN_FILES)  # the manifest first: a folder with it is a results folder
@@ -180,6 +190,7 @@ def run_suite(
         observer.suite_started(suite, runs, already_done, out_dir)
         environment["resumed"] = bool(resume)
         environment["variant"] = suite.variant
+        environment["execution"] = budget_summary(budget, workers)
         write_json(environment_path, environment)
         atomic_write_text(suite_copy, suite.path.read_text(encoding="utf-8"))
         if fresh:  # until the first run ends, the tables must not show the previous file's runs

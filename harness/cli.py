@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write into an existing folder that is not an rnnbench results folder "
                      "(files rnnbench did not write are still never replaced)")
     run.add_argument(*MAX_RUNS_FLAG, **MAX_RUNS_OPTIONS)
+    run.add_argument("--threads", type=_positive_int, metavar="N",
+                     help="BLAS/OpenMP/Numba threads per run (default: the suite's threads:, "
+                     "else the usable cores divided among the runs executing at once)")
     run.add_argument("--variant", metavar="NAME",
                      help="run one of the suite's variants (its 'variants:' key), e.g. a longer "
                      "budget; results go to results/SUITE_NAME-NAME unless the variant sets "
@@ -414,6 +417,7 @@ def command_run(args: argparse.Namespace, host: PluginHost, console: Console) ->
             keyword=args.select, observer=make_observer(console, quiet=args.quiet),
             on_validated=None if args.quiet else lambda: warn_unmatched_blocks(host, console),
             force=args.force, max_runs=args.max_runs, variant=args.variant,
+            threads=args.threads,
         )
     if not args.quiet:
         print_table(result.table, make_console(),

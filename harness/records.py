@@ -123,6 +123,10 @@ class RunSpec:
     #: The declared defaults of the options: those at their default are left out of the run id
     #: (so adding an option keeps old ids) and of the label. Empty: every option counts as set.
     cell_defaults: tuple[tuple[str, Any], ...] = ()
+    #: BLAS/OpenMP/Numba threads for this run (None: decided at run time) and how many runs
+    #: share the machine at once; set by ``api.run_suite``. Not part of the config or the id.
+    threads: int | None = field(default=None, compare=False)
+    workers: int = field(default=1, compare=False)
 
     def config(self) -> dict[str, Any]:
         """The configuration that determines the run's numbers (and so its id).
@@ -277,6 +281,10 @@ class RunRecord:
     #: for a local plugin file). Not part of the configuration, so not of the run id; ``None``
     #: in records written before rnnbench recorded it.
     provenance: dict[str, Any] | None = None
+    #: How the run was executed: ``{"threads", "workers", "load_average", "host", "pid"}``
+    #: (:func:`rnnbench.threads.execution_info`). Not part of the configuration or the id;
+    #: ``None`` in records written before rnnbench recorded it.
+    execution: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

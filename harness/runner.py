@@ -30,6 +30,7 @@ from rnnbench.plugin_manager import PluginHost, Registry
 from rnnbench.records import RunRecord, RunSpec
 from rnnbench.results import ResultStore
 from rnnbench.task import Split, Task, TaskData
+from rnnbench.threads import default_threads, execution_info, thread_budget
 from rnnbench.training import TrainingResult, train
 
 if TYPE_CHECKING:
@@ -150,6 +151,7 @@ def execute_run(
     record. KeyboardInterrupt propagates."""
     registry = host.registry
     events = events or EventHooks(host, warning_reporter(observer))
+    threads = spec.threads if spec.threads is not None else default_threads(spec.workers)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     clock = time.perf_counter()
     record = RunRecord(
@@ -161,15 +163,17 @@ def execute_run(
         started=started_at,
         task_label=spec.task_label,
         provenance=registry.run_provenance(spec),
+        execution=execution_info(threads, spec.workers),
     )
     outcome = None
     try:
-        outcome = _train_and_evaluate(spec, registry, events, observer)
-        record.curve = outcome.training.curve
-        if outcome.training.diverged:
-            record.status = "diverged"
-            record.error = outcome.training.divergence
-        record.metrics = compute_metrics(outcome, spec.metrics, registry)
+        with thread_budget(threads):  # BLAS, OpenMP and Numba threads; restored after
+            outcome = _train_and_evaluate(spec, registry, events, observer)
+            record.curve = outcome.training.curve
+            if outcome.training.diverged:
+                record.status = "diverged"
+                record.error = outcome.training.divergence
+            record.metrics = compute_metrics(outcome, spec.metrics, registry)
     except (Exception, SystemExit) as exc:  # one run's failure must not stop the suite
         record.status = "failed"
         record.error = f"{type(exc).__name__}: {exc}"

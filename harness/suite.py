@@ -45,6 +45,7 @@ the runs are the cartesian product of the axes, plus ``include`` sets, minus ``e
       - {cell.nonlinearity: relu, backend: numba-cpu}
     skip_unavailable: false          # true: skip runs on unavailable backends, not an error
     max_runs: 20000                  # refuse to expand to more runs (default 10000)
+    threads: 1                       # BLAS/OpenMP/Numba threads per run (default: cores/workers)
     variants:                        # named overlays of top-level keys: --variant full
       full: {seed: [0, 1, 2, 3, 4], training: {steps: 20000}}   # training merged key by key
 
@@ -149,6 +150,8 @@ class Suite:
     variant: str | None = None
     #: What the suite says its results should show (``claims:``; see :mod:`rnnbench.claims`).
     claims: list[Claim] = field(default_factory=list)
+    #: ``threads:``: the thread budget of each run (None: the default, cores // workers).
+    threads: int | None = None
 
 
 def load_suite(
@@ -276,6 +279,7 @@ class _Validation:
             runs=runs,
             skipped=skipped,
             claims=claims,
+            threads=data.get("threads"),
         )
 
     def check_run_count(self) -> None:

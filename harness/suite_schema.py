@@ -263,6 +263,11 @@ SUITE_SCHEMA: dict[str, Any] = {
             "minimum": 1,
             "expected": "a positive integer (the most runs this suite may expand to)",
         },
+        "threads": {
+            "type": "integer",
+            "minimum": 1,
+            "expected": "a positive integer (BLAS/OpenMP/Numba threads per run)",
+        },
         # Each variant's keys are checked when it is chosen (rnnbench.suite_variants), as the
         # suite's own.
         "variants": {

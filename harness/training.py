@@ -207,6 +207,9 @@ class TrainingResult:
     grad_norms: list[float] = field(default_factory=list)
     #: Optimizer steps whose gradient norm exceeded ``clip`` and was scaled down to it.
     clipped_steps: int = 0
+    #: Wall-clock seconds of each timed optimizer step (``train_seconds`` is their sum); the
+    #: ``step_ms`` metric is their median, ``step_ms_spread`` their interquartile range.
+    step_seconds: list[float] = field(default_factory=list)
 
 
 def resolve_schedule(config: TrainingConfig, n_train: int) -> tuple[int, int]:
@@ -323,7 +326,9 @@ def _train(
         loss, grads = model.loss_and_grads(params, batch)
         norm = global_norm(grads)
         if not (_finite(loss) and _finite(norm)):
-            result.train_seconds += time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            result.train_seconds += elapsed
+            result.step_seconds.append(elapsed)
             result.diverged = True
             what = "loss" if not _finite(loss) else "gradient"
             result.divergence = f"non-finite {what} at step {step}"
@@ -331,7 +336,9 @@ def _train(
         if config.clip is not None:
             clip_by_global_norm(grads, config.clip, norm)
         optimizer.update(params, grads)
-        result.train_seconds += time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        result.train_seconds += elapsed
+        result.step_seconds.append(elapsed)
         result.steps_done = step
         losses.append(loss)
         norms.append(norm)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from rnnbench import RunOutcome, hookimpl
 
 
@@ -49,16 +51,37 @@ def train_seconds(run: RunOutcome) -> float:
     return run.training.train_seconds
 
 
+def _step_seconds(run: RunOutcome) -> list[float]:
+    return list(getattr(run.training, "step_seconds", []) or [])
+
+
 def step_ms(run: RunOutcome) -> float | None:
+    """Median milliseconds of the timed optimizer steps: one slow step (a page fault, another
+    process taking the core) moves it little, where it would move a mean."""
+    times = _step_seconds(run)
+    if times:
+        return 1000.0 * float(np.median(times))
     done = run.training.steps_done
     return 1000.0 * run.training.train_seconds / done if done else None
 
 
-def sequences_per_second(run: RunOutcome) -> float | None:
-    seconds = run.training.train_seconds
-    if not seconds:
+def step_ms_spread(run: RunOutcome) -> float | None:
+    """Interquartile range (75th minus 25th percentile) of the step times, in milliseconds:
+    how steady the timing was. None without timed steps."""
+    times = _step_seconds(run)
+    if not times:
         return None
-    return run.training.steps_done * run.spec.training.batch_size / seconds
+    q25, q75 = np.percentile(times, [25, 75])
+    return 1000.0 * float(q75 - q25)
+
+
+def sequences_per_second(run: RunOutcome) -> float | None:
+    """Training sequences per second at the median step: batch size / median step time, so it
+    agrees with ``step_ms`` (``1000 * batch_size / step_ms``)."""
+    ms = step_ms(run)
+    if not ms:
+        return None
+    return 1000.0 * run.spec.training.batch_size / ms
 
 
 def param_count(run: RunOutcome) -> int:
@@ -110,7 +133,11 @@ def rnnbench_register_metrics(register):
              better="higher")
     register("train_seconds", train_seconds, "wall-clock seconds in optimizer steps",
              timing=True)
-    register("step_ms", step_ms, "milliseconds per optimizer step (forward+backward+update)",
-             timing=True)
-    register("sequences_per_second", sequences_per_second, "training throughput",
+    register("step_ms", step_ms,
+             "median milliseconds per optimizer step (forward+backward+update)", timing=True)
+    register("step_ms_spread", step_ms_spread,
+             "interquartile range of the step times in milliseconds (75th - 25th percentile)",
+             better=None, timing=True)
+    register("sequences_per_second", sequences_per_second,
+             "training throughput at the median step (1000 * batch_size / step_ms)",
              better="higher", timing=True)

@@ -1,0 +1,94 @@
+"""Thread budgets: how many BLAS, OpenMP and Numba threads one run may use.
+
+A threaded GEMM per training step collapses when cores are shared (issue 11: a plain RNN step
+took 65 ms instead of 1.2 ms on a busy 2-core machine), and the thread count changes the last
+bits of BLAS sums. So every run executes under an explicit budget: ``threads:`` in the suite,
+``rnnbench run --threads N``, or the default :func:`default_threads` (the usable cores divided
+among the runs that share the machine, at least 1). The budget is recorded with each run
+(``RunRecord.execution``) and in the suite's ``environment.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rnnbench.records import RunSpec
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS says), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads(workers: int = 1) -> int:
+    """The default budget: usable cores // workers, at least 1 (cannot oversubscribe)."""
+    return max(1, usable_cores() // max(1, workers))
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the OS has none)."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+@contextmanager
+def thread_budget(threads: int) -> Iterator[None]:
+    """Limit BLAS and OpenMP pools (threadpoolctl) and Numba's parallel threads to ``threads``
+    for the ``with`` block; the previous limits are restored after."""
+    from threadpoolctl import threadpool_limits
+
+    numba_before = None
+    try:
+        import numba
+
+        numba_before = numba.get_num_threads()
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    except Exception:  # noqa: BLE001 - Numba absent or its threading layer unusable
+        numba_before = None
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        if numba_before is not None:
+            import numba
+
+            numba.set_num_threads(numba_before)
+
+
+def execution_info(threads: int, workers: int) -> dict[str, Any]:
+    """What ``RunRecord.execution`` records at the start of a run."""
+    return {
+        "threads": threads,
+        "workers": workers,
+        "load_average": load_average(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
+
+
+def resolve_threads(threads: int | None, workers: int = 1) -> int:
+    """The budget a suite's runs get: ``threads`` when given (``--threads``, ``threads:``),
+    else :func:`default_threads` for ``workers`` runs at once."""
+    return int(threads) if threads is not None else default_threads(workers)
+
+
+def with_budget(runs: Sequence[RunSpec], threads: int, workers: int = 1) -> list[RunSpec]:
+    """``runs`` with their ``threads`` and ``workers`` set (presentation-only fields: the run
+    ids do not change)."""
+    return [dataclasses.replace(spec, threads=threads, workers=workers) for spec in runs]
+
+
+def budget_summary(threads: int, workers: int = 1) -> dict[str, Any]:
+    """The suite-level record in ``environment.json`` (``"execution"``)."""
+    return {"threads": threads, "workers": workers, "usable_cores": usable_cores()}
