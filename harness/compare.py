@@ -17,7 +17,8 @@ committed ``results/NAME`` and a fresh re-run of the same suite:
   package versions, floating-point results legitimately differ in the last bits (different BLAS
   kernels, SIMD paths, libm), so floats need only agree within a tolerance (**tolerant** mode);
   bools, ints, strings and None must still be equal. The mode is chosen from the two
-  ``environment.json`` files unless the caller forces one.
+  ``environment.json`` files, and the runs' thread budgets (``RunRecord.execution``; a
+  different budget is tolerant mode too), unless the caller forces one.
 
 Which values count as timing: a metric whose registry entry says ``timing=True``; for a metric
 name the registry does not know (a plugin that is not loaded, an older record), names ending in
@@ -309,6 +310,36 @@ def choose_mode(env_a: Mapping[str, Any] | None,
     return "exact", f"same {same} on {env_a['machine']}"
 
 
+def thread_budgets(records: list[RunRecord], environment: Mapping[str, Any] | None) -> set[int]:
+    """The thread budgets a folder's runs executed under: from each record's ``execution``,
+    else the suite-level ``execution`` of ``environment.json``; empty when neither records one
+    (folders written before rnnbench had budgets)."""
+    budgets = {
+        record.execution["threads"] for record in records
+        if isinstance(record.execution, dict) and isinstance(record.execution.get("threads"), int)
+    }
+    if not budgets and environment is not None:
+        execution = environment.get("execution")
+        if isinstance(execution, dict) and isinstance(execution.get("threads"), int):
+            budgets = {execution["threads"]}
+    return budgets
+
+
+def budget_difference(records_a: list[RunRecord], env_a: Mapping[str, Any] | None,
+                      records_b: list[RunRecord], env_b: Mapping[str, Any] | None) -> str | None:
+    """Why tolerant mode, when both folders record thread budgets and they differ (a BLAS sum
+    split over other threads rounds differently); None when they agree or one is unrecorded."""
+    a, b = thread_budgets(records_a, env_a), thread_budgets(records_b, env_b)
+    if not a or not b or a == b:
+        return None
+
+    def shown(budgets: set[int]) -> str:
+        return "/".join(str(n) for n in sorted(budgets))
+
+    return (f"thread budget {shown(a)} vs {shown(b)} (BLAS/OpenMP/Numba threads per run; "
+            "sums split over other threads round differently)")
+
+
 def _packages(environment: Mapping[str, Any]) -> Mapping[str, Any]:
     """The recorded package versions; none when ``packages`` is not an object."""
     packages = environment.get("packages")
@@ -444,6 +475,10 @@ def compare_folders(a: Path, b: Path, registry: Any = None, mode: Mode | None = 
     records_a, env_a = read_folder(a)
     records_b, env_b = read_folder(b)
     auto_mode, reason = choose_mode(env_a, env_b)
+    budgets = budget_difference(records_a, env_a, records_b, env_b)
+    if budgets is not None:
+        reason = budgets if auto_mode == "exact" else f"{reason}; {budgets}"
+        auto_mode = "tolerant"
     if mode is None:
         mode = auto_mode
     elif mode == auto_mode:

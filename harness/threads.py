@@ -54,7 +54,7 @@ def thread_budget(threads: int) -> Iterator[None]:
 
         numba_before = numba.get_num_threads()
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-    except Exception:  # noqa: BLE001 - Numba absent or its threading layer unusable
+    except Exception:  # Numba absent, or its threading layer unusable
         numba_before = None
     try:
         with threadpool_limits(limits=threads):
