@@ -703,6 +703,9 @@ def print_table(table: ResultTable, console: Console,
             chunks[-1].append(metric)
     for index, chunk in enumerate(chunks):
         console.print(build(chunk, index == 0))
+    note = table.timing_note()
+    if note:
+        console.print(note)
 
 
 def _table_width(console: Console, view: Table) -> int:

@@ -296,6 +296,27 @@ class ResultTable:
         self.profiles = [m for m in self.metrics if m in listed]
         self.metrics = [m for m in self.metrics if m not in listed]
 
+    def timing_note(self) -> str | None:
+        """A footnote for the timing columns when runs were timed while other runs shared the
+        machine (``execution.workers`` > 1): None when every run had the machine to itself."""
+        workers = [
+            record.execution.get("workers") for record in self.records
+            if isinstance(record.execution, dict)
+        ]
+        parallel = [w for w in workers if isinstance(w, int) and w > 1]
+        if not parallel:
+            return None
+        return (f"Timings: {len(parallel)} of {len(self.records)} runs were timed with up to "
+                f"{max(parallel)} runs in parallel: comparable to each other, not to serial runs.")
+
+    def thread_budgets(self) -> list[int]:
+        """The thread budgets the runs executed under (``execution.threads``), sorted."""
+        return sorted({
+            record.execution["threads"] for record in self.records
+            if isinstance(record.execution, dict) and isinstance(record.execution.get("threads"),
+                                                                 int)
+        })
+
     @property
     def config_columns(self) -> list[str]:
         seen: dict[str, None] = {}

@@ -242,3 +242,25 @@ def test_timing_metrics_from_known_step_times():
     training.steps_done = 0
     assert step_ms(run) is None and step_ms_spread(run) is None
     assert sequences_per_second(run) is None
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+
+def test_tables_mark_runs_timed_in_parallel(budgets, tmp_path, capsys):
+    from rnnbench.results import load_table
+
+    assert load_table(budgets.one).timing_note() is None
+    assert "Thread budget (BLAS/OpenMP/Numba threads per run): 1." in \
+        (budgets.one / "results.md").read_text()
+    copy = shutil.copytree(budgets.one, tmp_path / "parallel")
+    edited = records(copy)
+    for record in edited[:4]:
+        record["execution"]["workers"] = 2
+    (copy / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in edited))
+    note = ("Timings: 4 of 6 runs were timed with up to 2 runs in parallel: comparable to each "
+            "other, not to serial runs.")
+    assert load_table(copy).timing_note() == note
+    assert main(["show", str(copy)]) == 0
+    assert note in capsys.readouterr().out.replace("\n", " ")
+    assert note in (copy / "results.md").read_text()

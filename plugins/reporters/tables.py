@@ -70,9 +70,16 @@ def write_markdown(table: ResultTable, out_dir: Path) -> list[Path]:
             + (f", commit {commit}" if commit else "") + ".",
             "",
         ]
+    budgets = table.thread_budgets()
+    if budgets:
+        parts += [f"Thread budget (BLAS/OpenMP/Numba threads per run): "
+                  f"{', '.join(map(str, budgets))}.", ""]
     header, rows = summary_cells(table)
     parts += ["## Summary (mean ± std over seeds; runs: ok/total)", "",
               _markdown_table(header, rows), ""]
+    note = table.timing_note()
+    if note:
+        parts += [note, ""]
     run_columns = table.display_columns
     run_header = ["run_id", *run_columns, "status", *table.metrics]
     run_rows = [
