@@ -311,18 +311,26 @@ def choose_mode(env_a: Mapping[str, Any] | None,
 
 
 def thread_budgets(records: list[RunRecord], environment: Mapping[str, Any] | None) -> set[int]:
-    """The thread budgets a folder's runs executed under: from each record's ``execution``,
+    """The thread budgets a folder's runs executed under: from each record's ``execution``
+    (the threads the BLAS pools had, where recorded),
     else the suite-level ``execution`` of ``environment.json``; empty when neither records one
     (folders written before rnnbench had budgets)."""
     budgets = {
-        record.execution["threads"] for record in records
-        if isinstance(record.execution, dict) and isinstance(record.execution.get("threads"), int)
+        _effective(record.execution) for record in records
+        if isinstance(record.execution, dict) and isinstance(_effective(record.execution), int)
     }
     if not budgets and environment is not None:
         execution = environment.get("execution")
         if isinstance(execution, dict) and isinstance(execution.get("threads"), int):
             budgets = {execution["threads"]}
     return budgets
+
+
+def _effective(execution: Mapping[str, Any]) -> Any:
+    """The threads the BLAS pools had (``blas_threads``: fewer than the budget where an
+    environment variable capped them), else the budget."""
+    blas = execution.get("blas_threads")
+    return blas if isinstance(blas, int) else execution.get("threads")
 
 
 def budget_difference(records_a: list[RunRecord], env_a: Mapping[str, Any] | None,

@@ -167,7 +167,8 @@ def execute_run(
     )
     outcome = None
     try:
-        with thread_budget(threads):  # BLAS, OpenMP and Numba threads; restored after
+        with thread_budget(threads) as blas_threads:  # BLAS, OpenMP, Numba; restored after
+            record.execution["blas_threads"] = blas_threads
             outcome = _train_and_evaluate(spec, registry, events, observer)
             record.curve = outcome.training.curve
             if outcome.training.diverged:

@@ -29,9 +29,31 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: Environment variables that cap thread pools when a library loads. A budget set at run time
+#: overrides them (threadpoolctl can raise a pool up to the cores), so the default respects the
+#: smallest one set: ``OPENBLAS_NUM_THREADS=1 rnnbench run ...`` still means one thread.
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                    "NUMBA_NUM_THREADS")
+
+
+def _environment_cap() -> int | None:
+    caps = []
+    for name in THREAD_VARIABLES:
+        try:
+            value = int(os.environ.get(name, ""))
+        except ValueError:
+            continue
+        if value >= 1:
+            caps.append(value)
+    return min(caps) if caps else None
+
+
 def default_threads(workers: int = 1) -> int:
-    """The default budget: usable cores // workers, at least 1 (cannot oversubscribe)."""
-    return max(1, usable_cores() // max(1, workers))
+    """The default budget: usable cores // workers, at least 1 (cannot oversubscribe); no
+    more than the smallest of :data:`THREAD_VARIABLES` set in the environment."""
+    threads = max(1, usable_cores() // max(1, workers))
+    cap = _environment_cap()
+    return min(threads, cap) if cap is not None else threads
 
 
 def load_average() -> list[float] | None:
@@ -43,10 +65,13 @@ def load_average() -> list[float] | None:
 
 
 @contextmanager
-def thread_budget(threads: int) -> Iterator[None]:
+def thread_budget(threads: int) -> Iterator[int | None]:
     """Limit BLAS and OpenMP pools (threadpoolctl) and Numba's parallel threads to ``threads``
-    for the ``with`` block; the previous limits are restored after."""
-    from threadpoolctl import threadpool_limits
+    for the ``with`` block; the previous limits are restored after. Yields the threads the
+    BLAS/OpenMP pools actually have inside the block (their largest; fewer than ``threads``
+    when a library started with fewer, e.g. under ``OPENBLAS_NUM_THREADS=1``); None when no
+    such pool is loaded."""
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     numba_before = None
     try:
@@ -58,7 +83,9 @@ def thread_budget(threads: int) -> Iterator[None]:
         numba_before = None
     try:
         with threadpool_limits(limits=threads):
-            yield
+            pools = [pool.get("num_threads") for pool in threadpool_info()]
+            counts = [n for n in pools if isinstance(n, int)]
+            yield max(counts) if counts else None
     finally:
         if numba_before is not None:
             import numba

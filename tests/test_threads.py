@@ -22,7 +22,7 @@ from rnnbench.compare import compare_folders
 from rnnbench.errors import SuiteError
 from rnnbench.plugin_manager import build_host
 from rnnbench.records import RunRecord
-from rnnbench.threads import default_threads, thread_budget, usable_cores
+from rnnbench.threads import THREAD_VARIABLES, default_threads, thread_budget, usable_cores
 
 SUITE = """\
 name: budget
@@ -70,6 +70,7 @@ def test_each_record_and_the_environment_say_the_budget(budgets):
         for record in records(folder):
             execution = record["execution"]
             assert execution["threads"] == threads and execution["workers"] == 1
+            assert 1 <= execution["blas_threads"] <= threads  # numpy and scipy ship OpenBLAS
             assert len(execution["load_average"]) == 3
             assert execution["host"] and isinstance(execution["pid"], int)
         environment = json.loads((folder / "environment.json").read_text())
@@ -93,7 +94,9 @@ def test_suite_key_sets_the_budget_and_the_option_overrides_it(tmp_path):
     assert {r["execution"]["threads"] for r in records(tmp_path / "b")} == {3}
 
 
-def test_default_budget_divides_the_usable_cores_among_workers(tmp_path):
+def test_default_budget_divides_the_usable_cores_among_workers(tmp_path, monkeypatch):
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     assert default_threads(1) == usable_cores()
     assert default_threads(usable_cores() + 5) == 1
     suite = write_suite(tmp_path)
@@ -101,6 +104,14 @@ def test_default_budget_divides_the_usable_cores_among_workers(tmp_path):
         "backend: [numpy, numba-cpu]", "backend: [numpy]"))
     run_suite(suite, output_dir=tmp_path / "out")
     assert {r["execution"]["threads"] for r in records(tmp_path / "out")} == {usable_cores()}
+
+
+def test_default_budget_respects_a_thread_variable_set_in_the_environment(monkeypatch):
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "nonsense")  # ignored
+    assert default_threads(1) == 1
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", "true"])
@@ -124,7 +135,8 @@ def test_the_cli_refuses_a_bad_threads_option(tmp_path, capsys):
 def test_thread_budget_limits_blas_and_numba_and_restores_them():
     before_blas = [pool["num_threads"] for pool in threadpool_info()]
     before_numba = numba.get_num_threads()
-    with thread_budget(1):
+    with thread_budget(1) as blas_threads:
+        assert blas_threads == 1
         assert all(pool["num_threads"] == 1 for pool in threadpool_info())
         assert numba.get_num_threads() == 1
     assert [pool["num_threads"] for pool in threadpool_info()] == before_blas
