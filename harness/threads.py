@@ -3,8 +3,8 @@
 A threaded GEMM per training step collapses when cores are shared (issue 11: a plain RNN step
 took 65 ms instead of 1.2 ms on a busy 2-core machine), and the thread count changes the last
 bits of BLAS sums. So every run executes under an explicit budget: ``threads:`` in the suite,
-``rnnbench run --threads N``, or the default :func:`default_threads` (the usable cores divided
-among the runs that share the machine, at least 1). The budget is recorded with each run
+``rnnbench run --threads N``, or the default :func:`default_threads` (the cores free of other
+work divided among the runs that share the machine, at least 1). The budget is recorded with each run
 (``RunRecord.execution``) and in the suite's ``environment.json``.
 """
 
@@ -48,10 +48,24 @@ def _environment_cap() -> int | None:
     return min(caps) if caps else None
 
 
+def busy_cores(cores: int) -> int:
+    """Cores other processes keep busy, from the 1-minute load average (rounded), leaving at
+    least one core free: 0 on an idle machine or where the OS gives no load average."""
+    load = load_average()
+    if not load:
+        return 0
+    return max(0, min(cores - 1, int(load[0] + 0.5)))
+
+
 def default_threads(workers: int = 1) -> int:
-    """The default budget: usable cores // workers, at least 1 (cannot oversubscribe); no
-    more than the smallest of :data:`THREAD_VARIABLES` set in the environment."""
-    threads = max(1, usable_cores() // max(1, workers))
+    """The default budget: the cores free of other work (usable cores less
+    :func:`busy_cores`) divided among ``workers``, at least 1, so neither the suite's own runs
+    nor a job beside them is oversubscribed (a second CPU-bound process made a 2-thread
+    quickstart 4x slower than a 1-thread one); no more than the smallest of
+    :data:`THREAD_VARIABLES` set in the environment. Decided once when a suite starts and
+    recorded: for bitwise-repeatable numbers, set ``threads:``."""
+    cores = usable_cores()
+    threads = max(1, (cores - busy_cores(cores)) // max(1, workers))
     cap = _environment_cap()
     return min(threads, cap) if cap is not None else threads
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
+from rnnbench import threads as threads_module
 from rnnbench.api import run_suite
 from rnnbench.cli import main
 from rnnbench.compare import compare_folders
@@ -97,6 +98,7 @@ def test_suite_key_sets_the_budget_and_the_option_overrides_it(tmp_path):
 def test_default_budget_divides_the_usable_cores_among_workers(tmp_path, monkeypatch):
     for name in THREAD_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(threads_module, "load_average", lambda: [0.0, 0.0, 0.0])  # idle
     assert default_threads(1) == usable_cores()
     assert default_threads(usable_cores() + 5) == 1
     suite = write_suite(tmp_path)
@@ -104,6 +106,21 @@ def test_default_budget_divides_the_usable_cores_among_workers(tmp_path, monkeyp
         "backend: [numpy, numba-cpu]", "backend: [numpy]"))
     run_suite(suite, output_dir=tmp_path / "out")
     assert {r["execution"]["threads"] for r in records(tmp_path / "out")} == {usable_cores()}
+
+
+def test_default_budget_leaves_the_cores_other_processes_keep_busy(monkeypatch):
+    """A CPU-bound job beside the suite (load 1 on 2 cores) leaves one core: 1 thread."""
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(threads_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(threads_module, "load_average", lambda: [1.1, 0.9, 0.5])
+    assert default_threads(1) == 1
+    monkeypatch.setattr(threads_module, "usable_cores", lambda: 16)
+    assert default_threads(1) == 15 and default_threads(4) == 3
+    monkeypatch.setattr(threads_module, "load_average", lambda: [40.0, 30.0, 20.0])
+    assert default_threads(1) == 1  # at least one thread, however busy
+    monkeypatch.setattr(threads_module, "load_average", lambda: None)  # no load average here
+    assert default_threads(2) == 8
 
 
 def test_default_budget_respects_a_thread_variable_set_in_the_environment(monkeypatch):
