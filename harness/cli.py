@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "their records replace earlier ones, the others are kept")
     run.add_argument("--resume", action="store_true",
                      help="keep the results folder's records and skip runs already finished")
+    run.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
+                     help="run N runs at a time, each in a worker process (default 1: one "
+                     "after the other in this process)")
     run.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     run.add_argument("--force", action="store_true",
                      help="write into an existing folder that is not an rnnbench results folder "
@@ -413,7 +416,7 @@ def command_run(args: argparse.Namespace, host: PluginHost, console: Console) ->
             args.suite, output_dir=args.output, host=host, resume=args.resume,
             keyword=args.select, observer=make_observer(console, quiet=args.quiet),
             on_validated=None if args.quiet else lambda: warn_unmatched_blocks(host, console),
-            force=args.force, max_runs=args.max_runs, variant=args.variant,
+            force=args.force, max_runs=args.max_runs, variant=args.variant, jobs=args.jobs,
         )
     if not args.quiet:
         print_table(result.table, make_console(),
