@@ -862,7 +862,8 @@ class PlainObserver(QuietObserver):
 
 
 class RichObserver(PlainObserver):
-    """Two progress bars on a terminal: the suite's runs and the current run's steps."""
+    """Progress bars on a terminal: the suite's runs and the current run's steps; with ``-j N``
+    one bar per run in progress (each worker's current run)."""
 
     def __init__(self, console: Console) -> None:
         super().__init__(console)
@@ -872,6 +873,8 @@ class RichObserver(PlainObserver):
         )
         self.suite_bar = self.progress.add_task("suite", total=None)
         self.run_bar = self.progress.add_task("run", total=None)
+        #: ``-j N``: a bar per run in progress, by run id.
+        self.worker_bars: dict[str, Any] = {}
 
     def __enter__(self) -> RichObserver:
         self.progress.start()
@@ -880,16 +883,34 @@ class RichObserver(PlainObserver):
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
+    def suite_started(
+        self, suite: Suite, runs: Sequence[RunSpec], already_done: Sequence[RunSpec],
+        output_dir: Path,
+    ) -> None:
+        super().suite_started(suite, runs, already_done, output_dir)
+        if runs and runs[0].workers > 1:  # a bar per worker's run instead of the one run bar
+            self.progress.remove_task(self.run_bar)
+            self.run_bar = None
+
     def run_started(self, spec: RunSpec, index: int, total: int) -> None:
         self.progress.update(self.suite_bar, total=total, description=f"suite {spec.suite}")
-        self.progress.reset(self.run_bar, total=None, description=spec.label)
+        if self.run_bar is None:
+            self.worker_bars[spec.run_id] = self.progress.add_task(spec.label, total=None)
+        else:
+            self.progress.reset(self.run_bar, total=None, description=spec.label)
 
     def training_step(self, step: int, total: int) -> None:
-        if step % 10 == 0 or step == total:
+        if self.run_bar is not None and (step % 10 == 0 or step == total):
             self.progress.update(self.run_bar, completed=step, total=total)
+
+    def run_step(self, spec: RunSpec, step: int, total: int) -> None:
+        if spec.run_id in self.worker_bars:
+            self.progress.update(self.worker_bars[spec.run_id], completed=step, total=total)
 
     def run_finished(self, record: RunRecord, index: int, total: int) -> None:
         self.progress.update(self.suite_bar, completed=index)
+        if record.run_id in self.worker_bars:
+            self.progress.remove_task(self.worker_bars.pop(record.run_id))
         self.progress.console.print(f"{record.label} {record.status} "
                                     f"({record.seconds:.1f} s){_headline(record)}", markup=False)
 

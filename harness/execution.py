@@ -94,6 +94,8 @@ class HostRecipe:
 
 
 _HOSTS: dict[HostRecipe, PluginHost] = {}
+#: What a worker's pipe gives when its process ended without sending the record.
+_GONE = object()
 
 
 def run_spec(
@@ -285,20 +287,16 @@ class ProcessExecutor:
             for _ in range(min(self.workers, len(runs))):
                 workers.append(self._start(recipe))
             while pending or any(worker.spec is not None for worker in workers):
-                for worker in workers:
+                for slot, worker in enumerate(workers):
                     if worker.spec is None and pending:
-                        worker.spec = pending.pop()
-                        worker.started = datetime.now(UTC).isoformat(timespec="seconds")
-                        worker.clock = time.perf_counter()
-                        worker.conn.send(worker.spec)
+                        worker = workers[slot] = self._dispatch(worker, pending.pop(), recipe)
                         if started is not None:
                             started(worker.spec)
                 busy = [worker for worker in workers if worker.spec is not None]
                 ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
                 for worker in busy:
                     record = self._receive(worker, ready, step, warning)
-                    if record is None and worker.process.sentinel in ready \
-                            and not worker.conn.poll():
+                    if record is _GONE:
                         record = self._lost(worker)
                         workers[workers.index(worker)] = self._replacement(
                             worker, recipe, bool(pending))
@@ -308,6 +306,22 @@ class ProcessExecutor:
                 workers = [w for w in workers if w is not None]
         finally:
             _stop(workers)
+
+    def _dispatch(self, worker: _Worker, spec: RunSpec, recipe: HostRecipe) -> _Worker:
+        """Send ``spec`` to the idle ``worker``, or to a fresh one if it died while idle (its
+        loss is no run's)."""
+        for _ in range(2):
+            try:
+                if worker.process.is_alive():
+                    worker.conn.send(spec)
+                    break
+            except (OSError, ValueError):
+                pass
+            worker = self._replacement(worker, recipe, True)
+        worker.spec = spec
+        worker.started = datetime.now(UTC).isoformat(timespec="seconds")
+        worker.clock = time.perf_counter()
+        return worker
 
     def _start(self, recipe: HostRecipe) -> _Worker:
         parent_end, child_end = self.context.Pipe()
@@ -328,26 +342,27 @@ class ProcessExecutor:
         worker: _Worker, ready: list[Any],
         step: Callable[[RunSpec, int, int], None] | None,
         warning: Callable[[str], None] | None,
-    ) -> RunRecord | None:
-        """The worker's record if it sent it; progress and warnings are passed on."""
+    ) -> Any:
+        """The worker's record if it sent it, :data:`_GONE` if its process ended without it,
+        else ``None``; progress and warnings on the way are passed on."""
         spec = worker.spec
         assert spec is not None
-        while worker.conn in ready or worker.process.sentinel in ready:
+        if worker.conn not in ready and worker.process.sentinel not in ready:
+            return None
+        while True:
             try:
                 if not worker.conn.poll():
-                    return None
+                    return _GONE if worker.process.sentinel in ready else None
                 message = worker.conn.recv()
             except (EOFError, OSError):
-                return None
+                return _GONE
             kind = message[0]
             if kind == "record":
                 return message[1]
             if kind == "step" and step is not None:
                 step(spec, message[1], message[2])
-            elif kind == "warning":
-                if warning is not None:
-                    warning(message[1])
-        return None
+            elif kind == "warning" and warning is not None:
+                warning(message[1])
 
     @staticmethod
     def _lost(worker: _Worker) -> RunRecord:
