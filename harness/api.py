@@ -24,6 +24,7 @@ from pathlib import Path
 from rnnbench.claims import Claim, evaluate_claims, load_claims_quietly
 from rnnbench.errors import PluginError, RnnbenchError, SuiteError, SuiteProblem
 from rnnbench.events import PluginHookWarning, failure_text
+from rnnbench.execution import ProcessExecutor
 from rnnbench.output_dir import (
     RUN_FILES,
     KeptFileWarning,
@@ -45,7 +46,7 @@ from rnnbench.results import (
     write_json,
 )
 from rnnbench.resume_check import resumed_environment_file, suite_differences
-from rnnbench.runner import RunObserver, SilentObserver, execute_runs
+from rnnbench.runner import Executor, RunObserver, SilentObserver, execute_runs
 from rnnbench.selection import select
 from rnnbench.store_lock import results_folder_lock
 from rnnbench.suite import Suite, read_suite, validate_suite
@@ -110,6 +111,8 @@ def run_suite(
     max_runs: int | None = None,
     variant: str | None = None,
     threads: int | None = None,
+    jobs: int = 1,
+    executor: Executor | None = None,
 ) -> SuiteRun:
     """Run a suite file and write its results folder, as ``rnnbench run`` does.
 
@@ -131,8 +134,12 @@ def run_suite(
     ``environment.json`` records it (``"variant"``); ``resume`` into a given ``output_dir``
     without ``variant`` continues the variant the folder records (when the suite declares it).
     ``threads`` (``--threads``) overrides the suite's ``threads:``: each run's BLAS, OpenMP and
-    Numba thread budget; by default the usable cores divided among the runs executing at once
-    (at least 1). Every record and ``environment.json`` say the budget (:mod:`rnnbench.threads`).
+    Numba thread budget; by default the cores free of other work divided among the runs
+    executing at once (at least 1). Every record and ``environment.json`` say the budget
+    (:mod:`rnnbench.threads`).
+    ``jobs`` (``-j N``) runs N runs at a time in worker processes
+    (:class:`rnnbench.execution.ProcessExecutor`); 1 runs them one after the other here.
+    ``executor`` runs them some other way (e.g. a Dask cluster; not with ``jobs``).
 
     A run that fails is recorded with its error and the others go on; look at
     :attr:`SuiteRun.failures`. Bad input raises before anything runs:
@@ -145,6 +152,12 @@ def run_suite(
     resume against a different suite or environment) is issued as a
     :class:`~rnnbench.record_file.StoreWarning`.
     """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise RnnbenchError(f"-j takes a positive number of runs at a time, not {jobs!r}")
+    if executor is not None and jobs != 1:
+        raise ValueError("run_suite: give jobs or an executor, not both")
+    if jobs > 1:
+        executor = ProcessExecutor(jobs)
     if host is None:
         host = build_host(plugins=list(plugins), blocked=list(blocked))
     elif list(plugins) or list(blocked):
@@ -166,7 +179,7 @@ def run_suite(
     runs = select(suite.runs, keyword)
     if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
         raise RnnbenchError(f"threads must be a positive integer, not {threads!r}")
-    workers = 1  # runs executing at once (the -j / --dask executors set more)
+    workers = jobs  # runs executing at once (-j N)
     budget = resolve_threads(threads if threads is not None else suite.threads, workers)
     runs = with_budget(runs, budget, workers)
     if keyword and not runs:
@@ -201,7 +214,7 @@ def run_suite(
         entered = observer if hasattr(observer, "__enter__") else contextlib.nullcontext()
         try:
             with entered, naming_os_errors(store.path):
-                records = execute_runs(suite, runs, host, store, observer=observer)
+                records = execute_runs(suite, runs, host, store, executor, observer=observer)
         except KeyboardInterrupt:
             # The tables must show the records now in results.jsonl, not the previous suite's.
             with contextlib.suppress(Exception):

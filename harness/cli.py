@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "their records replace earlier ones, the others are kept")
     run.add_argument("--resume", action="store_true",
                      help="keep the results folder's records and skip runs already finished")
+    run.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
+                     help="run N runs at a time, each in a worker process (default 1: one "
+                     "after the other in this process)")
     run.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     run.add_argument("--force", action="store_true",
                      help="write into an existing folder that is not an rnnbench results folder "
@@ -416,7 +419,7 @@ def command_run(args: argparse.Namespace, host: PluginHost, console: Console) ->
             args.suite, output_dir=args.output, host=host, resume=args.resume,
             keyword=args.select, observer=make_observer(console, quiet=args.quiet),
             on_validated=None if args.quiet else lambda: warn_unmatched_blocks(host, console),
-            force=args.force, max_runs=args.max_runs, variant=args.variant,
+            force=args.force, max_runs=args.max_runs, variant=args.variant, jobs=args.jobs,
             threads=args.threads,
         )
     if not args.quiet:
@@ -866,7 +869,8 @@ class PlainObserver(QuietObserver):
 
 
 class RichObserver(PlainObserver):
-    """Two progress bars on a terminal: the suite's runs and the current run's steps."""
+    """Progress bars on a terminal: the suite's runs and the current run's steps; with ``-j N``
+    one bar per run in progress (each worker's current run)."""
 
     def __init__(self, console: Console) -> None:
         super().__init__(console)
@@ -876,6 +880,8 @@ class RichObserver(PlainObserver):
         )
         self.suite_bar = self.progress.add_task("suite", total=None)
         self.run_bar = self.progress.add_task("run", total=None)
+        #: ``-j N``: a bar per run in progress, by run id.
+        self.worker_bars: dict[str, Any] = {}
 
     def __enter__(self) -> RichObserver:
         self.progress.start()
@@ -884,16 +890,34 @@ class RichObserver(PlainObserver):
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
+    def suite_started(
+        self, suite: Suite, runs: Sequence[RunSpec], already_done: Sequence[RunSpec],
+        output_dir: Path,
+    ) -> None:
+        super().suite_started(suite, runs, already_done, output_dir)
+        if runs and runs[0].workers > 1:  # a bar per worker's run instead of the one run bar
+            self.progress.remove_task(self.run_bar)
+            self.run_bar = None
+
     def run_started(self, spec: RunSpec, index: int, total: int) -> None:
         self.progress.update(self.suite_bar, total=total, description=f"suite {spec.suite}")
-        self.progress.reset(self.run_bar, total=None, description=spec.label)
+        if self.run_bar is None:
+            self.worker_bars[spec.run_id] = self.progress.add_task(spec.label, total=None)
+        else:
+            self.progress.reset(self.run_bar, total=None, description=spec.label)
 
     def training_step(self, step: int, total: int) -> None:
-        if step % 10 == 0 or step == total:
+        if self.run_bar is not None and (step % 10 == 0 or step == total):
             self.progress.update(self.run_bar, completed=step, total=total)
+
+    def run_step(self, spec: RunSpec, step: int, total: int) -> None:
+        if spec.run_id in self.worker_bars:
+            self.progress.update(self.worker_bars[spec.run_id], completed=step, total=total)
 
     def run_finished(self, record: RunRecord, index: int, total: int) -> None:
         self.progress.update(self.suite_bar, completed=index)
+        if record.run_id in self.worker_bars:
+            self.progress.remove_task(self.worker_bars.pop(record.run_id))
         self.progress.console.print(f"{record.label} {record.status} "
                                     f"({record.seconds:.1f} s){_headline(record)}", markup=False)
 

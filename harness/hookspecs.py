@@ -279,28 +279,32 @@ def rnnbench_register_reporters(register: ReporterRegistrar) -> None:
 def rnnbench_suite_start(suite: Suite, runs: list[RunSpec]) -> None:
     """Called once before the first run of a suite, with the validated ``rnnbench.Suite`` and
     the list of ``rnnbench.RunSpec`` about to run (after ``-k`` filtering and ``--resume``
-    skipping). Returns nothing (ignored); every implementation is called."""
+    skipping). Returns nothing (ignored); every implementation is called. Runs in the process
+    that writes the results (with ``-j N``: the parent, not a worker)."""
 
 
 @hookspec
 def rnnbench_suite_end(suite: Suite, records: list[RunRecord]) -> None:
     """Called once after the last run of a suite, with the ``rnnbench.Suite`` and the
     ``rnnbench.RunRecord`` of every run executed in this invocation (not those skipped by
-    ``--resume``). Returns nothing (ignored); every implementation is called."""
+    ``--resume``). Returns nothing (ignored); every implementation is called. Runs in the process
+    that writes the results (with ``-j N``: the parent)."""
 
 
 @hookspec
 def rnnbench_run_start(run: RunSpec) -> None:
     """Called before each run starts (before its data is generated), with its
     ``rnnbench.RunSpec``; ``run.run_id`` and ``run.label`` identify it in logs. Returns nothing
-    (ignored); every implementation is called."""
+    (ignored); every implementation is called. Runs in the process that trains the run: with
+    ``-j N`` (or Dask) a worker process, whose module state the parent does not see."""
 
 
 @hookspec
 def rnnbench_run_end(run: RunSpec, record: RunRecord) -> None:
     """Called after each run, with its ``rnnbench.RunSpec`` and the ``rnnbench.RunRecord`` just
     appended to the results file (including failed and diverged runs). Returns nothing
-    (ignored); every implementation is called."""
+    (ignored); every implementation is called. Runs in the process that writes the results
+    (with ``-j N``: the parent, in the order runs finish)."""
 
 
 @hookspec
@@ -312,7 +316,7 @@ def rnnbench_evaluation(run: RunSpec, step: int, logs: EvaluationLogs) -> bool |
     ``grad_norm``, ``val_loss``, ``lr``, and ``val_accuracy`` where the task has an accuracy).
     ``logs`` is a copy: changing it changes nothing. Not called after an evaluation whose
     validation loss is not finite (the run has diverged). (Before contract 1 this hook was
-    ``rnnbench_epoch_end``.)
+    ``rnnbench_epoch_end``.) Runs in the process that trains the run (with ``-j N``: a worker).
 
     Return ``True`` (or a numpy ``True``) to stop training this run early: it is then evaluated
     and recorded as usual, ``TrainingResult.stopped_early`` is set and the ``stopped_early``

@@ -4,8 +4,8 @@ A threaded GEMM per training step collapses when cores are shared (issue 11: a p
 took 65 ms instead of 1.2 ms on a busy 2-core machine), and the thread count changes the last
 bits of BLAS sums. So every run executes under an explicit budget: ``threads:`` in the suite,
 ``rnnbench run --threads N``, or the default :func:`default_threads` (the cores free of other
-work divided among the runs that share the machine, at least 1). The budget is recorded with each run
-(``RunRecord.execution``) and in the suite's ``environment.json``.
+work divided among the runs that share the machine, at least 1). The budget is recorded with
+each run (``RunRecord.execution``) and in the suite's ``environment.json``.
 """
 
 from __future__ import annotations
