@@ -108,6 +108,7 @@ def run_suite(
     force: bool = False,
     max_runs: int | None = None,
     variant: str | None = None,
+    dask: str | None = None,
 ) -> SuiteRun:
     """Run a suite file and write its results folder, as ``rnnbench run`` does.
 
@@ -128,6 +129,9 @@ def run_suite(
     ``output:``, else the suite's folder with ``-<variant>`` appended, and the folder's
     ``environment.json`` records it (``"variant"``); ``resume`` into a given ``output_dir``
     without ``variant`` continues the variant the folder records (when the suite declares it).
+    ``dask`` (``--dask``) runs the runs on a Dask cluster: a scheduler's address, or
+    ``local:N`` for a local cluster of N worker processes (:mod:`rnnbench.dask_executor`);
+    this process still writes the results folder, each record as its run completes.
 
     A run that fails is recorded with its error and the others go on; look at
     :attr:`SuiteRun.failures`. Bad input raises before anything runs:
@@ -190,7 +194,12 @@ def run_suite(
         entered = observer if hasattr(observer, "__enter__") else contextlib.nullcontext()
         try:
             with entered, naming_os_errors(store.path):
-                records = execute_runs(suite, runs, host, store, observer=observer)
+                if dask is not None:
+                    from rnnbench.dask_executor import run_on_dask
+
+                    records = run_on_dask(suite, runs, host, store, dask, observer=observer)
+                else:
+                    records = execute_runs(suite, runs, host, store, observer=observer)
         except KeyboardInterrupt:
             # The tables must show the records now in results.jsonl, not the previous suite's.
             with contextlib.suppress(Exception):

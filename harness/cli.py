@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write into an existing folder that is not an rnnbench results folder "
                      "(files rnnbench did not write are still never replaced)")
     run.add_argument(*MAX_RUNS_FLAG, **MAX_RUNS_OPTIONS)
+    run.add_argument("--dask", metavar="ADDRESS",
+                     help="run on a Dask cluster: a scheduler's address (tcp://HOST:8786) or "
+                          "local:N (a local cluster of N worker processes)")
     run.add_argument("--variant", metavar="NAME",
                      help="run one of the suite's variants (its 'variants:' key), e.g. a longer "
                      "budget; results go to results/SUITE_NAME-NAME unless the variant sets "
@@ -408,12 +411,15 @@ def command_validate(args: argparse.Namespace, host: PluginHost, console: Consol
 def command_run(args: argparse.Namespace, host: PluginHost, console: Console) -> int:
     if not args.quiet:
         warn_broken(host, console, wants_traceback(args))
+    if args.dask is not None and getattr(args, "jobs", None) not in (None, 1):
+        raise RnnbenchError("-j and --dask are mutually exclusive: -j runs worker processes "
+                            "on this machine, --dask on a Dask cluster (local:N for N here)")
     with kept_files_reported(console):
         result = run_suite(
             args.suite, output_dir=args.output, host=host, resume=args.resume,
             keyword=args.select, observer=make_observer(console, quiet=args.quiet),
             on_validated=None if args.quiet else lambda: warn_unmatched_blocks(host, console),
-            force=args.force, max_runs=args.max_runs, variant=args.variant,
+            force=args.force, max_runs=args.max_runs, variant=args.variant, dask=args.dask,
         )
     if not args.quiet:
         print_table(result.table, make_console(),
@@ -884,6 +890,13 @@ class RichObserver(PlainObserver):
     def training_step(self, step: int, total: int) -> None:
         if step % 10 == 0 or step == total:
             self.progress.update(self.run_bar, completed=step, total=total)
+
+    def cluster_progress(self, busy: dict[str, str], total: int, finished: int) -> None:
+        """``--dask``: submitted / running / finished counts and each worker's run."""
+        self.progress.update(self.suite_bar, total=total, completed=finished)
+        self.progress.update(self.run_bar, description=(
+            f"dask: {total} submitted, {len(busy)} running, {finished} finished | "
+            + "; ".join(f"{worker.rsplit('/', 1)[-1]} {label}" for worker, label in busy.items())))
 
     def run_finished(self, record: RunRecord, index: int, total: int) -> None:
         self.progress.update(self.suite_bar, completed=index)

@@ -1,0 +1,290 @@
+"""Running a suite's runs on a Dask cluster: ``rnnbench run SUITE --dask ADDRESS``.
+
+``ADDRESS`` is a running scheduler (``tcp://host:8786``) or ``local:N``, a
+``distributed.LocalCluster`` of N worker processes with one thread each, started for the suite
+and closed after it. Each run is one task, ``run_spec(spec, recipe)``: the worker rebuilds the
+client's plugin host from the recipe and executes the run there. The client (this process)
+owns the results folder: it appends each record as its future completes, so a client that
+dies loses no finished run and ``--resume`` submits only the missing ones.
+
+Up front every worker is asked (``client.run``) for its rnnbench version, the distributions of
+the suite's entry-point plugins and the contents of its local plugin files; a worker that lacks
+one, or holds another version, stops the suite before anything runs, named with what it lacks.
+
+A worker lost mid-run (killed, out of memory) has its run retried once on another worker
+(``LocalCluster`` sets ``distributed.scheduler.allowed-failures`` to 1; give a scheduler of your
+own the same setting); after that, or for any other error of the task, the run is recorded as
+``failed`` with the reason and the suite goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib.metadata
+import importlib.util
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rnnbench.errors import RnnbenchError
+from rnnbench.events import EventHooks
+from rnnbench.plugin_manager import PluginHost, build_host
+from rnnbench.records import RunRecord, RunSpec
+from rnnbench.results import ResultStore
+from rnnbench.runner import RunObserver, SilentObserver, execute_run, warning_reporter
+
+__all__ = ["DASK_MISSING", "check_workers", "connect", "run_on_dask"]
+
+#: What to do when ``distributed`` is not installed.
+DASK_MISSING = 'the Dask executor needs dask.distributed: pip install "rnnbench[dask]"'
+
+#: How often (seconds) the progress display is updated while no run finishes.
+POLL_SECONDS = 0.5
+
+
+# --- The task a worker runs ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """What a worker needs to rebuild the client's plugin host: the local plugins (files made
+    absolute, or module names) and the ``-p no:`` names. Used where ``rnnbench.execution``
+    (the shared recipe of the process executor) is not available."""
+
+    plugins: tuple[str, ...] = ()
+    blocked: tuple[str, ...] = ()
+
+    def build(self) -> PluginHost:
+        return _cached_host(self)
+
+
+@functools.cache
+def _cached_host(recipe: _Recipe) -> PluginHost:
+    return build_host(plugins=list(recipe.plugins), blocked=list(recipe.blocked))
+
+
+def _run_spec(spec: RunSpec, recipe: Any) -> RunRecord:
+    record, _ = execute_run(spec, recipe.build())
+    return record
+
+
+def recipe_for(host: PluginHost) -> Any:
+    """The recipe of ``host``'s plugins: ``rnnbench.execution.HostRecipe`` where it exists."""
+    local = [info for info in host.registry.plugins.values()
+             if info.origin == "local" and info.status != "disabled"]
+    references = tuple(info.file if info.module is None and info.file else
+                       (info.module or info.reference or info.name) for info in local)
+    try:
+        from rnnbench import execution  # the process executor's (issue 11, interface B)
+    except ImportError:
+        return _Recipe(references, tuple(host.blocked))
+    if hasattr(execution, "recipe_for"):
+        return execution.recipe_for(host)
+    return execution.HostRecipe(plugins=references, blocked=tuple(host.blocked))
+
+
+def task_function() -> Any:
+    """``rnnbench.execution.run_spec`` where it exists, else this module's equivalent."""
+    try:
+        from rnnbench.execution import run_spec
+    except ImportError:
+        return _run_spec
+    return run_spec
+
+
+# --- Connecting and checking the workers --------------------------------------------------
+
+
+@contextlib.contextmanager
+def connect(address: str) -> Iterator[Any]:
+    """A ``distributed.Client`` for ``address``: ``local:N`` starts (and at the end closes) a
+    ``LocalCluster`` of N single-threaded worker processes; anything else is a scheduler's
+    address. Raises :class:`RnnbenchError` for a bad address or an unreachable scheduler."""
+    try:
+        import dask
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise RnnbenchError(DASK_MISSING) from exc
+    if address.startswith("local:"):
+        count = address.removeprefix("local:")
+        if not count.isdigit() or int(count) < 1:
+            raise RnnbenchError(f"--dask {address}: local:N takes a number of workers, 1 or more")
+        # The scheduler runs in this process: a task whose worker dies twice is KilledWorker.
+        with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
+                LocalCluster(n_workers=int(count), threads_per_worker=1, processes=True,
+                             dashboard_address=None) as cluster, Client(cluster) as client:
+            yield client
+        return
+    try:
+        client = Client(address, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise RnnbenchError(f"--dask {address}: cannot reach a Dask scheduler there ({exc}); "
+                            "start one with `dask scheduler`, or use --dask local:N") from exc
+    with client:
+        if not client.scheduler_info().get("workers"):
+            client.wait_for_workers(1, timeout=60)
+        yield client
+
+
+def requirements(host: PluginHost) -> dict[str, Any]:
+    """What every worker must hold, as the client has it: rnnbench's version, each loaded
+    entry-point plugin's distribution and version, and each local plugin file's SHA-256 (or a
+    local module's name)."""
+    import rnnbench
+
+    distributions: dict[str, str | None] = {}
+    files: dict[str, str] = {}
+    modules: list[str] = []
+    for info in host.registry.plugins.values():
+        if info.status in ("disabled", "broken"):
+            continue
+        if info.origin == "entry point" and info.distribution:
+            distributions[info.distribution] = info.version
+        elif info.origin == "local" and info.module is None and info.file:
+            files[info.file] = _digest(info.file)
+        elif info.origin == "local" and info.module:
+            modules.append(info.module)
+    return {"rnnbench": rnnbench.__version__, "distributions": distributions,
+            "files": files, "modules": modules}
+
+
+def _digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def worker_problems(needed: dict[str, Any]) -> list[str]:
+    """Run on each worker (``client.run``): what it lacks of ``needed``, in words."""
+    problems = []
+    try:
+        import rnnbench
+        version = rnnbench.__version__
+    except ImportError:
+        return ["rnnbench is not installed"]
+    if version != needed["rnnbench"]:
+        problems.append(f"rnnbench {version} (the client has {needed['rnnbench']})")
+    for name, wanted in needed["distributions"].items():
+        try:
+            have = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            problems.append(f"plugin distribution {name} is not installed (the client has "
+                            f"{wanted})")
+            continue
+        if have != wanted:
+            problems.append(f"plugin distribution {name} {have} (the client has {wanted})")
+    for path, digest in needed["files"].items():
+        if not Path(path).is_file():
+            problems.append(f"local plugin file {path} is missing")
+        elif _digest(path) != digest:
+            problems.append(f"local plugin file {path} differs from the client's")
+    for module in needed["modules"]:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            problems.append(f"local plugin module {module} cannot be imported")
+    return problems
+
+
+def check_workers(client: Any, host: PluginHost) -> int:
+    """Refuse (:class:`RnnbenchError`) when a worker lacks rnnbench or a plugin of ``host`` at
+    the client's version, naming each worker and what it lacks; returns the number of
+    workers."""
+    answers = client.run(worker_problems, requirements(host))
+    if not answers:
+        raise RnnbenchError("the Dask cluster has no workers")
+    lacking = {worker: problems for worker, problems in sorted(answers.items()) if problems}
+    if lacking:
+        lines = "; ".join(f"{worker}: {', '.join(problems)}"
+                          for worker, problems in lacking.items())
+        raise RnnbenchError(
+            f"{len(lacking)} of {len(answers)} Dask workers cannot run this suite as the client "
+            f"would: {lines}. Install rnnbench and the suite's plugins at the same versions on "
+            "every worker (local plugin files at the same paths)")
+    return len(answers)
+
+
+# --- Running the suite --------------------------------------------------------------------
+
+
+def run_on_dask(
+    suite: Any,
+    runs: Sequence[RunSpec],
+    host: PluginHost,
+    store: ResultStore,
+    address: str,
+    observer: RunObserver | None = None,
+) -> list[RunRecord]:
+    """:func:`rnnbench.runner.execute_runs` on a Dask cluster: submit every run, append each
+    record to ``store`` as its future completes (any order), record a run whose task failed
+    (a worker lost twice, ...) as ``failed``. Returns this invocation's records."""
+    observer = observer or SilentObserver()
+    events = EventHooks(host, warning_reporter(observer))
+    with connect(address) as client:
+        check_workers(client, host)
+        from distributed import as_completed
+
+        events.call("rnnbench_suite_start", suite=suite, runs=list(runs))
+        recipe, function = recipe_for(host), task_function()
+        token = uuid.uuid4().hex[:8]
+        futures = {}
+        for spec in runs:
+            events.call("rnnbench_run_start", run=spec)
+            key = f"rnnbench-{spec.run_id}-{token}"
+            futures[client.submit(function, spec, recipe, pure=False, retries=1, key=key)] = spec
+        by_key = {future.key: spec for future, spec in futures.items()}
+        records: list[RunRecord] = []
+        progress = getattr(observer, "cluster_progress", None)
+        pending = as_completed(futures)
+        while not pending.is_empty():
+            if not pending.has_ready():
+                if callable(progress):
+                    progress(_busy(client, by_key), len(runs), len(records))
+                time.sleep(POLL_SECONDS)
+                continue
+            for future in pending.next_batch(block=False):
+                spec = futures[future]
+                record = _record_of(future, spec, host)
+                future.release()
+                store.append(record)
+                records.append(record)
+                events.call("rnnbench_run_end", run=spec, record=record)
+                observer.run_finished(record, len(records), len(runs))
+        events.call("rnnbench_suite_end", suite=suite, records=records)
+    return records
+
+
+def _record_of(future: Any, spec: RunSpec, host: PluginHost) -> RunRecord:
+    try:
+        record = future.result()
+    except Exception as exc:  # the task itself failed: a worker lost twice, a pickling error
+        reason = f"{type(exc).__name__}: {exc}"
+        if type(exc).__name__ == "KilledWorker":
+            reason = (f"KilledWorker: the Dask worker running it died twice (retried once): "
+                      f"{exc}")
+        return RunRecord(
+            run_id=spec.run_id, label=spec.label, suite=spec.suite, config=spec.config(),
+            status="failed", started=datetime.now(UTC).isoformat(timespec="seconds"),
+            task_label=spec.task_label, provenance=host.registry.run_provenance(spec),
+            error=reason, seconds=0.0,
+        )
+    if not isinstance(record, RunRecord):
+        raise RnnbenchError(f"a Dask worker returned {type(record).__name__} for {spec.label}")
+    return record
+
+
+def _busy(client: Any, by_key: dict[str, RunSpec]) -> dict[str, str]:
+    """Each worker's current run (label), from the scheduler's ``processing`` table."""
+    try:
+        processing = client.processing()
+    except Exception:  # the display must never stop the suite
+        return {}
+    return {worker: ", ".join(by_key[key].label for key in keys if key in by_key)
+            for worker, keys in processing.items() if keys}
+
