@@ -118,7 +118,7 @@ def connect(address: str) -> Iterator[Any]:
         # The scheduler runs in this process: a task whose worker dies twice is KilledWorker.
         with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
                 LocalCluster(n_workers=int(count), threads_per_worker=1, processes=True,
-                             dashboard_address=None) as cluster, Client(cluster) as client:
+                             dashboard_address=":0") as cluster, Client(cluster) as client:
             yield client
         return
     try:

@@ -72,7 +72,7 @@ def scheduler() -> str:
     with a task makes it fail, as ``--dask local:N`` sets."""
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
             LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                         dashboard_address=None) as cluster:
+                         dashboard_address=":0") as cluster:
         yield cluster.scheduler_address
 
 
@@ -181,3 +181,19 @@ def test_resume_after_the_client_is_killed_submits_only_the_missing(tmp_path: Pa
     assert {record.run_id for record in resumed.records}.isdisjoint(done)
     assert len(resumed.records) == 8 - len(done)
     assert len({record["run_id"] for record in records(out)}) == 8
+
+
+def test_the_terminal_display_shows_the_cluster(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from rnnbench.cli import RichObserver
+
+    stream = io.StringIO()
+    observer = RichObserver(Console(file=stream, force_terminal=True, width=200))
+    with observer:
+        observer.cluster_progress({"tcp://127.0.0.1:4242": "lstm/numpy/adding/seed1"}, 6, 2)
+    shown = stream.getvalue()
+    assert "6 submitted, 1 running, 2 finished" in shown
+    assert "127.0.0.1:4242 lstm/numpy/adding/seed1" in shown
