@@ -17,13 +17,14 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from rnnbench.claims import Claim, evaluate_claims, load_claims_quietly
 from rnnbench.errors import PluginError, RnnbenchError, SuiteError, SuiteProblem
 from rnnbench.events import PluginHookWarning, failure_text
+from rnnbench.execution import ProcessExecutor
 from rnnbench.output_dir import (
     RUN_FILES,
     KeptFileWarning,
@@ -45,7 +46,7 @@ from rnnbench.results import (
     write_json,
 )
 from rnnbench.resume_check import resumed_environment_file, suite_differences
-from rnnbench.runner import RunObserver, SilentObserver, execute_runs
+from rnnbench.runner import Executor, RunObserver, SilentObserver, execute_runs
 from rnnbench.selection import select
 from rnnbench.store_lock import results_folder_lock
 from rnnbench.suite import Suite, read_suite, validate_suite
@@ -108,6 +109,8 @@ def run_suite(
     force: bool = False,
     max_runs: int | None = None,
     variant: str | None = None,
+    jobs: int = 1,
+    executor: Executor | None = None,
     dask: str | None = None,
 ) -> SuiteRun:
     """Run a suite file and write its results folder, as ``rnnbench run`` does.
@@ -129,9 +132,12 @@ def run_suite(
     ``output:``, else the suite's folder with ``-<variant>`` appended, and the folder's
     ``environment.json`` records it (``"variant"``); ``resume`` into a given ``output_dir``
     without ``variant`` continues the variant the folder records (when the suite declares it).
-    ``dask`` (``--dask``) runs the runs on a Dask cluster: a scheduler's address, or
-    ``local:N`` for a local cluster of N worker processes (:mod:`rnnbench.dask_executor`);
-    this process still writes the results folder, each record as its run completes.
+    ``jobs`` (``-j N``) runs N runs at a time in worker processes
+    (:class:`rnnbench.execution.ProcessExecutor`); 1 runs them one after the other here.
+    ``executor`` runs them some other way (e.g. a Dask cluster; not with ``jobs``).
+    ``dask`` (``--dask``) runs them on a Dask cluster: a scheduler's address, or ``local:N``
+    for a local cluster of N worker processes (:mod:`rnnbench.dask_executor`); this process
+    still writes the results folder, each record as its run completes.
 
     A run that fails is recorded with its error and the others go on; look at
     :attr:`SuiteRun.failures`. Bad input raises before anything runs:
@@ -144,6 +150,19 @@ def run_suite(
     resume against a different suite or environment) is issued as a
     :class:`~rnnbench.record_file.StoreWarning`.
     """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise RnnbenchError(f"-j takes a positive number of runs at a time, not {jobs!r}")
+    if executor is not None and jobs != 1:
+        raise ValueError("run_suite: give jobs or an executor, not both")
+    if dask is not None:
+        if jobs != 1 or executor is not None:
+            raise RnnbenchError("-j and --dask are mutually exclusive: -j runs worker "
+                                "processes on this machine, --dask on a Dask cluster")
+        from rnnbench.dask_executor import DaskExecutor, local_workers
+
+        executor = DaskExecutor(dask, progress=getattr(observer, "cluster_progress", None))
+    if jobs > 1:
+        executor = ProcessExecutor(jobs)
     if host is None:
         host = build_host(plugins=list(plugins), blocked=list(blocked))
     elif list(plugins) or list(blocked):
@@ -162,7 +181,8 @@ def run_suite(
     store = ResultStore(out_dir)
     # Before the results folder is touched, so "git dirty" speaks of the code, not the results.
     environment = capture_environment(plugins=host.environment_plugins())
-    runs = select(suite.runs, keyword)
+    workers = jobs if dask is None else local_workers(dask)
+    runs = [replace(run, workers=workers) for run in select(suite.runs, keyword)]
     if keyword and not runs:
         raise RnnbenchError(f"-k {keyword!r} selects none of the suite's {len(suite.runs)} runs")
     output.claim(*RUN_FILES)  # the manifest first: a folder with it is a results folder
@@ -194,12 +214,7 @@ def run_suite(
         entered = observer if hasattr(observer, "__enter__") else contextlib.nullcontext()
         try:
             with entered, naming_os_errors(store.path):
-                if dask is not None:
-                    from rnnbench.dask_executor import run_on_dask
-
-                    records = run_on_dask(suite, runs, host, store, dask, observer=observer)
-                else:
-                    records = execute_runs(suite, runs, host, store, observer=observer)
+                records = execute_runs(suite, runs, host, store, executor, observer=observer)
         except KeyboardInterrupt:
             # The tables must show the records now in results.jsonl, not the previous suite's.
             with contextlib.suppress(Exception):

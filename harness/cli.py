@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "their records replace earlier ones, the others are kept")
     run.add_argument("--resume", action="store_true",
                      help="keep the results folder's records and skip runs already finished")
+    run.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
+                     help="run N runs at a time, each in a worker process (default 1: one "
+                     "after the other in this process)")
     run.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     run.add_argument("--force", action="store_true",
                      help="write into an existing folder that is not an rnnbench results folder "
@@ -411,15 +414,13 @@ def command_validate(args: argparse.Namespace, host: PluginHost, console: Consol
 def command_run(args: argparse.Namespace, host: PluginHost, console: Console) -> int:
     if not args.quiet:
         warn_broken(host, console, wants_traceback(args))
-    if args.dask is not None and getattr(args, "jobs", None) not in (None, 1):
-        raise RnnbenchError("-j and --dask are mutually exclusive: -j runs worker processes "
-                            "on this machine, --dask on a Dask cluster (local:N for N here)")
     with kept_files_reported(console):
         result = run_suite(
             args.suite, output_dir=args.output, host=host, resume=args.resume,
             keyword=args.select, observer=make_observer(console, quiet=args.quiet),
             on_validated=None if args.quiet else lambda: warn_unmatched_blocks(host, console),
-            force=args.force, max_runs=args.max_runs, variant=args.variant, dask=args.dask,
+            force=args.force, max_runs=args.max_runs, variant=args.variant, jobs=args.jobs,
+            dask=args.dask,
         )
     if not args.quiet:
         print_table(result.table, make_console(),

@@ -2,10 +2,11 @@
 
 ``ADDRESS`` is a running scheduler (``tcp://host:8786``) or ``local:N``, a
 ``distributed.LocalCluster`` of N worker processes with one thread each, started for the suite
-and closed after it. Each run is one task, ``run_spec(spec, recipe)``: the worker rebuilds the
-client's plugin host from the recipe and executes the run there. The client (this process)
-owns the results folder: it appends each record as its future completes, so a client that
-dies loses no finished run and ``--resume`` submits only the missing ones.
+and closed after it. Each run is one task, :func:`rnnbench.execution.run_spec` ``(spec,
+recipe)``: the worker rebuilds the client's plugin host from the recipe and executes the run
+there. The client (this process) owns the results folder: it appends each record as its
+future completes, so a client that dies loses no finished run and ``--resume`` submits only the
+missing ones.
 
 Up front every worker is asked (``client.run``) for its rnnbench version, the distributions of
 the suite's entry-point plugins and the contents of its local plugin files; a worker that lacks
@@ -20,26 +21,22 @@ own the same setting); after that, or for any other error of the task, the run i
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import importlib.metadata
 import importlib.util
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rnnbench.errors import RnnbenchError
-from rnnbench.events import EventHooks
-from rnnbench.plugin_manager import PluginHost, build_host
+from rnnbench.execution import HostRecipe, lost_run_record, run_spec
+from rnnbench.plugin_manager import PluginHost
 from rnnbench.records import RunRecord, RunSpec
-from rnnbench.results import ResultStore
-from rnnbench.runner import RunObserver, SilentObserver, execute_run, warning_reporter
 
-__all__ = ["DASK_MISSING", "check_workers", "connect", "run_on_dask"]
+__all__ = ["DASK_MISSING", "DaskExecutor", "check_workers", "connect"]
 
 #: What to do when ``distributed`` is not installed.
 DASK_MISSING = 'the Dask executor needs dask.distributed: pip install "rnnbench[dask]"'
@@ -48,57 +45,14 @@ DASK_MISSING = 'the Dask executor needs dask.distributed: pip install "rnnbench[
 POLL_SECONDS = 0.5
 
 
-# --- The task a worker runs ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Recipe:
-    """What a worker needs to rebuild the client's plugin host: the local plugins (files made
-    absolute, or module names) and the ``-p no:`` names. Used where ``rnnbench.execution``
-    (the shared recipe of the process executor) is not available."""
-
-    plugins: tuple[str, ...] = ()
-    blocked: tuple[str, ...] = ()
-
-    def build(self) -> PluginHost:
-        return _cached_host(self)
-
-
-@functools.cache
-def _cached_host(recipe: _Recipe) -> PluginHost:
-    return build_host(plugins=list(recipe.plugins), blocked=list(recipe.blocked))
-
-
-def _run_spec(spec: RunSpec, recipe: Any) -> RunRecord:
-    record, _ = execute_run(spec, recipe.build())
-    return record
-
-
-def recipe_for(host: PluginHost) -> Any:
-    """The recipe of ``host``'s plugins: ``rnnbench.execution.HostRecipe`` where it exists."""
-    local = [info for info in host.registry.plugins.values()
-             if info.origin == "local" and info.status != "disabled"]
-    references = tuple(info.file if info.module is None and info.file else
-                       (info.module or info.reference or info.name) for info in local)
-    try:
-        from rnnbench import execution  # the process executor's (issue 11, interface B)
-    except ImportError:
-        return _Recipe(references, tuple(host.blocked))
-    if hasattr(execution, "recipe_for"):
-        return execution.recipe_for(host)
-    return execution.HostRecipe(plugins=references, blocked=tuple(host.blocked))
-
-
-def task_function() -> Any:
-    """``rnnbench.execution.run_spec`` where it exists, else this module's equivalent."""
-    try:
-        from rnnbench.execution import run_spec
-    except ImportError:
-        return _run_spec
-    return run_spec
-
-
 # --- Connecting and checking the workers --------------------------------------------------
+
+
+def local_workers(address: str) -> int:
+    """N of ``local:N`` (the runs sharing this machine); 1 for a scheduler's address (how many
+    share a remote worker's machine is the cluster's business)."""
+    count = address.removeprefix("local:")
+    return int(count) if address.startswith("local:") and count.isdigit() else 1
 
 
 @contextlib.contextmanager
@@ -213,54 +167,61 @@ def check_workers(client: Any, host: PluginHost) -> int:
 # --- Running the suite --------------------------------------------------------------------
 
 
-def run_on_dask(
-    suite: Any,
-    runs: Sequence[RunSpec],
-    host: PluginHost,
-    store: ResultStore,
-    address: str,
-    observer: RunObserver | None = None,
-) -> list[RunRecord]:
-    """:func:`rnnbench.runner.execute_runs` on a Dask cluster: submit every run, append each
-    record to ``store`` as its future completes (any order), record a run whose task failed
-    (a worker lost twice, ...) as ``failed``. Returns this invocation's records."""
-    observer = observer or SilentObserver()
-    events = EventHooks(host, warning_reporter(observer))
-    with connect(address) as client:
-        check_workers(client, host)
-        from distributed import as_completed
+class DaskExecutor:
+    """Runs specs as Dask tasks (:class:`rnnbench.execution.SpecExecutor`): connects to
+    ``address`` (``local:N`` or a scheduler's), checks the workers, submits every run as
+    ``run_spec(spec, recipe)`` with ``retries=1`` and yields each record as its future
+    completes; a run whose task failed (its worker lost twice, ...) is a ``failed`` record.
+    ``progress(busy, total, finished)`` is called while waiting: ``busy`` maps each worker's
+    address to the label of its current run. Closing the iterator cancels what is left and
+    closes the client (and the local cluster)."""
 
-        events.call("rnnbench_suite_start", suite=suite, runs=list(runs))
-        recipe, function = recipe_for(host), task_function()
-        token = uuid.uuid4().hex[:8]
-        futures = {}
-        for spec in runs:
-            events.call("rnnbench_run_start", run=spec)
-            key = f"rnnbench-{spec.run_id}-{token}"
-            futures[client.submit(function, spec, recipe, pure=False, retries=1, key=key)] = spec
-        by_key = {future.key: spec for future, spec in futures.items()}
-        records: list[RunRecord] = []
-        progress = getattr(observer, "cluster_progress", None)
-        pending = as_completed(futures)
-        while not pending.is_empty():
-            if not pending.has_ready():
-                if callable(progress):
-                    progress(_busy(client, by_key), len(runs), len(records))
-                time.sleep(POLL_SECONDS)
-                continue
-            for future in pending.next_batch(block=False):
-                spec = futures[future]
-                record = _record_of(future, spec, host)
-                future.release()
-                store.append(record)
-                records.append(record)
-                events.call("rnnbench_run_end", run=spec, record=record)
-                observer.run_finished(record, len(records), len(runs))
-        events.call("rnnbench_suite_end", suite=suite, records=records)
-    return records
+    def __init__(self, address: str,
+                 progress: Callable[[dict[str, str], int, int], None] | None = None) -> None:
+        self.address = address
+        self.progress = progress if callable(progress) else None
+
+    def map_specs(
+        self,
+        runs: Sequence[RunSpec],
+        recipe: HostRecipe,
+        *,
+        started: Callable[[RunSpec], None] | None = None,
+        step: Callable[[RunSpec, int, int], None] | None = None,
+        warning: Callable[[str], None] | None = None,
+    ) -> Iterator[RunRecord]:
+        with connect(self.address) as client:
+            check_workers(client, recipe.build())
+            from distributed import as_completed
+
+            token = uuid.uuid4().hex[:8]
+            futures = {}
+            for spec in runs:
+                key = f"rnnbench-{spec.run_id}-{token}"
+                future = client.submit(run_spec, spec, recipe, pure=False, retries=1, key=key)
+                futures[future] = spec
+                if started is not None:
+                    started(spec)
+            by_key = {future.key: spec for future, spec in futures.items()}
+            pending, finished = as_completed(futures), 0
+            try:
+                while not pending.is_empty():
+                    if not pending.has_ready():
+                        if self.progress is not None:
+                            self.progress(_busy(client, by_key), len(runs), finished)
+                        time.sleep(POLL_SECONDS)
+                        continue
+                    for future in pending.next_batch(block=False):
+                        record = _record_of(future, futures[future])
+                        future.release()
+                        finished += 1
+                        yield record
+            finally:
+                client.cancel(list(futures))
 
 
-def _record_of(future: Any, spec: RunSpec, host: PluginHost) -> RunRecord:
+def _record_of(future: Any, spec: RunSpec) -> RunRecord:
+    clock = time.perf_counter()
     try:
         record = future.result()
     except Exception as exc:  # the task itself failed: a worker lost twice, a pickling error
@@ -268,12 +229,8 @@ def _record_of(future: Any, spec: RunSpec, host: PluginHost) -> RunRecord:
         if type(exc).__name__ == "KilledWorker":
             reason = (f"KilledWorker: the Dask worker running it died twice (retried once): "
                       f"{exc}")
-        return RunRecord(
-            run_id=spec.run_id, label=spec.label, suite=spec.suite, config=spec.config(),
-            status="failed", started=datetime.now(UTC).isoformat(timespec="seconds"),
-            task_label=spec.task_label, provenance=host.registry.run_provenance(spec),
-            error=reason, seconds=0.0,
-        )
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        return lost_run_record(spec, reason, started, time.perf_counter() - clock)
     if not isinstance(record, RunRecord):
         raise RnnbenchError(f"a Dask worker returned {type(record).__name__} for {spec.label}")
     return record
@@ -287,4 +244,3 @@ def _busy(client: Any, by_key: dict[str, RunSpec]) -> dict[str, str]:
         return {}
     return {worker: ", ".join(by_key[key].label for key in keys if key in by_key)
             for worker, keys in processing.items() if keys}
-

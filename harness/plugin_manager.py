@@ -83,6 +83,11 @@ class PluginHost:
         #: Every plugin name met (entry points, local plugins), loaded or not: what ``-p no:``
         #: can match.
         self._seen: set[str] = set()
+        #: Whether installed (entry-point) plugins were loaded; with :attr:`local_references`
+        #: and :attr:`blocked`, what :meth:`recipe` needs to rebuild this host elsewhere.
+        self.entry_points = False
+        #: The local plugins asked for, in order: module names, and files as absolute paths.
+        self.local_references: list[str] = []
 
     @property
     def hook(self) -> Any:
@@ -182,6 +187,8 @@ class PluginHost:
         after recording it.
         """
         name = Path(reference).stem if _is_path(reference) else reference
+        self.local_references.append(
+            str(_resolve(reference, base_dir)) if _is_path(reference) else reference)
         if self.pm.is_blocked(name):  # disabled: not even imported
             self._seen.add(name)
             self._disable(PluginInfo(name, "local", reference=reference,
@@ -253,6 +260,13 @@ class PluginHost:
             self._broken(info, exc)
             raise
         return name
+
+    def recipe(self) -> Any:
+        """What a worker process needs to build this host again: an
+        :class:`rnnbench.execution.HostRecipe` (``-j N`` and Dask runs)."""
+        from rnnbench.execution import HostRecipe
+
+        return HostRecipe.of(self)
 
     def failure_location(self, plugin_name: str, exc: BaseException) -> str | None:
         """``file:line`` where ``exc`` happened, preferring plugin ``plugin_name``'s own files
@@ -787,6 +801,7 @@ def build_host(
     host = PluginHost(pm)
     for name in blocked:
         host.block(name)
+    host.entry_points = entry_points
     if entry_points:
         for ep in sorted(
             importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name

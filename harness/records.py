@@ -123,6 +123,11 @@ class RunSpec:
     #: The declared defaults of the options: those at their default are left out of the run id
     #: (so adding an option keeps old ids) and of the label. Empty: every option counts as set.
     cell_defaults: tuple[tuple[str, Any], ...] = ()
+    #: BLAS/OpenMP/Numba threads for this run; ``None``: decided at run time. Presentation
+    #: only: not part of the configuration or the id.
+    threads: int | None = field(default=None, compare=False)
+    #: How many runs share the machine at once (``-j N``). Presentation only.
+    workers: int = field(default=1, compare=False)
 
     def config(self) -> dict[str, Any]:
         """The configuration that determines the run's numbers (and so its id).

@@ -7,6 +7,7 @@ starts, so an interrupted suite loses nothing it finished.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import traceback
@@ -97,7 +98,10 @@ class SilentObserver:
         pass
 
     def run_finished(self, record: RunRecord, index: int, total: int) -> None:
-        pass
+        """``index``: how many runs of ``total`` have finished, this one included."""
+
+    def run_step(self, spec: RunSpec, step: int, total: int) -> None:
+        """Training progress of ``spec`` running in a worker process (``-j N``)."""
 
     def warning(self, message: str) -> None:
         """Something the user must hear of that does not stop the suite (a plugin's event
@@ -114,7 +118,8 @@ class Executor(Protocol):
 
 
 class SerialExecutor:
-    """One run after the other, in this process. Parallel executors come later."""
+    """One run after the other, in this process. Executors that run specs in other processes
+    (``-j N``, Dask) implement :class:`rnnbench.execution.SpecExecutor` instead."""
 
     def map(
         self, function: Callable[[RunSpec], RunRecord], runs: Sequence[RunSpec]
@@ -334,11 +339,21 @@ def execute_runs(
         return record
 
     by_id = {spec.run_id: spec for spec in runs}
-    for record in executor.map(one, runs):
-        store.append(record)
-        records.append(record)
-        events.call("rnnbench_run_end", run=by_id[record.run_id], record=record)
-        observer.run_finished(record, position[record.run_id], len(runs))
+    if hasattr(executor, "map_specs"):  # other processes: hooks of a run start there
+        stream = executor.map_specs(
+            runs, host.recipe(),
+            started=lambda spec: observer.run_started(spec, position[spec.run_id], len(runs)),
+            step=getattr(observer, "run_step", None), warning=warning_reporter(observer))
+    else:
+        stream = executor.map(one, runs)
+    with contextlib.closing(stream):  # an interrupted suite stops the executor's workers
+        for record in stream:
+            if record.provenance is None:  # a run whose worker was lost
+                record.provenance = host.registry.run_provenance(by_id[record.run_id])
+            store.append(record)
+            records.append(record)
+            events.call("rnnbench_run_end", run=by_id[record.run_id], record=record)
+            observer.run_finished(record, len(records), len(runs))
     events.call("rnnbench_suite_end", suite=suite, records=records)
     return records
 

@@ -152,6 +152,11 @@ def test_dask_and_jobs_or_bad_addresses_are_refused(tmp_path: Path, capsys) -> N
     suite.write_text(SUITE)
     assert main(["run", str(suite), "-o", str(tmp_path / "o"), "--dask", "local:0"]) == 2
     assert "local:N takes a number of workers" in capsys.readouterr().err
+    assert main(["run", str(suite), "-o", str(tmp_path / "o"), "--dask", "local:2",
+                 "-j", "2"]) == 2
+    assert "-j and --dask are mutually exclusive" in capsys.readouterr().err
+    with pytest.raises(RnnbenchError, match="mutually exclusive"):
+        rnnbench.run_suite(suite, output_dir=tmp_path / "o", jobs=2, dask="local:2")
 
 
 def test_resume_after_the_client_is_killed_submits_only_the_missing(tmp_path: Path) -> None:
