@@ -13,9 +13,9 @@ the suite's entry-point plugins and the contents of its local plugin files; a wo
 one, or holds another version, stops the suite before anything runs, named with what it lacks.
 
 A worker lost mid-run (killed, out of memory) has its run retried once on another worker
-(``LocalCluster`` sets ``distributed.scheduler.allowed-failures`` to 1; give a scheduler of your
-own the same setting); after that, or for any other error of the task, the run is recorded as
-``failed`` with the reason and the suite goes on.
+(``local:N`` sets :data:`SCHEDULER_CONFIG`; give a scheduler of your own the same settings);
+after that, or for any other error of the task, the run is recorded as ``failed`` with the
+reason and the suite goes on.
 """
 
 from __future__ import annotations
@@ -40,6 +40,12 @@ __all__ = ["DASK_MISSING", "DaskExecutor", "check_workers", "connect"]
 
 #: What to do when ``distributed`` is not installed.
 DASK_MISSING = 'the Dask executor needs dask.distributed: pip install "rnnbench[dask]"'
+
+#: The scheduler settings of ``local:N`` (give a scheduler of your own the same): a task whose
+#: worker dies twice fails (KilledWorker: retried once), and a worker holds only the task it
+#: runs (saturation 1.0: no queued innocent task is counted against a dying worker).
+SCHEDULER_CONFIG = {"distributed.scheduler.allowed-failures": 1,
+                    "distributed.scheduler.worker-saturation": 1.0}
 
 #: How often (seconds) the progress display is updated while no run finishes.
 POLL_SECONDS = 0.5
@@ -69,8 +75,8 @@ def connect(address: str) -> Iterator[Any]:
         count = address.removeprefix("local:")
         if not count.isdigit() or int(count) < 1:
             raise RnnbenchError(f"--dask {address}: local:N takes a number of workers, 1 or more")
-        # The scheduler runs in this process: a task whose worker dies twice is KilledWorker.
-        with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
+        # The scheduler runs in this process, with these settings.
+        with dask.config.set(SCHEDULER_CONFIG), \
                 LocalCluster(n_workers=int(count), threads_per_worker=1, processes=True,
                              dashboard_address=":0") as cluster, Client(cluster) as client:
             yield client

@@ -70,7 +70,7 @@ def records(folder: Path) -> list[dict]:
 def scheduler() -> str:
     """One two-worker cluster for the module (starting one costs seconds); a worker lost twice
     with a task makes it fail, as ``--dask local:N`` sets."""
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
+    with dask.config.set(dask_executor.SCHEDULER_CONFIG), \
             LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                          dashboard_address=":0") as cluster:
         yield cluster.scheduler_address
