@@ -113,6 +113,7 @@ def run_suite(
     threads: int | None = None,
     jobs: int = 1,
     executor: Executor | None = None,
+    dask: str | None = None,
 ) -> SuiteRun:
     """Run a suite file and write its results folder, as ``rnnbench run`` does.
 
@@ -140,6 +141,9 @@ def run_suite(
     ``jobs`` (``-j N``) runs N runs at a time in worker processes
     (:class:`rnnbench.execution.ProcessExecutor`); 1 runs them one after the other here.
     ``executor`` runs them some other way (e.g. a Dask cluster; not with ``jobs``).
+    ``dask`` (``--dask``) runs them on a Dask cluster: a scheduler's address, or ``local:N``
+    for a local cluster of N worker processes (:mod:`rnnbench.dask_executor`); this process
+    still writes the results folder, each record as its run completes.
 
     A run that fails is recorded with its error and the others go on; look at
     :attr:`SuiteRun.failures`. Bad input raises before anything runs:
@@ -156,6 +160,13 @@ def run_suite(
         raise RnnbenchError(f"-j takes a positive number of runs at a time, not {jobs!r}")
     if executor is not None and jobs != 1:
         raise ValueError("run_suite: give jobs or an executor, not both")
+    if dask is not None:
+        if jobs != 1 or executor is not None:
+            raise RnnbenchError("-j and --dask are mutually exclusive: -j runs worker "
+                                "processes on this machine, --dask on a Dask cluster")
+        from rnnbench.dask_executor import DaskExecutor, local_workers
+
+        executor = DaskExecutor(dask, progress=getattr(observer, "cluster_progress", None))
     if jobs > 1:
         executor = ProcessExecutor(jobs)
     if host is None:
@@ -179,8 +190,10 @@ def run_suite(
     runs = select(suite.runs, keyword)
     if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
         raise RnnbenchError(f"threads must be a positive integer, not {threads!r}")
-    workers = jobs  # runs executing at once (-j N)
-    budget = resolve_threads(threads if threads is not None else suite.threads, workers)
+    workers = jobs if dask is None else local_workers(dask)  # runs executing at once
+    asked = threads if threads is not None else suite.threads
+    # Dask workers are single-threaded processes on machines the client cannot see: 1 thread
+    budget = resolve_threads(asked if asked is not None or dask is None else 1, workers)
     runs = with_budget(runs, budget, workers)
     if keyword and not runs:
         raise RnnbenchError(f"-k {keyword!r} selects none of the suite's {len(suite.runs)} runs")

@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=_positive_int, metavar="N",
                      help="BLAS/OpenMP/Numba threads per run (default: the suite's threads:, "
                      "else the usable cores divided among the runs executing at once)")
+    run.add_argument("--dask", metavar="ADDRESS",
+                     help="run on a Dask cluster: a scheduler's address (tcp://HOST:8786) or "
+                          "local:N (a local cluster of N worker processes)")
     run.add_argument("--variant", metavar="NAME",
                      help="run one of the suite's variants (its 'variants:' key), e.g. a longer "
                      "budget; results go to results/SUITE_NAME-NAME unless the variant sets "
@@ -421,6 +424,7 @@ def command_run(args: argparse.Namespace, host: PluginHost, console: Console) ->
             on_validated=None if args.quiet else lambda: warn_unmatched_blocks(host, console),
             force=args.force, max_runs=args.max_runs, variant=args.variant, jobs=args.jobs,
             threads=args.threads,
+            dask=args.dask,
         )
     if not args.quiet:
         print_table(result.table, make_console(),
@@ -913,6 +917,13 @@ class RichObserver(PlainObserver):
     def run_step(self, spec: RunSpec, step: int, total: int) -> None:
         if spec.run_id in self.worker_bars:
             self.progress.update(self.worker_bars[spec.run_id], completed=step, total=total)
+
+    def cluster_progress(self, busy: dict[str, str], total: int, finished: int) -> None:
+        """``--dask``: submitted / running / finished counts and each worker's run."""
+        self.progress.update(self.suite_bar, total=total, completed=finished)
+        self.progress.update(self.run_bar, description=(
+            f"dask: {total} submitted, {len(busy)} running, {finished} finished | "
+            + "; ".join(f"{worker.rsplit('/', 1)[-1]} {label}" for worker, label in busy.items())))
 
     def run_finished(self, record: RunRecord, index: int, total: int) -> None:
         self.progress.update(self.suite_bar, completed=index)
