@@ -166,6 +166,7 @@ def run_suite(
                                 "processes on this machine, --dask on a Dask cluster")
         from rnnbench.dask_executor import DaskExecutor, local_workers
 
+        local_workers(dask)  # a malformed local:N is refused before any folder is made
         executor = DaskExecutor(dask, progress=getattr(observer, "cluster_progress", None))
     if jobs > 1:
         executor = ProcessExecutor(jobs)
@@ -190,7 +191,8 @@ def run_suite(
     runs = select(suite.runs, keyword)
     if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
         raise RnnbenchError(f"threads must be a positive integer, not {threads!r}")
-    workers = jobs if dask is None else local_workers(dask)  # runs executing at once
+    # Runs executing at once: never more than there are runs (-j 8 on 4 runs starts 4 workers).
+    workers = min(jobs if dask is None else local_workers(dask), max(1, len(runs)))
     asked = threads if threads is not None else suite.threads
     # Dask workers are single-threaded processes on machines the client cannot see: 1 thread
     budget = resolve_threads(asked if asked is not None or dask is None else 1, workers)

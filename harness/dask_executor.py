@@ -56,9 +56,14 @@ POLL_SECONDS = 0.5
 
 def local_workers(address: str) -> int:
     """N of ``local:N`` (the runs sharing this machine); 1 for a scheduler's address (how many
-    share a remote worker's machine is the cluster's business)."""
+    share a remote worker's machine is the cluster's business). Raises :class:`RnnbenchError`
+    for a ``local:`` without a positive count, before anything is started or written."""
+    if not address.startswith("local:"):
+        return 1
     count = address.removeprefix("local:")
-    return int(count) if address.startswith("local:") and count.isdigit() else 1
+    if not count.isdigit() or int(count) < 1:
+        raise RnnbenchError(f"--dask {address}: local:N takes a number of workers, 1 or more")
+    return int(count)
 
 
 @contextlib.contextmanager
@@ -72,12 +77,10 @@ def connect(address: str) -> Iterator[Any]:
     except ImportError as exc:
         raise RnnbenchError(DASK_MISSING) from exc
     if address.startswith("local:"):
-        count = address.removeprefix("local:")
-        if not count.isdigit() or int(count) < 1:
-            raise RnnbenchError(f"--dask {address}: local:N takes a number of workers, 1 or more")
+        workers = local_workers(address)
         # The scheduler runs in this process, with these settings.
         with dask.config.set(SCHEDULER_CONFIG), \
-                LocalCluster(n_workers=int(count), threads_per_worker=1, processes=True,
+                LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                              dashboard_address=":0") as cluster, Client(cluster) as client:
             yield client
         return

@@ -152,6 +152,9 @@ def test_dask_and_jobs_or_bad_addresses_are_refused(tmp_path: Path, capsys) -> N
     suite.write_text(SUITE)
     assert main(["run", str(suite), "-o", str(tmp_path / "o"), "--dask", "local:0"]) == 2
     assert "local:N takes a number of workers" in capsys.readouterr().err
+    assert main(["run", str(suite), "-o", str(tmp_path / "o"), "--dask", "local:abc"]) == 2
+    assert "local:N takes a number of workers" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # refused before any results folder is made
     assert main(["run", str(suite), "-o", str(tmp_path / "o"), "--dask", "local:2",
                  "-j", "2"]) == 2
     assert "-j and --dask are mutually exclusive" in capsys.readouterr().err

@@ -75,6 +75,14 @@ def test_run_suite_sets_workers_on_every_spec(tmp_path):
     assert run.finished == 4
 
 
+def test_more_jobs_than_runs_records_the_runs_that_really_shared_the_machine(tmp_path):
+    """-j 8 on 4 runs starts 4 workers: the records (and the thread budget) say 4, not 8."""
+    run = rnnbench.run_suite(write(tmp_path, SUITE), output_dir=tmp_path / "out", jobs=8,
+                             keyword="numpy")
+    assert {spec.workers for spec in run.runs} == {4}
+    assert {r["execution"]["workers"] for r in records(tmp_path / "out")} == {4}
+
+
 def test_a_killed_worker_is_a_failed_run_and_the_suite_goes_on(tmp_path):
     suite = write(tmp_path, SUITE.replace("name: par", "name: par\nplugins: [killing.py]")
                   .replace("seed: [0, 1]", "seed: [0, 1, 2]")
