@@ -25,7 +25,6 @@ import numpy as np
 from rnnbench import (
     SolvedCriterion,
     Split,
-    Task,
     TaskData,
     Topology,
     accuracy,
@@ -36,12 +35,13 @@ from rnnbench import (
     param,
     positional_cross_entropy,
 )
+from rnnbench.plugins.tasks.generated import GeneratedTask
 
 END = 0
 
 
 @dataclass
-class _SymbolTransduction(Task):
+class _SymbolTransduction(GeneratedTask):
     """Shared machinery: a symbol sequence in, a transformed sequence plus an end symbol out.
 
     Subclasses define :meth:`transform` (the ``(L, N)`` output symbols from the ``(L, N)``
@@ -52,7 +52,6 @@ class _SymbolTransduction(Task):
     readout = "all"
     model = "encoder-decoder"
     free_running = True
-    online = True
 
     length: int = param(5, "input length L (the output has L symbols plus the end symbol)")
     symbols: int = param(8, "number of distinct data symbols")
@@ -90,20 +89,12 @@ class _SymbolTransduction(Task):
             decoder_inputs=one_hot(previous, self.vocabulary),
         )
 
-    def make_data(self, seed: int) -> TaskData:
-        rng = np.random.default_rng(seed)
-        return TaskData(
-            train=self._split(rng, self.train_size),
-            validation=self._split(rng, self.validation_size),
-            test=self._split(rng, self.test_size),
+    def sizes(self) -> dict[str, int]:
+        return dict(
             input_size=self.symbols,
             output_size=self.symbols + 1,
             decoder_input_size=self.vocabulary,
         )
-
-    def sample(self, n: int, rng: np.random.Generator, seed: int) -> Split:
-        """``n`` fresh training sequences (``data: online``), drawn as the splits are."""
-        return self._split(rng, n)
 
     def loss(self, predictions: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
         return cross_entropy(predictions, targets)

@@ -16,7 +16,6 @@ from rnnbench import (
     RunOutcome,
     SolvedCriterion,
     Split,
-    Task,
     TaskData,
     Topology,
     accuracy,
@@ -27,13 +26,14 @@ from rnnbench import (
     param,
     positional_cross_entropy,
 )
+from rnnbench.plugins.tasks.generated import GeneratedTask
 
 #: Class 0 of every symbol task: "no symbol here".
 BLANK = 0
 
 
 @dataclass
-class CopyMemory(Task):
+class CopyMemory(GeneratedTask):
     """The copy-memory problem exactly as Arjovsky, Shah & Bengio (2016), "Unitary evolution
     recurrent neural networks", section 4.1; it probes long-term memory over a span of T steps.
 
@@ -57,7 +57,6 @@ class CopyMemory(Task):
         "recall 10 symbols after T blanks (Arjovsky et al. 2016); memoryless: loss 10ln8/(T+20), "
         "recall_accuracy 1/8"
     )
-    online = True
 
     length: int = param(10, "delay T: blanks plus delimiter between the symbols and their recall")
     symbols: int = param(8, "number of distinct data symbols (the paper: 8)")
@@ -93,19 +92,8 @@ class CopyMemory(Task):
         targets[-recall:] = data
         return Split(one_hot(tokens, self.symbols + 2), targets, targets_axis=1)
 
-    def make_data(self, seed: int) -> TaskData:
-        rng = np.random.default_rng(seed)
-        return TaskData(
-            train=self._split(rng, self.train_size),
-            validation=self._split(rng, self.validation_size),
-            test=self._split(rng, self.test_size),
-            input_size=self.symbols + 2,
-            output_size=self.symbols + 1,
-        )
-
-    def sample(self, n: int, rng: np.random.Generator, seed: int) -> Split:
-        """``n`` fresh training sequences (``data: online``), drawn as the splits are."""
-        return self._split(rng, n)
+    def sizes(self) -> dict[str, int]:
+        return dict(input_size=self.symbols + 2, output_size=self.symbols + 1)
 
     def loss(self, predictions: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
         return cross_entropy(predictions, targets)
@@ -149,7 +137,7 @@ class CopyMemory(Task):
 
 
 @dataclass
-class Echo(Task):
+class Echo(GeneratedTask):
     """A fixed-delay echo: the output at step t is the input symbol at step t - delay. It probes
     a short, exact memory (a delay line) that must be kept up at every step.
 
@@ -167,7 +155,6 @@ class Echo(Task):
     topology = Topology.MANY_TO_MANY
     readout = "all"
     description = "output the input symbol from `delay` steps earlier; blank before that"
-    online = True
 
     delay: int = param(3, "echo delay k: the output at step t is the input at step t - k")
     symbols: int = param(8, "number of distinct symbols")
@@ -194,19 +181,8 @@ class Echo(Task):
         targets[self.delay:] = tokens[: self.length - self.delay]
         return Split(one_hot(tokens - 1, self.symbols), targets, targets_axis=1)
 
-    def make_data(self, seed: int) -> TaskData:
-        rng = np.random.default_rng(seed)
-        return TaskData(
-            train=self._split(rng, self.train_size),
-            validation=self._split(rng, self.validation_size),
-            test=self._split(rng, self.test_size),
-            input_size=self.symbols,
-            output_size=self.symbols + 1,
-        )
-
-    def sample(self, n: int, rng: np.random.Generator, seed: int) -> Split:
-        """``n`` fresh training sequences (``data: online``), drawn as the splits are."""
-        return self._split(rng, n)
+    def sizes(self) -> dict[str, int]:
+        return dict(input_size=self.symbols, output_size=self.symbols + 1)
 
     def loss(self, predictions: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
         return cross_entropy(predictions, targets)

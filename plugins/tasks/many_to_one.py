@@ -22,10 +22,11 @@ from rnnbench import (
     mse,
     param,
 )
+from rnnbench.plugins.tasks.generated import GeneratedTask
 
 
 @dataclass
-class AddingProblem(Task):
+class AddingProblem(GeneratedTask):
     """The adding problem in its modern form (Le et al. 2015; Arjovsky et al. 2016).
 
     Two input channels of length T: values uniform on [0, 1], and a marker channel with exactly
@@ -38,7 +39,6 @@ class AddingProblem(Task):
     topology = Topology.MANY_TO_ONE
     readout = "last"
     description = "sum of the two marked values in a length-T sequence (Le et al. 2015)"
-    online = True
 
     length: int = param(50, "sequence length T (the distance the memory must span)")
     train_size: int = param(2000, "training sequences")
@@ -64,19 +64,8 @@ class AddingProblem(Task):
         targets = (values[first, columns] + values[second, columns])[:, None]
         return Split(inputs, targets)
 
-    def make_data(self, seed: int) -> TaskData:
-        rng = np.random.default_rng(seed)
-        return TaskData(
-            train=self._split(rng, self.train_size),
-            validation=self._split(rng, self.validation_size),
-            test=self._split(rng, self.test_size),
-            input_size=2,
-            output_size=1,
-        )
-
-    def sample(self, n: int, rng: np.random.Generator, seed: int) -> Split:
-        """``n`` fresh training sequences (``data: online``), drawn as the splits are."""
-        return self._split(rng, n)
+    def sizes(self) -> dict[str, int]:
+        return dict(input_size=2, output_size=1)
 
     def loss(self, predictions: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
         return mse(predictions, targets)

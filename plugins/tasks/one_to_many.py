@@ -15,7 +15,6 @@ import numpy as np
 from rnnbench import (
     SolvedCriterion,
     Split,
-    Task,
     TaskData,
     Topology,
     check_sizes,
@@ -23,10 +22,11 @@ from rnnbench import (
     mse,
     param,
 )
+from rnnbench.plugins.tasks.generated import GeneratedTask
 
 
 @dataclass
-class Sine(Task):
+class Sine(GeneratedTask):
     """Generate a sine wave from its frequency and phase.
 
     Each sequence draws a frequency f (cycles per sequence) uniformly from
@@ -51,7 +51,6 @@ class Sine(Task):
     readout = "all"
     free_running = True
     description = "generate sin(2π(f t/T + p)) from f and p given at step 0; free-running eval"
-    online = True
 
     length: int = param(20, "samples T to generate")
     min_frequency: float = param(1.0, "lowest frequency f, in cycles per sequence")
@@ -92,19 +91,8 @@ class Sine(Task):
         inputs[1:, :, 3] = y[:-1]
         return Split(inputs, y[..., None], targets_axis=1)
 
-    def make_data(self, seed: int) -> TaskData:
-        rng = np.random.default_rng(seed)
-        return TaskData(
-            train=self._split(rng, self.train_size),
-            validation=self._split(rng, self.validation_size),
-            test=self._split(rng, self.test_size),
-            input_size=4,
-            output_size=1,
-        )
-
-    def sample(self, n: int, rng: np.random.Generator, seed: int) -> Split:
-        """``n`` fresh training sequences (``data: online``), drawn as the splits are."""
-        return self._split(rng, n)
+    def sizes(self) -> dict[str, int]:
+        return dict(input_size=4, output_size=1)
 
     def feedback(self, predictions: np.ndarray, step: int) -> np.ndarray:
         """``[0, 0, 0, prediction]``: the sample the model just generated."""
