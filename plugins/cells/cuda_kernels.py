@@ -47,6 +47,8 @@ from numba import cuda
 from numba.core import config
 from numba.np.numpy_support import from_dtype
 
+from rnnbench.plugins.cells import numba_cuda_compat  # noqa: F401  (numpy 2.5: before any kernel compiles)
+
 
 @dataclass(frozen=True)
 class Geometry:
