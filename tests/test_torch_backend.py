@@ -238,3 +238,16 @@ def test_the_cuda_backend_says_why_it_cannot_run_here():
         assert "no CUDA GPU" in entry.unavailable_reason()
         with pytest.raises(Exception, match="no CUDA GPU"):
             rnnbench.build_cell("lstm", "torch-cuda", rnnbench.CellConfig(2, 3))
+
+
+@pytest.mark.parametrize(("name", "options"), CELLS, ids=IDS)
+def test_infer_gives_forwards_outputs_without_a_graph(name, options):
+    cell, _, params, x, state, _, _ = _case(name, options, 2, bias=True)
+    on = {k: cell.to_backend(v) for k, v in params.items()}
+    states = tuple(cell.to_backend(s) for s in state)
+    outputs, final = cell.infer(on, cell.to_backend(x), states)
+    result = cell.forward(on, cell.to_backend(x), states)
+    assert not outputs.requires_grad and outputs.grad_fn is None
+    np.testing.assert_allclose(cell.to_host(outputs), cell.to_host(result.outputs), rtol=1e-12)
+    for ours, theirs in zip(final, result.final_state, strict=True):
+        np.testing.assert_allclose(cell.to_host(ours), cell.to_host(theirs), rtol=1e-12)

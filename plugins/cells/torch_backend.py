@@ -8,7 +8,8 @@ beside ours, with the same parameters (PyTorch's names and layout are the protoc
   imports ``torch``, so listings stay fast and work without it.
 - Backend arrays are ``torch.Tensor`` s on the backend's device; the cells also accept host
   numpy arrays of their dtype (copied over), as the numba-cuda cells do.
-- ``forward`` runs the whole layer stack in one call of PyTorch's module
+- ``forward`` (and ``infer``, its cache-free twin for evaluation, under ``no_grad``) runs the
+  whole layer stack in one call of PyTorch's module
   (``torch.func.functional_call`` with the given parameters) and keeps the autograd graph as its
   cache, with ``x``, the initial state and every parameter as leaves that require grad;
   ``backward`` is ``torch.autograd.grad`` over that graph (``retain_graph``: a second
@@ -305,6 +306,17 @@ class TorchCell(StackedCell):
                            leaves, x_leaf, state_leaves)
         return ForwardResult(outputs=outputs.detach(),
                              final_state=tuple(s.detach() for s in final), cache=cache)
+
+    def infer(self, params: Mapping[str, Any], x: Any, initial_state: Any) -> tuple[Any, Any]:
+        """The whole stack over ``x`` ``(T, B, I)`` without a graph: ``(outputs, final_state)``,
+        as :meth:`forward` gives them, keeping nothing for backward (the protocol's optional
+        cache-free forward for evaluation; StackedCell's would run the per-layer hooks, which
+        this cell does not use)."""
+        torch = _torch()
+        params, x, state = self._checked(params, x, initial_state, "x",
+                                         ("T", "B", self.config.input_size))
+        with self.computing(), torch.no_grad():
+            return self._run(params, x, state)
 
     def step(self, params: Mapping[str, Any], x_t: Any, state: Any) -> tuple[Any, Any]:
         """One time step ``x_t`` ``(B, I)``, without a graph (free-running generation)."""
