@@ -226,6 +226,8 @@ def test_the_aliasing_check_sees_tensor_memory():
     assert _shares_memory(base.t(), base[3])
     assert not _shares_memory(base[:2], base[2:])
     assert not _shares_memory(base, torch.zeros(4, 3))
+    host = np.zeros(5)
+    assert _shares_memory(torch.from_numpy(host)[2:], host[3:])  # a tensor over numpy memory
 
 
 def test_the_cuda_backend_says_why_it_cannot_run_here():

@@ -545,7 +545,7 @@ def _memory_span(array: Any) -> tuple[str, int, int] | None:
         try:
             start, itemsize = int(array.data_ptr()), int(array.element_size())
             shape, strides = tuple(array.shape), tuple(array.stride())
-            space = str(array.device)
+            space = "host" if str(array.device) == "cpu" else "cuda"  # as numpy's, numba's
         except (AttributeError, TypeError, RuntimeError):
             return None
         if 0 in shape:
