@@ -528,6 +528,8 @@ def select_backends(registry: Registry, cell: str, wanted: Sequence[str] | None,
     registered = registry.backends_of(cell)
     chosen = []
     for backend in (wanted if wanted is not None else registered):
+        if wanted is None and backend.startswith("torch"):
+            continue  # the torch backends' cells: this script times PyTorch's modules directly
         if device == "cpu" and "cuda" in backend:
             skipped.append({"cell": cell, "implementation": backend, "reason": "not a CPU backend"})
             continue

@@ -83,6 +83,7 @@ from rnnbench.task import (
     positional_cross_entropy,
     positional_distribution,
 )
+from rnnbench.threads import current_thread_budget
 from rnnbench.training import TrainingResult
 
 #: The installed rnnbench's version (its distribution's, from the package metadata).
@@ -162,6 +163,7 @@ __all__ = [
     "build_cell",
     "check_sizes",
     "cross_entropy",
+    "current_thread_budget",
     "encode_nonfinite",
     "evaluate_claims",
     "format_mean_std",

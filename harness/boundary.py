@@ -141,6 +141,23 @@ def _transposed(array: Any, expected: tuple[int, ...]) -> bool:
     return len(expected) == 2 and shape == expected[::-1] and shape != expected
 
 
+def array_dtype(array: Any) -> np.dtype | None:
+    """The numpy dtype of a backend array: its ``dtype`` as numpy reads it, or by name for an
+    array library whose dtypes numpy does not know (``torch.float32`` is float32); ``None`` when
+    it has no dtype numpy can name."""
+    dtype = getattr(array, "dtype", None)
+    if dtype is None:
+        return None
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        pass
+    try:
+        return np.dtype(str(dtype).rpartition(".")[2])
+    except TypeError:
+        return None
+
+
 def _check_array(
     cell: Any, where: CellOrigin | str, what: str, array: Any, expected: tuple[int, ...],
     parameter: str | None = None, hint: str = "",
@@ -150,7 +167,7 @@ def _check_array(
         raise CellContractError(
             where, f"{what} has shape {shape}{hint}, expected {expected}", parameter=parameter)
     dtype = getattr(array, "dtype", None)
-    if dtype is None or np.dtype(dtype) != cell.config.np_dtype:
+    if array_dtype(array) != cell.config.np_dtype:
         raise CellContractError(
             where, f"{what} has dtype {dtype}, expected the cell's dtype {cell.config.dtype}",
             parameter=parameter)

@@ -78,6 +78,17 @@ def load_average() -> list[float] | None:
         return None
 
 
+#: The budgets of the :func:`thread_budget` blocks now open, innermost last.
+_ACTIVE_BUDGETS: list[int] = []
+
+
+def current_thread_budget() -> int | None:
+    """The thread budget of the run in progress (the innermost :func:`thread_budget` block), or
+    ``None`` outside one. For cell backends with their own thread pools that threadpoolctl
+    cannot reach (PyTorch's intra-op pool): they bound their pool to this while they compute."""
+    return _ACTIVE_BUDGETS[-1] if _ACTIVE_BUDGETS else None
+
+
 @contextmanager
 def thread_budget(threads: int) -> Iterator[int | None]:
     """Limit BLAS and OpenMP pools (threadpoolctl) and Numba's parallel threads to ``threads``
@@ -95,12 +106,14 @@ def thread_budget(threads: int) -> Iterator[int | None]:
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     except Exception:  # Numba absent, or its threading layer unusable
         numba_before = None
+    _ACTIVE_BUDGETS.append(threads)
     try:
         with threadpool_limits(limits=threads):
             pools = [pool.get("num_threads") for pool in threadpool_info()]
             counts = [n for n in pools if isinstance(n, int)]
             yield max(counts) if counts else None
     finally:
+        _ACTIVE_BUDGETS.pop()
         if numba_before is not None:
             import numba
 

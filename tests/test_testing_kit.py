@@ -565,8 +565,8 @@ def test_check_cell_command_every_backend(capsys):
         (["check", "cell", "lsmt"], "no cell 'lsmt' is registered; did you mean 'lstm'?"),
         (["check", "cell", "lstm", "--backend", "numpyy"],
          "has no backend 'numpyy'; did you mean 'numpy'? (backends of 'lstm': numba-cpu, "
-         "numba-cuda, numpy)"),
-        (["check", "cell", "lstm", "--reference", "torch"], "has no backend 'torch'"),
+         "numba-cuda, numpy, torch, torch-cuda)"),
+        (["check", "cell", "lstm", "--reference", "jax"], "has no backend 'jax'"),
         (["check", "task", "addng"], "no task 'addng' is registered; did you mean 'adding'?"),
     ],
 )

@@ -37,6 +37,7 @@ import numpy as np
 
 from rnnbench.boundary import (
     CellContractError,
+    array_dtype,
     check_backward_result,
     check_forward_result,
     check_step_result,
@@ -188,7 +189,7 @@ def _check_initial_state(cell: Cell, config: CellConfig) -> None:
 def _check_conversions(cell: Cell, config: CellConfig) -> None:
     host = np.arange(12.0)[::2].reshape(2, 3)  # float64 and not contiguous
     array = cell.to_backend(host)
-    if np.dtype(getattr(array, "dtype", None)) != config.np_dtype:
+    if array_dtype(array) != config.np_dtype:
         raise Failed(f"to_backend(float64 array) gave dtype {getattr(array, 'dtype', None)}, "
                      f"expected the cell's {config.dtype}")
     back = cell.to_host(array)
@@ -538,7 +539,19 @@ def _shares_memory(a: Any, b: Any) -> bool:
 
 def _memory_span(array: Any) -> tuple[str, int, int] | None:
     """(address space, first byte, one past the last byte) of an array exposing the CUDA or
-    numpy array interface; ``None`` when it exposes neither (then aliasing cannot be checked)."""
+    numpy array interface, or a tensor's ``data_ptr`` (PyTorch's CPU tensors have neither
+    interface); ``None`` when it exposes none of them (then aliasing cannot be checked)."""
+    if not hasattr(array, "__array_interface__") and callable(getattr(array, "data_ptr", None)):
+        try:
+            start, itemsize = int(array.data_ptr()), int(array.element_size())
+            shape, strides = tuple(array.shape), tuple(array.stride())
+            space = "host" if str(array.device) == "cpu" else "cuda"  # as numpy's, numba's
+        except (AttributeError, TypeError, RuntimeError):
+            return None
+        if 0 in shape:
+            return None
+        high = start + sum((n - 1) * s * itemsize for n, s in zip(shape, strides, strict=True))
+        return space, start, high + itemsize
     for space, attribute in (("cuda", "__cuda_array_interface__"),
                              ("host", "__array_interface__")):
         try:
