@@ -35,6 +35,7 @@ from rnnbench.cell import (
     parameter_count,
 )
 from rnnbench.claims import CLAIM_COLUMNS, Claim, ClaimResult, evaluate_claims
+from rnnbench.device_ops import ArrayOps
 from rnnbench.errors import PluginError, RnnbenchError, SuiteError
 from rnnbench.hookspecs import (
     CellRegistrar,
@@ -83,7 +84,7 @@ from rnnbench.task import (
     positional_cross_entropy,
     positional_distribution,
 )
-from rnnbench.training import TrainingResult
+from rnnbench.training import SGD, Adam, RMSprop, TrainingResult
 
 #: The installed rnnbench's version (its distribution's, from the package metadata).
 try:
@@ -108,7 +109,10 @@ __all__ = [
     "CLAIM_COLUMNS",
     "CONTRACT_VERSION",
     "GATES",
+    "SGD",
+    "Adam",
     "Array",
+    "ArrayOps",
     "BackwardResult",
     "Cell",
     "CellConfig",
@@ -131,6 +135,7 @@ __all__ = [
     "PluginError",
     "PluginHost",
     "PluginLoadError",
+    "RMSprop",
     "Readout",
     "ReporterRegistrar",
     "ResultTable",

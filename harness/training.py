@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rnnbench.device_ops import HOST_OPS, ArrayOps
 from rnnbench.hookspecs import EvaluationLogs
 from rnnbench.model import Evaluation, Model
 from rnnbench.records import SCHEDULES, TrainingConfig
@@ -172,16 +173,16 @@ def global_norm(grads: Params) -> float:
     return math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values()))
 
 
-def clip_by_global_norm(grads: Params, max_norm: float, norm: float | None = None) -> float:
+def clip_by_global_norm(grads: Params, max_norm: float, norm: float | None = None,
+                        ops: ArrayOps = HOST_OPS) -> float:
     """Scale all gradients in place so their global norm is at most ``max_norm``.
 
     Returns the norm *before* clipping (what a researcher wants to see for explosions).
+    ``ops``: where the gradients live (:mod:`rnnbench.device_ops`).
     """
-    norm = global_norm(grads) if norm is None else norm
+    norm = ops.global_norm(grads) if norm is None else norm
     if norm > max_norm:
-        scale = max_norm / (norm + 1e-12)
-        for name in grads:
-            grads[name] *= grads[name].dtype.type(scale)
+        ops.scale(grads, max_norm / (norm + 1e-12))
     return norm
 
 
@@ -210,6 +211,10 @@ class TrainingResult:
     #: Wall-clock seconds of each timed optimizer step (``train_seconds`` is their sum); the
     #: ``step_ms`` metric is their median, ``step_ms_spread`` their interquartile range.
     step_seconds: list[float] = field(default_factory=list)
+    #: Where the readout, loss, clipping and optimizer ran: ``"host"``, a device's ops name
+    #: (parameters and optimizer state resident there), or ``"host (fallback: why)"``
+    #: (:func:`rnnbench.device_ops.choose_training_ops`).
+    placement: str = "host"
 
 
 def resolve_schedule(config: TrainingConfig, n_train: int) -> tuple[int, int]:
@@ -276,6 +281,37 @@ def _train(
         raise ValueError("data 'online' needs a source of fresh batches (the task's sample())")
     optimizer = make_optimizer(config)
     result = TrainingResult(params=params, steps_done=0, total_steps=total, train_seconds=0.0)
+    # Where the step's arithmetic runs. With a device's ops the parameters (``state``) and the
+    # optimizer's state stay there; ``params`` (host) is refreshed only for evaluations and at
+    # the end. With the host's, ``state`` is ``params`` itself.
+    choose = getattr(model, "training_ops", None)
+    ops, result.placement = choose() if callable(choose) else (HOST_OPS, "host")
+    state = ops.params_to_backend(params)
+    _loop(model, data, params, state, ops, optimizer, result, config, total, eval_every, rng,
+          on_evaluation, on_step, batches, online)
+    ops.params_to_host(state, params)  # the trained parameters, for the test and the metrics
+    return result
+
+
+def _loop(
+    model: Model,
+    data: TaskData,
+    params: Params,
+    state: Params,
+    ops: ArrayOps,
+    optimizer: Optimizer,
+    result: TrainingResult,
+    config: TrainingConfig,
+    total: int,
+    eval_every: int,
+    rng: np.random.Generator,
+    on_evaluation: Callable[[int, EvaluationLogs], bool] | None,
+    on_step: Callable[[int, int], None] | None,
+    batches: Callable[[int], Split] | None,
+    online: bool,
+) -> None:
+    """The steps of :func:`_train`; ``state`` holds the parameters as ``ops``'s training
+    arrays (``params`` itself on the host), ``params`` the host copy evaluations read."""
     order = np.empty(0, dtype=np.intp)
 
     def next_batch() -> Split:
@@ -293,9 +329,10 @@ def _train(
     # gradient norm are step 0's. It updates nothing, and drawing the first batch before it
     # rather than at step 1 keeps the random numbers (and so the run's numbers) as they were.
     batch = next_batch()
-    first_loss, first_grads = model.loss_and_grads(params, batch)
+    first_loss, first_grads = model.loss_and_grads(state, ops.batch_to_backend(batch), ops)
+    first_norm = ops.global_norm(first_grads)
     evaluation = model.evaluate(params, data.validation)
-    logs = _logs(0, 0.0, float(first_loss), global_norm(first_grads), evaluation,
+    logs = _logs(0, 0.0, float(first_loss), first_norm, evaluation,
                  learning_rate(config, 1, total))
     del first_grads
     result.curve.append(logs)
@@ -303,7 +340,7 @@ def _train(
     if not _finite(evaluation.loss):
         result.diverged = True
         result.divergence = f"non-finite validation loss {initial}"
-        return result
+        return
     if config.target_loss is not None and evaluation.loss <= config.target_loss:
         result.reached_target_at = (0, 0.0)
     if on_evaluation is not None:
@@ -312,7 +349,7 @@ def _train(
         if not _finite(value):
             result.diverged = True
             result.divergence = f"non-finite {what} {initial}"
-            return result
+            return
 
     losses: list[float] = []
     norms: list[float] = []
@@ -323,8 +360,8 @@ def _train(
         optimizer.lr = lr
 
         started = time.perf_counter()
-        loss, grads = model.loss_and_grads(params, batch)
-        norm = global_norm(grads)
+        loss, grads = model.loss_and_grads(state, ops.batch_to_backend(batch), ops)
+        norm = ops.global_norm(grads)
         if not (_finite(loss) and _finite(norm)):
             elapsed = time.perf_counter() - started
             result.train_seconds += elapsed
@@ -334,8 +371,8 @@ def _train(
             result.divergence = f"non-finite {what} at step {step}"
             break
         if config.clip is not None:
-            clip_by_global_norm(grads, config.clip, norm)
-        optimizer.update(params, grads)
+            clip_by_global_norm(grads, config.clip, norm, ops)
+        ops.optimizer_update(optimizer, state, grads)
         elapsed = time.perf_counter() - started
         result.train_seconds += elapsed
         result.step_seconds.append(elapsed)
@@ -349,6 +386,7 @@ def _train(
             on_step(step, total)
 
         if step % eval_every == 0 or step == total:
+            ops.params_to_host(state, params)
             evaluation = model.evaluate(params, data.validation)
             logs = _logs(step, result.train_seconds, float(np.mean(losses)),
                          float(np.mean(norms)), evaluation, lr)
@@ -366,7 +404,6 @@ def _train(
             if (reached or asked) and step < total:
                 result.stopped_early = True
                 break
-    return result
 
 
 def _logs(step: int, seconds: float, train_loss: float, grad_norm: float,
