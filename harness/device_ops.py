@@ -21,7 +21,7 @@ path, and :func:`choose_training_ops` says so in its placement, which the run's 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,8 +59,15 @@ class ArrayOps:
         evaluation and at the end of training. Host: nothing to do."""
 
     def batch_to_backend(self, batch: Split) -> Split:
-        """One training batch as training arrays. Host: the batch itself."""
+        """One training batch (host arrays, e.g. an online batch) as training arrays; one that
+        already is, unchanged. Host: the batch itself."""
         return batch
+
+    def batch_source(self, split: Split) -> Callable[[np.ndarray], Split]:
+        """``take(index)``: the sequences of ``split`` at ``index`` as a batch of training
+        arrays. Host: :meth:`Split.batch`; a device implementation copies ``split`` over once
+        here and gathers each batch there."""
+        return split.batch
 
     def from_cell(self, cell: Cell, array: Any) -> Any:
         """A cell result (outputs, gradients, state) as a training array: a copy to the host

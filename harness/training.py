@@ -313,6 +313,7 @@ def _loop(
     """The steps of :func:`_train`; ``state`` holds the parameters as ``ops``'s training
     arrays (``params`` itself on the host), ``params`` the host copy evaluations read."""
     order = np.empty(0, dtype=np.intp)
+    take = None if online else ops.batch_source(data.train)  # a device's: split copied once
 
     def next_batch() -> Split:
         nonlocal order
@@ -322,7 +323,8 @@ def _loop(
         if order.size < config.batch_size:
             order = np.concatenate([order, rng.permutation(len(data.train))])
         index, order = order[: config.batch_size], order[config.batch_size :]
-        return data.train.batch(index)
+        assert take is not None
+        return take(index)
 
     # One untimed forward+backward on the first batch, so one-off costs (JIT compilation or
     # loading its cache, first-touch allocation) stay out of train_seconds; its loss and

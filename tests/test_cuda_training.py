@@ -71,7 +71,8 @@ def tiny(task_name: str):
 
 
 def train_tiny(backend: str, task, kind: str, config: TrainingConfig,
-               ops: ArrayOps | None = None, layers: int = 1, dtype: str = "float32"):
+               ops: ArrayOps | None = None, layers: int = 1, dtype: str = "float32",
+               batches=None):
     data = task.make_data(0)
     model = build_model(task, data, HOST.registry.cells[(kind, backend)].factory, 5,
                         num_layers=layers, dtype=dtype)
@@ -79,7 +80,7 @@ def train_tiny(backend: str, task, kind: str, config: TrainingConfig,
         model.training_ops = lambda: (ops, "forced")
     rng = np.random.default_rng(1)
     params = model.init_params(rng)
-    return train(model, data, params, config, rng), model
+    return train(model, data, params, config, rng, batches=batches), model
 
 
 # --- everywhere ------------------------------------------------------------------------------
@@ -221,13 +222,14 @@ class CopyCounter:
         return calls
 
 
-def copies_per_step(monkeypatch, ops_for_host: bool) -> tuple[list, int, int]:
+def copies_per_step(monkeypatch, ops_for_host: bool, data: str = "fixed"
+                    ) -> tuple[list, int, int]:
     """The copies of steps 2 and 3 of a run (between evaluations: ``eval_every`` is far), by
     wrapping ``train_tiny``'s step; returns them with the parameter count and tensor count."""
     counter = CopyCounter(monkeypatch)
     task = tiny("adding")
     config = TrainingConfig(optimizer="adam", lr=0.01, batch_size=4, steps=4, clip=0.5,
-                            eval_every=4)
+                            eval_every=4, data=data)
     per_step: list[list[tuple[str, int]]] = []
     from rnnbench import training
 
@@ -239,23 +241,38 @@ def copies_per_step(monkeypatch, ops_for_host: bool) -> tuple[list, int, int]:
         return real(config_, step, total)
 
     monkeypatch.setattr(training, "learning_rate", marking)
+    batches = None
+    if data == "online":
+        from rnnbench.runner import online_batches
+
+        batches = online_batches(task, task.make_data(0), 0, 1)
     result, _ = train_tiny("numba-cuda", task, "lstm", config,
-                           ops=HOST_OPS if ops_for_host else None)
+                           ops=HOST_OPS if ops_for_host else None, batches=batches)
     n_params = sum(v.size for v in result.params.values())
     return per_step[1:3], n_params, len(result.params)  # the copies of steps 2 and 3
 
 
 @needs_cuda
-def test_a_resident_step_copies_the_batch_over_and_two_scalars_back(monkeypatch):
+def test_a_resident_step_copies_the_batch_index_over_and_two_scalars_back(monkeypatch):
     steps, n_params, tensors = copies_per_step(monkeypatch, ops_for_host=False)
     for calls in steps:
         to_device = [n for way, n in calls if way == "to_device"]
         to_host = [n for way, n in calls if way == "to_host"]
-        # The batch: inputs (T=4, B=4, I=2) and targets (B=4, 1); no parameter goes over.
-        assert to_device == [4 * 4 * 2, 4], calls
+        # The batch's 4 indices (the split went over once); no parameter goes over.
+        assert to_device == [4], calls
         # The loss, and one squared norm per parameter tensor.
         assert to_host == [1, tensors], calls
         assert sum(to_host) < n_params / 10
+
+
+@needs_cuda
+def test_online_batches_go_over_whole_each_step(monkeypatch):
+    """data: online draws new sequences on the host every step: they go over, inputs
+    (T=4, B=4, I=2) and targets (B=4, 1); still no parameter."""
+    steps, _, tensors = copies_per_step(monkeypatch, ops_for_host=False, data="online")
+    for calls in steps:
+        assert [n for way, n in calls if way == "to_device"] == [4 * 4 * 2, 4], calls
+        assert [n for way, n in calls if way == "to_host"] == [1, tensors], calls
 
 
 @needs_cuda
@@ -323,3 +340,34 @@ def test_the_runs_record_says_where_training_ran():
     assert device_record.execution["training"].startswith("device (numba-cuda")
     assert device_record.metrics["test_loss"] == pytest.approx(
         host_record.metrics["test_loss"], rel=1e-5)
+
+
+@needs_cuda
+def test_device_batches_are_the_host_batches():
+    """batch_source gathers on the device what Split.batch takes on the host: sequences on
+    axis 1 (inputs, labels (T, N), decoder inputs) and on axis 0 (targets (N, O))."""
+    from rnnbench import Split
+    from rnnbench.cell import CellConfig
+    from rnnbench.plugins.cells.numba_cuda import CudaRNNCell
+
+    ops = CudaRNNCell(CellConfig(2, 3, dtype="float32")).training_ops()
+    rng = np.random.default_rng(2)
+    index = np.array([4, 0, 4, 2])
+    splits = [
+        Split(rng.normal(size=(3, 5, 2)), rng.integers(0, 9, size=(3, 5)), 1,
+              rng.normal(size=(2, 5, 3))),
+        Split(rng.normal(size=(3, 5, 2)), rng.normal(size=(5, 1)), 0),
+    ]
+    for split in splits:
+        expected = ops.batch_to_backend(split.batch(index))
+        found = ops.batch_source(split)(index)
+        for name in ("inputs", "targets", "decoder_inputs"):
+            want, got = getattr(expected, name), getattr(found, name)
+            if want is None:
+                assert got is None
+                continue
+            assert got.dtype == want.dtype, name
+            np.testing.assert_array_equal(got.copy_to_host(), want.copy_to_host(), err_msg=name)
+        assert found.targets_axis == split.targets_axis
+    with pytest.raises(IndexError, match="out of range"):
+        ops.batch_source(splits[1])(np.array([5]))

@@ -2,8 +2,10 @@
 the gradient norm and clipping, and the SGD, Adam and RMSprop updates as CUDA kernels, behind
 :class:`rnnbench.device_ops.ArrayOps` (``CudaCell.training_ops()`` returns one).
 
-Per training step the host sends the batch (inputs and targets, one copy each; decoder inputs
-too for an encoder-decoder) and receives two small arrays: the loss (one float64) and the
+The training split goes over once; per training step the host sends the batch's ``B``
+indices (a gather kernel picks the sequences there; ``data: online`` batches are new each step,
+so they go over whole: inputs and targets, and decoder inputs for an encoder-decoder) and
+receives two small arrays: the loss (one float64) and the
 squared norm of each gradient (one float64 per parameter tensor). Parameters and optimizer
 state never cross; the parameters come back only when the training loop asks
 (:meth:`CudaArrayOps.params_to_host`: evaluations and the end).
@@ -52,6 +54,20 @@ def training_kernels(dtype_name: str, reduce_threads: int) -> SimpleNamespace:
         start, stride = cuda.grid(1), cuda.gridsize(1)
         for i in range(start, out.shape[0], stride):
             out[i] = a[i] - dt(b[i])
+
+    @cuda.jit
+    def gather(src, index, out):
+        """``out[o, b, k] = src[o, index[b], k]``: a batch's sequences out of a split laid out
+        ``(outer, N, inner)``; an index outside ``[0, N)`` is skipped (the caller checks)."""
+        start, stride = cuda.grid(1), cuda.gridsize(1)
+        outer, count, inner = out.shape[0], out.shape[1], out.shape[2]
+        n = src.shape[1]
+        for flat in range(start, outer * count * inner, stride):
+            o, rest = flat // (count * inner), flat % (count * inner)
+            b, k = rest // inner, rest % inner
+            j = index[b]
+            if j >= 0 and j < n:
+                out[o, b, k] = src[o, j, k]
 
     @cuda.jit
     def scale(a, factor):
@@ -174,8 +190,9 @@ def training_kernels(dtype_name: str, reduce_threads: int) -> SimpleNamespace:
             p[i] -= lr_ * direction
 
     return SimpleNamespace(
-        subtract=subtract, scale=scale, sum_squares=sum_squares, sum_values=sum_values,
-        cross_entropy_rows=cross_entropy_rows, sgd=sgd, adam=adam, rmsprop=rmsprop,
+        subtract=subtract, gather=gather, scale=scale, sum_squares=sum_squares,
+        sum_values=sum_values, cross_entropy_rows=cross_entropy_rows, sgd=sgd, adam=adam,
+        rmsprop=rmsprop,
     )
 
 
@@ -218,8 +235,10 @@ class CudaArrayOps(ArrayOps):
 
     def batch_to_backend(self, batch: Split) -> Split:
         """Inputs (and decoder inputs) in the cells' dtype; float targets in the cells' dtype,
-        class labels as int64. One copy per array, every step (the loop gathers batches on the
-        host)."""
+        class labels as int64: one copy per array (online batches, every step; a fixed
+        training split, once: :meth:`batch_source`). A batch already on the device is kept."""
+        if not isinstance(batch.inputs, np.ndarray):
+            return batch
         targets = np.asarray(batch.targets)
         if np.issubdtype(targets.dtype, np.integer):
             targets = targets.astype(np.int64, copy=False)
@@ -232,6 +251,36 @@ class CudaArrayOps(ArrayOps):
             None if batch.decoder_inputs is None
             else self._to_device(np.asarray(batch.decoder_inputs, dtype=self.dtype)),
         )
+
+    def batch_source(self, split: Split) -> Any:
+        """The split goes over once; each batch then costs one copy of its ``B`` indices and
+        a gather kernel per array."""
+        on_device, count = self.batch_to_backend(split), len(split)
+
+        def take(index: np.ndarray) -> Split:
+            index = np.asarray(index, dtype=np.int64)
+            if index.size and (index.min() < 0 or index.max() >= count):
+                raise IndexError(f"batch index out of range for a split of {count} sequences")
+            on_index = self._to_device(index)
+            return Split(
+                self._gather(on_device.inputs, 1, on_index),
+                self._gather(on_device.targets, split.targets_axis, on_index),
+                split.targets_axis,
+                None if on_device.decoder_inputs is None
+                else self._gather(on_device.decoder_inputs, 1, on_index),
+            )
+
+        return take
+
+    def _gather(self, array: Any, axis: int, index: Any) -> Any:
+        """``np.take(array, index, axis)`` on the device."""
+        shape = tuple(array.shape)
+        outer, inner = int(np.prod(shape[:axis])), int(np.prod(shape[axis + 1:]))
+        batch = int(index.shape[0])
+        out = self.cuda.device_array((outer, batch, inner), array.dtype)
+        self._launch(self.k.gather, outer * batch * inner,
+                     array.reshape(outer, shape[axis], inner), index, out)
+        return out.reshape(*shape[:axis], batch, *shape[axis + 1:])
 
     def from_cell(self, cell: Any, array: Any) -> Any:
         return array  # stays on the device
