@@ -99,7 +99,8 @@ except metadata.PackageNotFoundError:  # imported from a source tree that was ne
 #: Version 2 (rnnbench 0.3) adds, and changes nothing of version 1: cell ``options=`` and
 #: ``CellSupport.forget_gate``; ``Task.online``/``sample``, ``scores``, ``gradient_positions`` and
 #: ``solved_criterion``; ``SolvedCriterion``; ``ResultTable.claims``; the ``lr`` evaluation log
-#: and the step-0 evaluation.
+#: and the step-0 evaluation; ``Task.standard_loss`` and a cell's optional ``training_ops()``
+#: returning an :class:`ArrayOps` (training resident on a device).
 CONTRACT_VERSION = 2
 
 #: Marks a function as a hook implementation: ``@hookimpl def rnnbench_register_cells(...)``.

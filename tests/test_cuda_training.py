@@ -31,6 +31,9 @@ REASON = numba_cuda.unavailable_reason()
 needs_cuda = pytest.mark.skipif(
     REASON is not None, reason=f"numba-cuda cells cannot run here: {REASON}"
 )
+#: float32 agreement with the host path: the simulator computes each step in numpy, a GPU with
+#: its own float32 exp/tanh (a few ulps apart, compounded over three steps).
+TOLERANCE = 2e-5 if REASON is None and numba_cuda.on_simulator() else 1e-4
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -174,12 +177,12 @@ def test_resident_training_matches_the_host_path(task_name, kind, config, layers
     assert device.steps_done == host.steps_done == config.steps
     for key in ("train_loss", "val_loss", "grad_norm"):
         np.testing.assert_allclose([c[key] for c in device.curve], [c[key] for c in host.curve],
-                                   rtol=2e-5, err_msg=key)
-    np.testing.assert_allclose(device.grad_norms, host.grad_norms, rtol=2e-5)
+                                   rtol=TOLERANCE, err_msg=key)
+    np.testing.assert_allclose(device.grad_norms, host.grad_norms, rtol=TOLERANCE)
     assert device.params.keys() == host.params.keys()
     for name, value in host.params.items():
         assert isinstance(device.params[name], np.ndarray)  # copied back at the end
-        np.testing.assert_allclose(device.params[name], value, atol=2e-5, err_msg=name)
+        np.testing.assert_allclose(device.params[name], value, atol=TOLERANCE, err_msg=name)
 
 
 @needs_cuda
@@ -339,7 +342,7 @@ def test_the_runs_record_says_where_training_ran():
     assert "training" not in host_record.execution  # CPU records as they always were
     assert device_record.execution["training"].startswith("device (numba-cuda")
     assert device_record.metrics["test_loss"] == pytest.approx(
-        host_record.metrics["test_loss"], rel=1e-5)
+        host_record.metrics["test_loss"], rel=TOLERANCE)
 
 
 @needs_cuda

@@ -85,7 +85,7 @@ def training_kernels(dtype_name: str, reduce_threads: int) -> SimpleNamespace:
         tid = cuda.threadIdx.x
         acc = 0.0
         for i in range(tid, a.shape[0], cuda.blockDim.x):
-            value = np.float64(a[i])
+            value = f64(a[i])
             acc += value * value
         if tid < threads:
             partial[tid] = acc
@@ -117,7 +117,7 @@ def training_kernels(dtype_name: str, reduce_threads: int) -> SimpleNamespace:
             if label < 0 or label >= classes:
                 row_loss[r] = math.nan
             else:
-                row_loss[r] = -np.float64((logits[r, label] - top) - log_norm)
+                row_loss[r] = -f64((logits[r, label] - top) - log_norm)
             for c in range(classes):
                 g = math.exp((logits[r, c] - top) - log_norm)
                 if c == label:
@@ -131,7 +131,7 @@ def training_kernels(dtype_name: str, reduce_threads: int) -> SimpleNamespace:
         tid = cuda.threadIdx.x
         acc = 0.0
         for i in range(tid, a.shape[0], cuda.blockDim.x):
-            acc += np.float64(a[i])
+            acc += f64(a[i])
         if tid < threads:
             partial[tid] = acc
         cuda.syncthreads()
