@@ -140,6 +140,25 @@ def test_built_in_tasks_declare_the_loss_they_compute():
         np.testing.assert_array_equal(found[1], expected[1], err_msg=task_class.name)
 
 
+@dataclass
+class MislabelledAdding(HuberAdding):
+    """Declares mse, computes Huber: the kit must catch it."""
+
+    name = "mislabelled_adding"
+    standard_loss = "mse"
+
+
+def test_the_task_kit_holds_a_declared_standard_loss_to_its_word():
+    from rnnbench.testing import check_task
+
+    params = dict(length=3, train_size=4, validation_size=2, test_size=40)
+    check_task(AddingProblem, params=params, checks=["loss"]).raise_on_failure()
+    check_task(HuberAdding, params=params, checks=["loss"]).raise_on_failure()  # declares none
+    report = check_task(MislabelledAdding, params=params, checks=["loss"])
+    with pytest.raises(AssertionError, match="standard_loss is 'mse' but loss"):
+        report.raise_on_failure()
+
+
 def test_host_training_records_host_placement():
     config = TrainingConfig(optimizer="adam", lr=0.01, batch_size=4, steps=2)
     result, _ = train_tiny("numpy", tiny("adding"), "rnn", config)
