@@ -287,31 +287,6 @@ def _train(
     choose = getattr(model, "training_ops", None)
     ops, result.placement = choose() if callable(choose) else (HOST_OPS, "host")
     state = ops.params_to_backend(params)
-    _loop(model, data, params, state, ops, optimizer, result, config, total, eval_every, rng,
-          on_evaluation, on_step, batches, online)
-    ops.params_to_host(state, params)  # the trained parameters, for the test and the metrics
-    return result
-
-
-def _loop(
-    model: Model,
-    data: TaskData,
-    params: Params,
-    state: Params,
-    ops: ArrayOps,
-    optimizer: Optimizer,
-    result: TrainingResult,
-    config: TrainingConfig,
-    total: int,
-    eval_every: int,
-    rng: np.random.Generator,
-    on_evaluation: Callable[[int, EvaluationLogs], bool] | None,
-    on_step: Callable[[int, int], None] | None,
-    batches: Callable[[int], Split] | None,
-    online: bool,
-) -> None:
-    """The steps of :func:`_train`; ``state`` holds the parameters as ``ops``'s training
-    arrays (``params`` itself on the host), ``params`` the host copy evaluations read."""
     order = np.empty(0, dtype=np.intp)
     take = None if online else ops.batch_source(data.train)  # a device's: split copied once
 
@@ -342,7 +317,7 @@ def _loop(
     if not _finite(evaluation.loss):
         result.diverged = True
         result.divergence = f"non-finite validation loss {initial}"
-        return
+        return result  # nothing updated: ``params`` is still ``state``
     if config.target_loss is not None and evaluation.loss <= config.target_loss:
         result.reached_target_at = (0, 0.0)
     if on_evaluation is not None:
@@ -351,7 +326,7 @@ def _loop(
         if not _finite(value):
             result.diverged = True
             result.divergence = f"non-finite {what} {initial}"
-            return
+            return result
 
     losses: list[float] = []
     norms: list[float] = []
@@ -406,6 +381,8 @@ def _loop(
             if (reached or asked) and step < total:
                 result.stopped_early = True
                 break
+    ops.params_to_host(state, params)  # the trained parameters, for the test and the metrics
+    return result
 
 
 def _logs(step: int, seconds: float, train_loss: float, grad_norm: float,
