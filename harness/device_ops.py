@@ -8,9 +8,11 @@ optimizers' ``update``), so runs on CPU backends give the same numbers bit for b
 
 A backend whose arrays live on a device may offer its own implementation (a cell's optional
 ``training_ops()`` method, returning a subclass): then parameters, optimizer state, readout,
-loss and clipping stay on the device, and the host sees per training step the batch going over
-and two scalars coming back (the loss and the gradient norm). Parameters come back only when an
-evaluation, a metric or the end of training needs them (:meth:`ArrayOps.params_to_host`).
+loss and clipping stay on the device. Per training step the host then sends what picks the batch
+(:meth:`ArrayOps.batch_source`: the batch's indices into a split copied over once; a fresh
+online batch whole) and gets back two small arrays (the loss; the squared norm of each gradient
+tensor). Parameters come back only when an evaluation, a metric or the end of training needs
+them (:meth:`ArrayOps.params_to_host`).
 
 A device implementation can compute only the *standard* losses (a task declaring
 ``standard_loss = "mse"`` or ``"cross_entropy"``, whose :meth:`~rnnbench.Task.loss` is exactly

@@ -393,3 +393,18 @@ def test_device_batches_are_the_host_batches():
         assert found.targets_axis == split.targets_axis
     with pytest.raises(IndexError, match="out of range"):
         ops.batch_source(splits[1])(np.array([5]))
+
+
+@needs_cuda
+@pytest.mark.parametrize("task_name", ["adding", "copy_memory"])
+def test_float64_resident_training_matches_the_host_path_to_rounding(task_name):
+    """In float64 the device's readout, loss, clipping and Adam agree with the host's to
+    rounding: the same operations in the same order, not merely the same maths."""
+    config = TrainingConfig(optimizer="adam", lr=0.05, batch_size=4, steps=3, clip=0.5)
+    host, _ = train_tiny("numpy", tiny(task_name), "lstm", config, dtype="float64")
+    device, _ = train_tiny("numba-cuda", tiny(task_name), "lstm", config, dtype="float64")
+    np.testing.assert_allclose([c["train_loss"] for c in device.curve],
+                               [c["train_loss"] for c in host.curve], rtol=1e-10)
+    for name, value in host.params.items():
+        np.testing.assert_allclose(device.params[name], value, rtol=1e-10, atol=1e-12,
+                                   err_msg=name)
