@@ -35,6 +35,7 @@ from rnnbench.cell import (
     parameter_count,
 )
 from rnnbench.claims import CLAIM_COLUMNS, Claim, ClaimResult, evaluate_claims
+from rnnbench.device_ops import ArrayOps
 from rnnbench.errors import PluginError, RnnbenchError, SuiteError
 from rnnbench.hookspecs import (
     CellRegistrar,
@@ -84,7 +85,7 @@ from rnnbench.task import (
     positional_distribution,
 )
 from rnnbench.threads import current_thread_budget
-from rnnbench.training import TrainingResult
+from rnnbench.training import SGD, Adam, RMSprop, TrainingResult
 
 #: The installed rnnbench's version (its distribution's, from the package metadata).
 try:
@@ -99,7 +100,8 @@ except metadata.PackageNotFoundError:  # imported from a source tree that was ne
 #: Version 2 (rnnbench 0.3) adds, and changes nothing of version 1: cell ``options=`` and
 #: ``CellSupport.forget_gate``; ``Task.online``/``sample``, ``scores``, ``gradient_positions`` and
 #: ``solved_criterion``; ``SolvedCriterion``; ``ResultTable.claims``; the ``lr`` evaluation log
-#: and the step-0 evaluation.
+#: and the step-0 evaluation; ``Task.standard_loss`` and a cell's optional ``training_ops()``
+#: returning an :class:`ArrayOps` (training resident on a device).
 CONTRACT_VERSION = 2
 
 #: Marks a function as a hook implementation: ``@hookimpl def rnnbench_register_cells(...)``.
@@ -109,7 +111,10 @@ __all__ = [
     "CLAIM_COLUMNS",
     "CONTRACT_VERSION",
     "GATES",
+    "SGD",
+    "Adam",
     "Array",
+    "ArrayOps",
     "BackwardResult",
     "Cell",
     "CellConfig",
@@ -132,6 +137,7 @@ __all__ = [
     "PluginError",
     "PluginHost",
     "PluginLoadError",
+    "RMSprop",
     "Readout",
     "ReporterRegistrar",
     "ResultTable",

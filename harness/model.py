@@ -28,6 +28,7 @@ from rnnbench.boundary import (
     check_step_result,
 )
 from rnnbench.cell import Cell, CellConfig
+from rnnbench.device_ops import HOST_OPS, ArrayOps, choose_training_ops
 from rnnbench.task import Split, Task, TaskData
 
 READOUT_WEIGHT = "readout.weight"
@@ -51,7 +52,11 @@ class Evaluation:
 
 
 class Readout:
-    """The linear map from hidden states to the task's outputs, on the host."""
+    """The linear map from hidden states to the task's outputs, on the host (a device's
+    :class:`~rnnbench.ArrayOps` computes the same on the device while training)."""
+
+    #: The names of its parameters in a model's flat parameter dict.
+    WEIGHT, BIAS = READOUT_WEIGHT, READOUT_BIAS
 
     def __init__(self, hidden_size: int, output_size: int, dtype: np.dtype) -> None:
         self.hidden_size, self.output_size, self.dtype = hidden_size, output_size, dtype
@@ -114,25 +119,33 @@ class CellRunner:
             return self.cell.initial_state(batch)
         return tuple(self.cell.to_backend(s) for s in state)
 
-    def forward(self, cell_params: dict, inputs: np.ndarray, state=None):
-        """Forward over ``inputs`` (host); returns the result and the outputs on the host."""
-        x = self.cell.to_backend(inputs.astype(self.dtype, copy=False))
+    def forward(self, cell_params: dict, inputs: np.ndarray, state=None,
+                ops: ArrayOps = HOST_OPS):
+        """Forward over ``inputs`` (host, or a training array of ``ops``); returns the result
+        and the outputs as ``ops`` keeps them (on the host by default)."""
+        if isinstance(inputs, np.ndarray):
+            inputs = inputs.astype(self.dtype, copy=False)
+        x = self.cell.to_backend(inputs)
         initial_state = self.to_backend_state(state, inputs.shape[1])
         result = self.cell.forward(cell_params, x, initial_state)
         if "forward" in self._unchecked:
             check_forward_result(self.cell, result, x, initial_state, self.origin)
             self._unchecked.discard("forward")
-        return result, self.cell.to_host(result.outputs)
+        return result, ops.from_cell(self.cell, result.outputs)
 
     def host_state(self, state) -> tuple[np.ndarray, ...]:
         return tuple(self.cell.to_host(s) for s in state)
 
     def backward(self, cell_params: dict, result, d_outputs: np.ndarray, grads: Params,
-                 d_final_state: tuple[np.ndarray, ...] | None = None) -> tuple[np.ndarray, ...]:
+                 d_final_state: tuple[np.ndarray, ...] | None = None,
+                 ops: ArrayOps = HOST_OPS) -> tuple[np.ndarray, ...]:
         """Adds the cell's parameter gradients to ``grads``; returns dLoss/d initial state
-        (host)."""
+        (host, or as ``ops`` keeps training arrays)."""
         d_final = None if d_final_state is None else tuple(
-            self.cell.to_backend(d.astype(self.dtype, copy=False)) for d in d_final_state
+            self.cell.to_backend(
+                d.astype(self.dtype, copy=False) if isinstance(d, np.ndarray) else d
+            )
+            for d in d_final_state
         )
         d_outputs = self.cell.to_backend(d_outputs)
         back = self.cell.backward(cell_params, result.cache, d_outputs, d_final)
@@ -141,8 +154,8 @@ class CellRunner:
                                   self.origin)
             self._unchecked.discard("backward")
         for name, grad in back.param_grads.items():
-            grads[self.prefix + name] = self.cell.to_host(grad)
-        return self.host_state(back.d_initial_state)
+            grads[self.prefix + name] = ops.from_cell(self.cell, grad)
+        return tuple(ops.from_cell(self.cell, d) for d in back.d_initial_state)
 
     def generate(
         self,
@@ -215,20 +228,27 @@ class SequenceModel:
         _, outputs = self.runner.forward(self.runner.backend_params(params), inputs)
         return Readout.apply(params, self._seen(outputs))
 
-    def loss_and_grads(self, params: Params, batch: Split) -> tuple[float, Params]:
-        """The batch's mean loss and its gradient for every parameter (host arrays)."""
+    def training_ops(self) -> tuple[ArrayOps, str]:
+        """Where training's readout, loss and optimizer run, and the placement to record
+        (:func:`rnnbench.device_ops.choose_training_ops`)."""
+        return choose_training_ops(self.task, [self.cell])
+
+    def loss_and_grads(self, params: Params, batch: Split,
+                       ops: ArrayOps = HOST_OPS) -> tuple[float, Params]:
+        """The batch's mean loss and its gradient for every parameter (host arrays; with
+        device ``ops``, ``params``, ``batch`` and the gradients are its training arrays)."""
         cell_params = self.runner.backend_params(params)
-        result, outputs = self.runner.forward(cell_params, batch.inputs)
+        result, outputs = self.runner.forward(cell_params, batch.inputs, ops=ops)
         seen = self._seen(outputs)
-        loss, d_predictions = self.task.loss(Readout.apply(params, seen), batch.targets)
+        loss, d_predictions = ops.loss(
+            self.task, ops.readout_apply(params, seen), batch.targets)
         grads: Params = {}
-        d_seen = self.readout.backward(params, seen, d_predictions, grads)
+        d_seen = ops.readout_backward(self.readout, params, seen, d_predictions, grads)
         if self.task.readout == "last":
-            d_outputs = np.zeros_like(outputs)
-            d_outputs[-1] = d_seen
+            d_outputs = ops.last_step_gradient(outputs, d_seen)
         else:
             d_outputs = d_seen
-        self.runner.backward(cell_params, result, d_outputs, grads)
+        self.runner.backward(cell_params, result, d_outputs, grads, ops=ops)
         return loss, grads
 
     def evaluation_predictions(self, params: Params, split: Split) -> np.ndarray:
@@ -290,17 +310,25 @@ class EncoderDecoderModel:
         )
         return Readout.apply(params, outputs)
 
-    def loss_and_grads(self, params: Params, batch: Split) -> tuple[float, Params]:
-        enc_params, encoded, enc_outputs = self._encode(params, batch.inputs)
+    def training_ops(self) -> tuple[ArrayOps, str]:
+        """See :meth:`SequenceModel.training_ops`; both cells must offer the same ops."""
+        return choose_training_ops(self.task, [self.encoder.cell, self.decoder.cell])
+
+    def loss_and_grads(self, params: Params, batch: Split,
+                       ops: ArrayOps = HOST_OPS) -> tuple[float, Params]:
+        enc_params = self.encoder.backend_params(params)
+        encoded, enc_outputs = self.encoder.forward(enc_params, batch.inputs, ops=ops)
         dec_params = self.decoder.backend_params(params)
         decoded, outputs = self.decoder.forward(
-            dec_params, batch.decoder_inputs, encoded.final_state
+            dec_params, batch.decoder_inputs, encoded.final_state, ops=ops
         )
-        loss, d_predictions = self.task.loss(Readout.apply(params, outputs), batch.targets)
+        loss, d_predictions = ops.loss(
+            self.task, ops.readout_apply(params, outputs), batch.targets)
         grads: Params = {}
-        d_outputs = self.readout.backward(params, outputs, d_predictions, grads)
-        d_handover = self.decoder.backward(dec_params, decoded, d_outputs, grads)
-        self.encoder.backward(enc_params, encoded, np.zeros_like(enc_outputs), grads, d_handover)
+        d_outputs = ops.readout_backward(self.readout, params, outputs, d_predictions, grads)
+        d_handover = self.decoder.backward(dec_params, decoded, d_outputs, grads, ops=ops)
+        self.encoder.backward(enc_params, encoded, ops.zeros_like(enc_outputs), grads,
+                              d_handover, ops=ops)
         return loss, grads
 
     def evaluation_predictions(self, params: Params, split: Split) -> np.ndarray:
@@ -342,9 +370,11 @@ class Model(Protocol):
         """Fresh parameters (cells' initialisation, then the readout's)."""
         ...
 
-    def loss_and_grads(self, params: Params, batch: Split) -> tuple[float, Params]:
+    def loss_and_grads(self, params: Params, batch: Split,
+                       ops: ArrayOps = HOST_OPS) -> tuple[float, Params]:
         """The batch's mean loss and the gradient of every parameter (host arrays); one
-        training step's worth of computation."""
+        training step's worth of computation. The training loop passes the ``ops`` of
+        ``training_ops()``, with ``params`` and ``batch`` as its training arrays."""
         ...
 
     def evaluation_predictions(self, params: Params, split: Split) -> np.ndarray:

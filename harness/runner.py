@@ -176,6 +176,8 @@ def execute_run(
             record.execution["blas_threads"] = blas_threads
             outcome = _train_and_evaluate(spec, registry, events, observer)
             record.curve = outcome.training.curve
+            if outcome.training.placement != "host":  # device-resident, or a fallback
+                record.execution["training"] = outcome.training.placement
             if outcome.training.diverged:
                 record.status = "diverged"
                 record.error = outcome.training.divergence

@@ -155,7 +155,9 @@ class Task:
     - ``free_running``: ``True`` when evaluation must feed the model's own outputs back as its
       next inputs (generation, decoding); such a task implements :meth:`feedback`;
     - ``online``: ``True`` when the task can draw fresh training sequences, implementing
-      :meth:`sample`, so suites may train it with ``training: {data: online}``.
+      :meth:`sample`, so suites may train it with ``training: {data: online}``;
+    - ``standard_loss``: ``"mse"`` or ``"cross_entropy"`` when :meth:`loss` is exactly that
+      standard loss (lets a device backend keep training on the device).
 
     Optional methods a task may override to make the harness *task-aware* (each defaults to
     "nothing special"): :meth:`scores` (extra quantities on a split, e.g. accuracy on the
@@ -170,6 +172,11 @@ class Task:
     model: ClassVar[str] = "sequence"
     free_running: ClassVar[bool] = False
     online: ClassVar[bool] = False
+    #: ``"mse"`` or ``"cross_entropy"`` when :meth:`loss` is exactly :func:`rnnbench.mse` or
+    #: :func:`rnnbench.cross_entropy` of the predictions and targets: a backend may then compute
+    #: the loss itself and train resident on its device (:mod:`rnnbench.device_ops`). ``None``
+    #: (the default): training calls :meth:`loss` on the host.
+    standard_loss: ClassVar[str | None] = None
 
     def make_data(self, seed: int) -> TaskData:
         """Generate (or load) the data for ``seed``; the same seed must give the same arrays."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rnnbench.device_ops import HOST_OPS, ArrayOps
 from rnnbench.hookspecs import EvaluationLogs
 from rnnbench.model import Evaluation, Model
 from rnnbench.records import SCHEDULES, TrainingConfig
@@ -172,16 +173,16 @@ def global_norm(grads: Params) -> float:
     return math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values()))
 
 
-def clip_by_global_norm(grads: Params, max_norm: float, norm: float | None = None) -> float:
+def clip_by_global_norm(grads: Params, max_norm: float, norm: float | None = None,
+                        ops: ArrayOps = HOST_OPS) -> float:
     """Scale all gradients in place so their global norm is at most ``max_norm``.
 
     Returns the norm *before* clipping (what a researcher wants to see for explosions).
+    ``ops``: where the gradients live (:mod:`rnnbench.device_ops`).
     """
-    norm = global_norm(grads) if norm is None else norm
+    norm = ops.global_norm(grads) if norm is None else norm
     if norm > max_norm:
-        scale = max_norm / (norm + 1e-12)
-        for name in grads:
-            grads[name] *= grads[name].dtype.type(scale)
+        ops.scale(grads, max_norm / (norm + 1e-12))
     return norm
 
 
@@ -210,6 +211,10 @@ class TrainingResult:
     #: Wall-clock seconds of each timed optimizer step (``train_seconds`` is their sum); the
     #: ``step_ms`` metric is their median, ``step_ms_spread`` their interquartile range.
     step_seconds: list[float] = field(default_factory=list)
+    #: Where the readout, loss, clipping and optimizer ran: ``"host"``, a device's ops name
+    #: (parameters and optimizer state resident there), or ``"host (fallback: why)"``
+    #: (:func:`rnnbench.device_ops.choose_training_ops`).
+    placement: str = "host"
 
 
 def resolve_schedule(config: TrainingConfig, n_train: int) -> tuple[int, int]:
@@ -276,7 +281,14 @@ def _train(
         raise ValueError("data 'online' needs a source of fresh batches (the task's sample())")
     optimizer = make_optimizer(config)
     result = TrainingResult(params=params, steps_done=0, total_steps=total, train_seconds=0.0)
+    # Where the step's arithmetic runs. With a device's ops the parameters (``state``) and the
+    # optimizer's state stay there; ``params`` (host) is refreshed only for evaluations and at
+    # the end. With the host's, ``state`` is ``params`` itself.
+    choose = getattr(model, "training_ops", None)
+    ops, result.placement = choose() if callable(choose) else (HOST_OPS, "host")
+    state = ops.params_to_backend(params)
     order = np.empty(0, dtype=np.intp)
+    take = None if online else ops.batch_source(data.train)  # a device's: split copied once
 
     def next_batch() -> Split:
         nonlocal order
@@ -286,16 +298,18 @@ def _train(
         if order.size < config.batch_size:
             order = np.concatenate([order, rng.permutation(len(data.train))])
         index, order = order[: config.batch_size], order[config.batch_size :]
-        return data.train.batch(index)
+        assert take is not None
+        return take(index)
 
     # One untimed forward+backward on the first batch, so one-off costs (JIT compilation or
     # loading its cache, first-touch allocation) stay out of train_seconds; its loss and
     # gradient norm are step 0's. It updates nothing, and drawing the first batch before it
     # rather than at step 1 keeps the random numbers (and so the run's numbers) as they were.
     batch = next_batch()
-    first_loss, first_grads = model.loss_and_grads(params, batch)
+    first_loss, first_grads = model.loss_and_grads(state, ops.batch_to_backend(batch), ops)
+    first_norm = ops.global_norm(first_grads)
     evaluation = model.evaluate(params, data.validation)
-    logs = _logs(0, 0.0, float(first_loss), global_norm(first_grads), evaluation,
+    logs = _logs(0, 0.0, float(first_loss), first_norm, evaluation,
                  learning_rate(config, 1, total))
     del first_grads
     result.curve.append(logs)
@@ -303,7 +317,7 @@ def _train(
     if not _finite(evaluation.loss):
         result.diverged = True
         result.divergence = f"non-finite validation loss {initial}"
-        return result
+        return result  # nothing updated: ``params`` is still ``state``
     if config.target_loss is not None and evaluation.loss <= config.target_loss:
         result.reached_target_at = (0, 0.0)
     if on_evaluation is not None:
@@ -323,8 +337,8 @@ def _train(
         optimizer.lr = lr
 
         started = time.perf_counter()
-        loss, grads = model.loss_and_grads(params, batch)
-        norm = global_norm(grads)
+        loss, grads = model.loss_and_grads(state, ops.batch_to_backend(batch), ops)
+        norm = ops.global_norm(grads)
         if not (_finite(loss) and _finite(norm)):
             elapsed = time.perf_counter() - started
             result.train_seconds += elapsed
@@ -334,8 +348,8 @@ def _train(
             result.divergence = f"non-finite {what} at step {step}"
             break
         if config.clip is not None:
-            clip_by_global_norm(grads, config.clip, norm)
-        optimizer.update(params, grads)
+            clip_by_global_norm(grads, config.clip, norm, ops)
+        ops.optimizer_update(optimizer, state, grads)
         elapsed = time.perf_counter() - started
         result.train_seconds += elapsed
         result.step_seconds.append(elapsed)
@@ -349,6 +363,7 @@ def _train(
             on_step(step, total)
 
         if step % eval_every == 0 or step == total:
+            ops.params_to_host(state, params)
             evaluation = model.evaluate(params, data.validation)
             logs = _logs(step, result.train_seconds, float(np.mean(losses)),
                          float(np.mean(norms)), evaluation, lr)
@@ -366,6 +381,7 @@ def _train(
             if (reached or asked) and step < total:
                 result.stopped_early = True
                 break
+    ops.params_to_host(state, params)  # the trained parameters, for the test and the metrics
     return result
 
 

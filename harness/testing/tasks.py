@@ -276,8 +276,32 @@ def check_loss(subject: TaskSubject) -> str:
         raise Failed("loss modified its arguments")
     worst = _loss_gradient_error(task, predictions, batch.targets, np.asarray(gradient),
                                  subject.seeds[0])
+    standard = _check_standard_loss(task, predictions, batch.targets, value, gradient)
     return f"value {float(value):.4g}; gradient {shape}, relative error {worst:.1e} against " \
-           "finite differences"
+           f"finite differences{standard}"
+
+
+def _check_standard_loss(task: Task, predictions: np.ndarray, targets: np.ndarray, value: float,
+                         gradient: Any) -> str:
+    """A task declaring ``standard_loss`` must compute exactly that loss: a device that trains
+    resident computes the declared one instead of calling :meth:`Task.loss`."""
+    from rnnbench.device_ops import STANDARD_LOSSES
+    from rnnbench.losses import cross_entropy, mse
+
+    declared = getattr(task, "standard_loss", None)
+    if declared is None:
+        return ""
+    if declared not in STANDARD_LOSSES:
+        raise Failed(f"standard_loss is {declared!r}; use one of {', '.join(STANDARD_LOSSES)} "
+                     "or None")
+    expected_value, expected_gradient = (mse if declared == "mse" else cross_entropy)(
+        predictions, targets)
+    if not (np.isclose(value, expected_value, rtol=1e-12, atol=0.0)
+            and np.allclose(gradient, expected_gradient, rtol=1e-12, atol=1e-15)):
+        raise Failed(f"standard_loss is {declared!r} but loss() computes something else (value "
+                     f"{float(value)!r}, {declared} gives {expected_value!r}): a device would "
+                     "train on the wrong loss")
+    return f"; equals the declared standard_loss {declared!r}"
 
 
 def _loss_gradient_error(task: Task, predictions: np.ndarray, targets: np.ndarray,
@@ -451,7 +475,8 @@ TASK_CHECKS: tuple[Check[TaskSubject], ...] = (
     Check("split_shapes", check_split_shapes,
           "split sizes, input/target/decoder shapes, finite values, labels in range"),
     Check("baseline", check_baseline, "finite, positive, computed from the data"),
-    Check("loss", check_loss, "(value, gradient) of the right shapes; gradient is right"),
+    Check("loss", check_loss,
+          "(value, gradient) of the right shapes; gradient is right; = standard_loss if declared"),
     Check("accuracy", check_accuracy, "None, or a fraction in [0, 1]; 1 on the targets"),
     Check("task_aware", check_task_aware,
           "scores, gradient_positions and solved_criterion keep their contract"),

@@ -101,6 +101,14 @@ class CudaCell(StackedCell):
         #: ``None``: the default for the GPU, or small blocks on the simulator.
         self.geometry = None
 
+    def training_ops(self) -> Any:
+        """Training resident on the GPU: the readout, standard losses, clipping and optimizer
+        as kernels (:mod:`rnnbench.plugins.cells.cuda_training`); see
+        :mod:`rnnbench.device_ops`."""
+        from rnnbench.plugins.cells.cuda_training import CudaArrayOps
+
+        return CudaArrayOps(self)
+
     # --- Array plumbing (StackedCell's hooks) ---------------------------------------------------
 
     def to_backend(self, array: np.ndarray) -> Any:

@@ -50,6 +50,7 @@ class _SymbolTransduction(GeneratedTask):
 
     topology = Topology.MANY_TO_MANY
     readout = "all"
+    standard_loss = "cross_entropy"
     model = "encoder-decoder"
     free_running = True
 

@@ -53,6 +53,7 @@ class CopyMemory(GeneratedTask):
     name = "copy_memory"
     topology = Topology.MANY_TO_MANY
     readout = "all"
+    standard_loss = "cross_entropy"
     description = (
         "recall 10 symbols after T blanks (Arjovsky et al. 2016); memoryless: loss 10ln8/(T+20), "
         "recall_accuracy 1/8"
@@ -154,6 +155,7 @@ class Echo(GeneratedTask):
     name = "echo"
     topology = Topology.MANY_TO_MANY
     readout = "all"
+    standard_loss = "cross_entropy"
     description = "output the input symbol from `delay` steps earlier; blank before that"
 
     delay: int = param(3, "echo delay k: the output at step t is the input at step t - k")

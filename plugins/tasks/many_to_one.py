@@ -38,6 +38,7 @@ class AddingProblem(GeneratedTask):
     name = "adding"
     topology = Topology.MANY_TO_ONE
     readout = "last"
+    standard_loss = "mse"
     description = "sum of the two marked values in a length-T sequence (Le et al. 2015)"
 
     length: int = param(50, "sequence length T (the distance the memory must span)")
@@ -181,6 +182,7 @@ class Forecast(Task):
     name = "forecast"
     topology = Topology.MANY_TO_ONE
     readout = "last"
+    standard_loss = "mse"
     description = "predict a series' next value from a window (synthetic prices, sunspots, CSV)"
 
     source: str = param(

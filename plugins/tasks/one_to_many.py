@@ -49,6 +49,7 @@ class Sine(GeneratedTask):
     name = "sine"
     topology = Topology.ONE_TO_MANY
     readout = "all"
+    standard_loss = "mse"
     free_running = True
     description = "generate sin(2π(f t/T + p)) from f and p given at step 0; free-running eval"
 

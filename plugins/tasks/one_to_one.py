@@ -42,6 +42,7 @@ class Blobs(Task):
     name = "blobs"
     topology = Topology.ONE_TO_ONE
     readout = "last"
+    standard_loss = "cross_entropy"
     description = "classify a point from K Gaussian clusters in D dimensions (one step)"
     online = True
 
