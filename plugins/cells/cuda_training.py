@@ -30,6 +30,7 @@ from numba import cuda  # module level: the simulator swaps the kernels' global 
 from numba.np.numpy_support import from_dtype
 
 from rnnbench import SGD, Adam, ArrayOps, Readout, RMSprop, Split
+from rnnbench.plugins.cells import numba_cuda_compat  # noqa: F401  (numpy 2.5: before any kernel compiles)
 
 if TYPE_CHECKING:  # pragma: no cover
     from rnnbench.plugins.cells.numba_cuda import CudaCell
