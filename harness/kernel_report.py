@@ -28,7 +28,7 @@ __all__ = ["ROW_COLUMNS", "kernel_markdown", "write_kernel_tables"]
 
 ROW_COLUMNS = ("cell", "T", "B", "I", "H", "dtype", "backend", "measurement", "median_s",
                "min_s", "max_s", "reps", "flops", "gflops", "pct_peak", "ratio", "rel_diff",
-               "first_call_s", "error")
+               "first_call_s", "device", "threads", "error")
 RATIO_COLUMNS = ("cell", "T", "B", "I", "H", "dtype", "measurement", "backend", "baseline",
                  "ratio")
 TITLES = {"forward": "Forward (with the cache training keeps)",

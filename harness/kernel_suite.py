@@ -436,8 +436,8 @@ def run_kernel_suite(path: str | Path, host: PluginHost, output_dir: str | Path 
         gemm = gemm_peak(suite.device, suite.budget, suite.gemm_sizes)
         rows, errors = _measure(suite, host, benches, log)
     thread_info["load_average_after"] = load_average()
-    plugins = [str(Path(p).resolve()) if p.endswith(".py") or "/" in p else p
-               for p in suite.plugins]
+    # The fresh process loads the same local plugins (-p and the suite's), as absolute paths.
+    plugins = list(dict.fromkeys(host.local_references))
     for cell in suite.cells:
         for backend in suite.first_call:
             if (cell, backend) not in benches:
@@ -447,6 +447,8 @@ def run_kernel_suite(path: str | Path, host: PluginHost, output_dir: str | Path 
                 call = first_call(cell, backend, dtype, plugins)
                 rows.append(_first_call_row(cell, backend, dtype, call, budget))
     _add_derived(rows, gemm["peak_gflops"], suite.baseline)
+    for row in rows:
+        row.update(device=suite.device, threads=budget)
     run = KernelRun(suite, out_dir, rows, _ratios(rows, suite.baseline),
                     check_targets(suite.targets, rows), notes, errors, gemm, thread_info,
                     environment)

@@ -136,6 +136,7 @@ def test_results_folder(tiny_run) -> None:
     with open(out / "kernels.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == len(tiny_run.rows)
+    assert {(row["device"], row["threads"]) for row in rows} == {("cpu", "1")}
     with open(out / "ratios.csv", newline="") as handle:
         assert len(list(csv.DictReader(handle))) == len(tiny_run.ratios)
     document = json.loads((out / "results.json").read_text())
@@ -284,3 +285,54 @@ measurements: [forward, train_step]
     assert any("simulator" in n for n in document["notes"])
     if document["gemm"]["peak_gflops"] is None:
         assert "torch" in document["gemm"]["absent"]
+
+
+FAKE_DEVICE_PLUGIN = """\
+from rnnbench import hookimpl
+from rnnbench.plugins.cells.reference import RNNCell
+
+
+class SyncedRNN(RNNCell):
+    syncs = 0
+
+    def synchronize(self):
+        type(self).syncs += 1
+
+
+@hookimpl
+def rnnbench_register_cells(register):
+    register("rnn", "fake-device", SyncedRNN, description="numpy rnn with a synchronize hook")
+"""
+
+
+def test_any_registered_backend_is_timed_and_its_synchronize_brackets_each_call(
+        tmp_path: Path) -> None:
+    from rnnbench.plugin_manager import build_host
+
+    (tmp_path / "fake_device.py").write_text(FAKE_DEVICE_PLUGIN)
+    suite = write(tmp_path, """\
+kind: kernels
+name: fake
+plugins: [fake_device.py]
+cells: [rnn]
+backends: [numpy, fake-device]
+baseline: numpy
+points: [[3, 2, 2, 3]]
+budget: 0.001
+warmup: 1
+min_reps: 2
+max_reps: 4
+gemm_sizes: [16]
+first_call: [fake-device]
+""")
+    host = build_host()
+    run = run_kernel_suite(suite, host, output_dir=tmp_path / "out")
+    timed = [r for r in run.rows if r["backend"] == "fake-device"
+             and r["measurement"] != "first_call"]
+    assert {r["measurement"] for r in timed} == {"forward", "backward", "train_step"}
+    synced = host.registry.cells[("rnn", "fake-device")].factory
+    # after the warm-up, and before and after every timed call
+    assert synced.syncs == sum(1 + 2 * r["reps"] for r in timed)
+    assert all(r["rel_diff"] == 0 for r in timed)  # the same numpy code as the reference
+    first = next(r for r in run.rows if r["measurement"] == "first_call")
+    assert first["error"] is None and first["first_call_s"] > 0  # the plugin loads there too
