@@ -164,8 +164,10 @@ def kernel_markdown(run: KernelRun) -> str:
     sizes = ", ".join(f"{n}: {v:.1f}" for n, v in gemm.get("sizes", {}).items())
     packages = ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items())
     lines += ["## Machine and threads", "",
-              (f"GEMM peak ({gemm['source']}, best median GFLOP/s over square sizes): "
-               f"**{peak:.1f} GFLOP/s** ({sizes})." if peak else
+              (f"GEMM peak ({gemm['source']}, best median GFLOP/s over square sizes, measured "
+               f"before and after the kernels: {gemm.get('peak_gflops_before', peak):.1f} and "
+               f"{gemm.get('peak_gflops_after', peak):.1f}): **{peak:.1f} GFLOP/s** ({sizes})."
+               if peak else
                f"GEMM peak: not measured ({gemm.get('absent')}); no % peak."),
               f"Thread budget {threads['budget']} (BLAS {threads.get('blas')}, Numba "
               f"{threads.get('numba')}, torch {threads.get('torch')}) of "

@@ -302,6 +302,8 @@ class SyncedRNN(RNNCell):
 @hookimpl
 def rnnbench_register_cells(register):
     register("rnn", "fake-device", SyncedRNN, description="numpy rnn with a synchronize hook")
+    register("rnn", "fake-absent", SyncedRNN, description="never available",
+             available=lambda: "no fake device on this machine")
 """
 
 
@@ -315,7 +317,7 @@ kind: kernels
 name: fake
 plugins: [fake_device.py]
 cells: [rnn]
-backends: [numpy, fake-device]
+backends: [numpy, fake-device, fake-absent]
 baseline: numpy
 points: [[3, 2, 2, 3]]
 budget: 0.001
@@ -334,5 +336,7 @@ first_call: [fake-device]
     # after the warm-up, and before and after every timed call
     assert synced.syncs == sum(1 + 2 * r["reps"] for r in timed)
     assert all(r["rel_diff"] == 0 for r in timed)  # the same numpy code as the reference
+    assert "rnn/fake-absent skipped: no fake device on this machine" in run.notes
+    assert not any(r["backend"] == "fake-absent" for r in run.rows)
     first = next(r for r in run.rows if r["measurement"] == "first_call")
     assert first["error"] is None and first["first_call_s"] > 0  # the plugin loads there too
