@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from rnnbench.cell import GATES, CellConfig, init_uniform, param_shapes
+from rnnbench.threads import THREAD_VARIABLES
 
 __all__ = [
     "MEASUREMENTS",
@@ -309,17 +311,23 @@ FIRST_CALL_POINT: Point = (5, 3, 4, 8)
 
 
 def first_call(cell: str, backend: str, dtype: str, plugins: Sequence[str] = (),
-               runs: int = 2, timeout: float = 600.0) -> dict[str, Any]:
+               runs: int = 2, timeout: float = 600.0, threads: int | None = None
+               ) -> dict[str, Any]:
     """The first forward + backward (T=5, B=3, I=4, H=8) in a new Python process, ``runs``
     times; the last is reported (an earlier one may have filled a compile cache, as a user's
-    second session would find it). ``error`` says why when it failed."""
+    second session would find it). ``threads``: the process's BLAS/OpenMP/Numba thread budget
+    (through their environment variables, read when each library loads). ``error`` says why
+    when it failed."""
+    env = dict(os.environ)
+    if threads is not None:
+        env.update({name: str(threads) for name in THREAD_VARIABLES})
     last: dict[str, Any] = {"error": "not run"}
     for _ in range(runs):
         start = time.perf_counter()
         try:
             proc = subprocess.run(
                 [sys.executable, "-c", _FIRST_CALL_CODE, cell, backend, dtype, *plugins],
-                capture_output=True, text=True, timeout=timeout,
+                capture_output=True, text=True, timeout=timeout, env=env,
             )
         except subprocess.TimeoutExpired:
             last = {"error": f"timed out after {timeout:g} s"}

@@ -454,8 +454,8 @@ def run_kernel_suite(path: str | Path, host: PluginHost, output_dir: str | Path 
                 continue
             for dtype in suite.dtypes:
                 log(f"first call of {cell}/{backend} in a fresh process (twice)...")
-                call = first_call(cell, backend, dtype, plugins)
-                rows.append(_first_call_row(cell, backend, dtype, call, budget))
+                call = first_call(cell, backend, dtype, plugins, threads=budget)
+                rows.append(_first_call_row(cell, backend, dtype, call))
     _add_derived(rows, gemm["peak_gflops"], suite.baseline)
     for row in rows:
         row.update(device=suite.device, threads=budget)
@@ -604,8 +604,8 @@ def _row(cell: str, point: Point, dtype: str, backend: str, measurement: str,
             "rel_diff": None, "first_call_s": None, "error": None}
 
 
-def _first_call_row(cell: str, backend: str, dtype: str, call: dict[str, Any],
-                    threads: int) -> dict[str, Any]:
+def _first_call_row(cell: str, backend: str, dtype: str, call: dict[str, Any]
+                    ) -> dict[str, Any]:
     point = FIRST_CALL_POINT
     seconds = call.get("first_call_s")
     return {"cell": cell, "T": point[0], "B": point[1], "I": point[2], "H": point[3],

@@ -340,3 +340,14 @@ first_call: [fake-device]
     assert not any(r["backend"] == "fake-absent" for r in run.rows)
     first = next(r for r in run.rows if r["measurement"] == "first_call")
     assert first["error"] is None and first["first_call_s"] > 0  # the plugin loads there too
+
+
+def test_a_training_suite_may_say_its_kind(tmp_path: Path, host: PluginHost) -> None:
+    from rnnbench.api import load_validated_suite
+
+    quickstart = Path(__file__).resolve().parent.parent / "benchmarks" / "quickstart.yaml"
+    path = write(tmp_path, "kind: training\n" + quickstart.read_text(), "training.yaml")
+    assert load_validated_suite(path, host).runs
+    write(tmp_path, "kind: kernel\n" + quickstart.read_text(), "typo.yaml")
+    with pytest.raises(SuiteError, match="did you mean 'kernels'"):
+        load_validated_suite(tmp_path / "typo.yaml", host)
