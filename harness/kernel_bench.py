@@ -169,6 +169,22 @@ def gemm_peak(device: str, budget: float, sizes: Sequence[int]) -> dict[str, Any
             "peak_gflops": max(per_size.values())}
 
 
+def cuda_device() -> dict[str, Any]:
+    """The GPU Numba sees (name, compute capability), or that it is Numba's simulator."""
+    try:
+        from numba import cuda
+        from numba.core import config
+
+        if config.ENABLE_CUDASIM:
+            return {"name": "Numba CUDA simulator (no GPU)", "simulator": True}
+        device = cuda.get_current_device()
+        name = device.name.decode() if isinstance(device.name, bytes) else str(device.name)
+        return {"name": name, "simulator": False,
+                "compute_capability": ".".join(map(str, device.compute_capability))}
+    except Exception as exc:
+        return {"name": f"unknown ({type(exc).__name__}: {exc})", "simulator": False}
+
+
 # --- what is timed ------------------------------------------------------------------------------
 
 

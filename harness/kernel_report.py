@@ -174,6 +174,10 @@ def kernel_markdown(run: KernelRun) -> str:
               f"{threads['usable_cores']} usable cores; load average before "
               f"{threads.get('load_average_before')}, after {threads.get('load_average_after')}"
               f" ({threads.get('busy_cores_before')} cores busy with other work at the start).",
+              *([f"GPU: {env['gpu'].get('name')}"
+                 + (f", compute capability {env['gpu']['compute_capability']}"
+                    if env["gpu"].get("compute_capability") else "") + "."]
+                if env.get("gpu") else []),
               f"CPU: {env.get('cpu')}, {env.get('cpu_count')} logical CPUs; Python "
               f"{env.get('python')}; {packages}.", ""]
     if run.notes or run.errors:

@@ -45,6 +45,7 @@ from rnnbench.kernel_bench import (
     Bench,
     Point,
     agreement,
+    cuda_device,
     first_call,
     flops,
     gemm_peak,
@@ -416,6 +417,8 @@ def run_kernel_suite(path: str | Path, host: PluginHost, output_dir: str | Path 
     output = check_output_dir(out_dir, suite.path, force=force,
                               run_files=(ENVIRONMENT_FILE, SUITE_COPY))
     environment = capture_environment(plugins=host.environment_plugins())
+    if suite.device == "cuda":
+        environment["gpu"] = cuda_device()
     budget = resolve_threads(threads if threads is not None else suite.threads)
     notes: list[str] = []
     if suite.device == "cuda" and os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":

@@ -283,6 +283,7 @@ measurements: [forward, train_step]
                                                                 ("numba-cuda", "train_step")}
     assert all(r["rel_diff"] < 1e-4 for r in rows)
     assert any("simulator" in n for n in document["notes"])
+    assert document["environment"]["gpu"]["simulator"] is True
     if document["gemm"]["peak_gflops"] is None:
         assert "torch" in document["gemm"]["absent"]
 
