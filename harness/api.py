@@ -296,6 +296,11 @@ def load_validated_suite(
     ``max_runs`` (``--max-runs``) overrides the suite's limit on its number of runs; ``variant``
     (``--variant``) chooses one of its ``variants:``."""
     document = read_suite(path)
+    from rnnbench.kernel_suite import is_kernel_suite
+
+    if is_kernel_suite(document):
+        raise RnnbenchError(f"{path} is a kernels suite (kind: kernels): run it with "
+                            "`rnnbench run`, or rnnbench.kernel_suite.run_kernel_suite()")
     for reference, line in apply_variant(document, variant).plugins:
         try:
             host.load_local(reference, base_dir=document.path.parent)

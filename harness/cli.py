@@ -59,6 +59,8 @@ from rnnbench.compare import (
 from rnnbench.errors import RnnbenchError, SuiteError, SuiteProblem
 from rnnbench.events import PluginHookWarning
 from rnnbench.json_numbers import encode_nonfinite
+from rnnbench.kernel_report import kernel_markdown
+from rnnbench.kernel_suite import is_kernel_suite, load_kernel_suite, run_kernel_suite
 from rnnbench.output_dir import KeptFileWarning, require_writable_folder
 from rnnbench.plugin_manager import TRACEBACK_ENV, PluginHost, build_host
 from rnnbench.record_file import StoreWarning
@@ -386,6 +388,13 @@ def command_validate(args: argparse.Namespace, host: PluginHost, console: Consol
     """The suite as written and each of its variants (or only ``--variant``'s): one line each,
     or every problem of all of them (exit 2)."""
     warn_broken(host, console, wants_traceback(args))
+    if is_kernel_suite(read_suite(args.suite)):
+        kernels = load_kernel_suite(args.suite, host)
+        make_console().print(
+            f"{args.suite}: valid kernels suite; {len(kernels.cells)} cells x "
+            f"{len(kernels.points)} points x {len(kernels.backends)} backends x "
+            f"{len(kernels.dtypes)} dtypes; {len(kernels.targets)} targets", markup=False)
+        return EXIT_OK
     if args.variant is not None:
         suites = [load_validated_suite(args.suite, host, max_runs=args.max_runs,
                                        variant=args.variant)]
@@ -417,6 +426,8 @@ def command_validate(args: argparse.Namespace, host: PluginHost, console: Consol
 def command_run(args: argparse.Namespace, host: PluginHost, console: Console) -> int:
     if not args.quiet:
         warn_broken(host, console, wants_traceback(args))
+    if is_kernel_suite(read_suite(args.suite)):
+        return command_run_kernels(args, host, console)
     with kept_files_reported(console):
         result = run_suite(
             args.suite, output_dir=args.output, host=host, resume=args.resume,
@@ -434,6 +445,35 @@ def command_run(args: argparse.Namespace, host: PluginHost, console: Console) ->
     for record in result.failures:
         console.print(Text.assemble(("failed", "red"), f" {record.label}: {record.error}"))
     return EXIT_RUN_FAILED if result.failures else EXIT_OK
+
+
+#: ``rnnbench run`` options that mean nothing to a kernels suite (no runs to select, resume or
+#: spread over workers), with their defaults.
+_TRAINING_ONLY = {"select": ("-k", None), "resume": ("--resume", False), "jobs": ("-j", 1),
+                  "dask": ("--dask", None), "variant": ("--variant", None),
+                  "max_runs": ("--max-runs", None)}
+
+
+def command_run_kernels(args: argparse.Namespace, host: PluginHost, console: Console) -> int:
+    """``rnnbench run`` of a ``kind: kernels`` suite: time, write the tables, print the
+    Markdown; exit 1 when a measurement failed."""
+    given = [flag for key, (flag, default) in _TRAINING_ONLY.items()
+             if getattr(args, key, default) != default]
+    if given:
+        raise RnnbenchError(f"{args.suite} is a kernels suite: {', '.join(given)} apply to "
+                            "training suites only")
+
+    def log(message: str) -> None:
+        if not args.quiet:
+            console.print(message, markup=False, highlight=False)
+
+    with kept_files_reported(console):
+        run = run_kernel_suite(args.suite, host, output_dir=args.output, threads=args.threads,
+                               force=args.force, log=log)
+    if not args.quiet:
+        print(kernel_markdown(run), end="")
+        make_console().print(f"results: {run.output_dir}")
+    return EXIT_RUN_FAILED if run.failed else EXIT_OK
 
 
 def command_show(args: argparse.Namespace, host: PluginHost) -> int:

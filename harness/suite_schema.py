@@ -211,6 +211,8 @@ SUITE_SCHEMA: dict[str, Any] = {
             "pattern": _NAME_PATTERN,
             "expected": "a name of letters, digits, '-', '_' and '.' (not starting with '.')",
         },
+        # ``kind: kernels`` suites are read by rnnbench.kernel_suite; training is the default.
+        "kind": {"const": "training", "expected": "training (or kernels, a kernels suite)"},
         "description": {"type": "string", "expected": "a string"},
         "output": {"type": "string", "minLength": 1, "expected": "a path"},
         "plugins": {
@@ -323,14 +325,23 @@ _REQUIRED_HINTS = {
     "where@claims": "the runs it is about, e.g. where: {cell: lstm}",
     "metric@claims": "e.g. metric: test_loss",
     "expect@claims": 'e.g. expect: "< 0.01"',
+    "cells": "e.g. cells: [rnn, lstm, gru]",
+    "backends": "e.g. backends: [numpy, numba-cpu, torch]",
+    "points": "e.g. points: [[100, 64, 32, 128]]  # T, B, I, H",
+    "id@targets": "e.g. id: numba-lstm-train-vs-torch",
+    "backend@targets": "the backend the target is about, e.g. backend: numba-cpu",
+    "metric@targets": "ratio (vs the baseline), pct_peak, gflops, median_s or first_call_s",
+    "expect@targets": 'e.g. expect: ">= 1.0"',
 }
 
 
-def check_structure(doc: SuiteDocument, problems: SuiteProblems, only: str | None = None) -> None:
-    """Add a problem to ``problems`` for every way ``doc`` breaks :data:`SUITE_SCHEMA`;
+def check_structure(doc: SuiteDocument, problems: SuiteProblems, only: str | None = None,
+                    schema: dict[str, Any] | None = None) -> None:
+    """Add a problem to ``problems`` for every way ``doc`` breaks :data:`SUITE_SCHEMA` (or
+    ``schema``: another suite kind's, e.g. :data:`rnnbench.kernel_suite.KERNEL_SCHEMA`);
     ``only`` checks that one top-level key alone (``verify`` reads a results folder's
     ``claims:``, whatever the rest of its suite copy holds)."""
-    data, validator = doc.data, _VALIDATOR
+    data, validator = doc.data, _VALIDATOR if schema is None else SchemaValidator(schema)
     if only is not None:
         data = {only: doc.data[only]} if only in doc.data else {}
         validator = SchemaValidator(
@@ -362,7 +373,7 @@ def check_structure(doc: SuiteDocument, problems: SuiteProblems, only: str | Non
                         hint,
                         line=doc.nearest_line(*path),
                     )
-        elif kind == "minItems":
+        elif kind == "minItems" and not error.instance:  # too short but not empty: expected
             problems.add(
                 path,
                 "must not be an empty list",
