@@ -64,6 +64,23 @@ def check_forward_result(
                  "initial_state")
 
 
+def check_infer_result(
+    cell: Any, result: Any, x: Any, initial_state: Sequence[Any],
+    origin: CellOrigin | str | None = None,
+) -> None:
+    """``infer(params, x, initial_state)`` (the optional cache-free forward) returned
+    ``(outputs, final_state)``: outputs ``(T, B, H)`` and a final state like the initial one."""
+    where = describe(cell, origin)
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise CellContractError(
+            where, f"infer returned {type(result).__name__}; it must return a pair "
+            "(outputs, final_state)")
+    outputs, final_state = result
+    steps, batch = _shape(where, "x", x)[:2]
+    _check_array(cell, where, "infer's outputs", outputs, (steps, batch, cell.config.hidden_size))
+    _check_state(cell, where, "infer's final_state", final_state, initial_state, "initial_state")
+
+
 def _require_members(
     where: str, method: str, result: Any, expected: str, members: tuple[str, ...]
 ) -> None:

@@ -227,6 +227,36 @@ CELL_MEMBERS = (
 )
 
 
+class InferenceCell(Protocol):
+    """The optional member of the cell protocol: a forward pass for evaluation, without cache.
+
+    Contract addition (rnnbench 0.3, contract 2, optional, so no version bump: a cell without
+    it runs as before, and a cell with it on an rnnbench that does not know it is simply never
+    asked). The harness evaluates a split with it in chunks, over sequences and over time,
+    passing the final state of one time chunk as the initial state of the next, so evaluation
+    memory is O(chunk x hidden_size) whatever the sequence length. A cell without ``infer``
+    gets the harness's fallback: :meth:`Cell.forward` on the same time chunks, each cache
+    dropped as soon as the chunk's outputs are read. :class:`rnnbench.StackedCell` implements
+    it for every cell built on it (a layer may override ``layer_infer`` to skip the work of
+    building a cache at all).
+    """
+
+    def infer(self, params: Params, x: Array, initial_state: State) -> tuple[Array, State]:
+        """``x`` ``(T, B, I)`` from ``initial_state``: the outputs ``(T, B, H)`` and the final
+        state, exactly (to float rounding) what :meth:`Cell.forward` returns for them, keeping
+        nothing for a backward pass. Must not modify its arguments."""
+        ...
+
+
+#: Members a cell may have beyond :data:`CELL_MEMBERS`; the harness checks for each before use.
+OPTIONAL_CELL_MEMBERS = ("infer",)
+
+
+def has_infer(cell: Any) -> bool:
+    """Whether ``cell`` implements the optional :meth:`InferenceCell.infer`."""
+    return callable(getattr(cell, "infer", None))
+
+
 def parameter_count(params: dict[str, np.ndarray]) -> int:
     """Total number of scalars in a parameter dict."""
     return int(sum(np.size(p) for p in params.values()))

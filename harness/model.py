@@ -15,6 +15,7 @@ Free-running evaluation is the exception by nature: each step's input is the las
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -25,9 +26,10 @@ from rnnbench.boundary import (
     CellOrigin,
     check_backward_result,
     check_forward_result,
+    check_infer_result,
     check_step_result,
 )
-from rnnbench.cell import Cell, CellConfig
+from rnnbench.cell import Cell, CellConfig, has_infer
 from rnnbench.device_ops import HOST_OPS, ArrayOps, choose_training_ops
 from rnnbench.task import Split, Task, TaskData
 
@@ -36,6 +38,13 @@ READOUT_BIAS = "readout.bias"
 ENCODER, DECODER = "encoder.", "decoder."
 #: Sequences per forward pass when evaluating a whole split, to bound memory.
 EVAL_CHUNK = 1024
+#: Scalars one time chunk of an evaluation forward may hold per layer, counted as
+#: ``steps x sequences x 4 x hidden_size`` (an LSTM's gates): about 16 MiB in float32. The
+#: forward runs ``max(1, EVAL_CHUNK_SCALARS // (sequences * 4 * hidden_size))`` steps at a time.
+EVAL_CHUNK_SCALARS = 1 << 22
+#: Scalars of predictions one evaluation chunk may produce (``steps x sequences x
+#: output_size``): about 8 MiB in float32; see :func:`evaluation_chunk`.
+EVAL_PREDICTION_SCALARS = 1 << 21
 
 Params = dict[str, np.ndarray]
 
@@ -89,6 +98,17 @@ class Readout:
         return d_predictions.astype(self.dtype, copy=False) @ params[READOUT_WEIGHT]
 
 
+class CellClock:
+    """Wall-clock seconds spent in the cells during training: their ``forward`` and
+    ``backward``, with the copies of those calls' arguments and results between host and
+    backend. The training loop reads it around each step, so a step's time splits into the
+    cells' and the harness's own (readout, loss, optimizer, clipping, batching): the
+    ``cell_ms`` and ``overhead_ms`` metrics. Two ``perf_counter`` calls per cell call."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+
 class CellRunner:
     """One cell and the parameters under a prefix: host <-> backend, forward, backward, step.
 
@@ -97,10 +117,15 @@ class CellRunner:
     later calls are not checked, so the checks cost nothing per training step.
     """
 
-    def __init__(self, cell: Cell, prefix: str = "", origin: CellOrigin | None = None) -> None:
+    def __init__(
+        self, cell: Cell, prefix: str = "", origin: CellOrigin | None = None,
+        clock: CellClock | None = None,
+    ) -> None:
         self.cell, self.prefix, self.origin = cell, prefix, origin
+        #: Time in this cell's training calls (:class:`CellClock`; shared by a model's cells).
+        self.clock = clock if clock is not None else CellClock()
         self.dtype = cell.config.np_dtype
-        self._unchecked = {"forward", "step", "backward"}
+        self._unchecked = {"forward", "step", "backward", "infer"}
 
     def init_params(self, rng: np.random.Generator) -> Params:
         return {self.prefix + name: value for name, value in self.cell.init_params(rng).items()}
@@ -123,6 +148,7 @@ class CellRunner:
                 ops: ArrayOps = HOST_OPS):
         """Forward over ``inputs`` (host, or a training array of ``ops``); returns the result
         and the outputs as ``ops`` keeps them (on the host by default)."""
+        started = time.perf_counter()
         if isinstance(inputs, np.ndarray):
             inputs = inputs.astype(self.dtype, copy=False)
         x = self.cell.to_backend(inputs)
@@ -131,7 +157,64 @@ class CellRunner:
         if "forward" in self._unchecked:
             check_forward_result(self.cell, result, x, initial_state, self.origin)
             self._unchecked.discard("forward")
-        return result, ops.from_cell(self.cell, result.outputs)
+        outputs = ops.from_cell(self.cell, result.outputs)
+        self.clock.seconds += time.perf_counter() - started
+        return result, outputs
+
+    def time_chunk(self, batch: int) -> int:
+        """Time steps per chunk of an evaluation forward over ``batch`` sequences."""
+        return max(1, EVAL_CHUNK_SCALARS // (batch * 4 * self.cell.config.hidden_size))
+
+    def _infer(self, cell_params: dict, x, state):
+        """One cache-free forward: the cell's ``infer`` where it has one, else ``forward``
+        with the cache dropped here. Returns backend ``(outputs, final_state)``."""
+        if has_infer(self.cell):
+            result = self.cell.infer(cell_params, x, state)
+            if "infer" in self._unchecked:
+                check_infer_result(self.cell, result, x, state, self.origin)
+                self._unchecked.discard("infer")
+            return result[0], result[1]
+        forward = self.cell.forward(cell_params, x, state)
+        if "forward" in self._unchecked:
+            check_forward_result(self.cell, forward, x, state, self.origin)
+            self._unchecked.discard("forward")
+        return forward.outputs, forward.final_state
+
+    def infer(
+        self,
+        cell_params: dict,
+        inputs: np.ndarray,
+        state=None,
+        apply: Callable[[np.ndarray], np.ndarray] | None = None,
+        last_only: bool = False,
+    ) -> tuple[np.ndarray, Any]:
+        """Forward for evaluation over ``inputs`` ``(T, N, I)`` (host) in bounded memory: time
+        chunks of :meth:`time_chunk` steps, each chunk's final state starting the next, no
+        backward cache kept. ``apply`` maps each chunk's host outputs ``(steps, N, H)`` (the
+        readout) as soon as they arrive, so only its results are kept for the whole sequence;
+        ``last_only`` keeps only the last step's ``(N, ...)``. Returns those results and the
+        final state (backend arrays)."""
+        steps, batch = inputs.shape[:2]
+        state = self.to_backend_state(state, batch)
+        chunk = self.time_chunk(batch)
+        kept: np.ndarray | None = None
+        for start in range(0, steps, chunk):
+            stop = min(start + chunk, steps)
+            x = self.cell.to_backend(inputs[start:stop].astype(self.dtype, copy=False))
+            outputs, state = self._infer(cell_params, x, state)
+            del x
+            if last_only and stop < steps:
+                continue
+            host = self.cell.to_host(outputs[-1] if last_only else outputs)
+            del outputs
+            mapped = host if apply is None else apply(host)
+            if last_only:
+                return mapped, state
+            if kept is None:
+                kept = np.empty((steps, *mapped.shape[1:]), mapped.dtype)
+            kept[start:stop] = mapped
+        assert kept is not None  # steps >= 1: the cell refuses an empty sequence first
+        return kept, state
 
     def host_state(self, state) -> tuple[np.ndarray, ...]:
         return tuple(self.cell.to_host(s) for s in state)
@@ -141,6 +224,7 @@ class CellRunner:
                  ops: ArrayOps = HOST_OPS) -> tuple[np.ndarray, ...]:
         """Adds the cell's parameter gradients to ``grads``; returns dLoss/d initial state
         (host, or as ``ops`` keeps training arrays)."""
+        started = time.perf_counter()
         d_final = None if d_final_state is None else tuple(
             self.cell.to_backend(
                 d.astype(self.dtype, copy=False) if isinstance(d, np.ndarray) else d
@@ -155,7 +239,9 @@ class CellRunner:
             self._unchecked.discard("backward")
         for name, grad in back.param_grads.items():
             grads[self.prefix + name] = ops.from_cell(self.cell, grad)
-        return tuple(ops.from_cell(self.cell, d) for d in back.d_initial_state)
+        d_initial = tuple(ops.from_cell(self.cell, d) for d in back.d_initial_state)
+        self.clock.seconds += time.perf_counter() - started
+        return d_initial
 
     def generate(
         self,
@@ -200,6 +286,8 @@ class SequenceModel:
         self.output_size = output_size
         self.dtype = cell.config.np_dtype
         self.runner = CellRunner(cell, origin=origin)
+        #: Seconds in the cell's training calls (:class:`CellClock`), read by the training loop.
+        self.cell_clock = self.runner.clock
         self.readout = Readout(cell.config.hidden_size, output_size, self.dtype)
 
     @property
@@ -224,9 +312,14 @@ class SequenceModel:
         return outputs[-1] if self.task.readout == "last" else outputs
 
     def predict(self, params: Params, inputs: np.ndarray) -> np.ndarray:
-        """Teacher-forced predictions for ``inputs`` ``(T, N, I)``."""
-        _, outputs = self.runner.forward(self.runner.backend_params(params), inputs)
-        return Readout.apply(params, self._seen(outputs))
+        """Teacher-forced predictions for ``inputs`` ``(T, N, I)``, by the cache-free forward in
+        time chunks (:meth:`CellRunner.infer`), the readout applied chunk by chunk."""
+        predictions, _ = self.runner.infer(
+            self.runner.backend_params(params), inputs,
+            apply=lambda hidden: Readout.apply(params, hidden),
+            last_only=self.task.readout == "last",
+        )
+        return predictions
 
     def training_ops(self) -> tuple[ArrayOps, str]:
         """Where training's readout, loss and optimizer run, and the placement to record
@@ -286,8 +379,10 @@ class EncoderDecoderModel:
         self.task = task
         self.output_size = output_size
         self.dtype = encoder.config.np_dtype
-        self.encoder = CellRunner(encoder, ENCODER, origin)
-        self.decoder = CellRunner(decoder, DECODER, origin)
+        #: Seconds in both cells' training calls (:class:`CellClock`), read by the training loop.
+        self.cell_clock = CellClock()
+        self.encoder = CellRunner(encoder, ENCODER, origin, self.cell_clock)
+        self.decoder = CellRunner(decoder, DECODER, origin, self.cell_clock)
         self.cell = encoder  # what metrics that look at "the cell" see
         self.readout = Readout(decoder.config.hidden_size, output_size, self.dtype)
 
@@ -302,13 +397,19 @@ class EncoderDecoderModel:
         result, outputs = self.encoder.forward(enc_params, inputs)
         return enc_params, result, outputs
 
+    def _encoded_state(self, params: Params, inputs: np.ndarray):
+        """The encoder's final state over ``inputs``, by the cache-free forward (evaluation)."""
+        _, state = self.encoder.infer(self.encoder.backend_params(params), inputs, last_only=True)
+        return state
+
     def predict(self, params: Params, split: Split) -> np.ndarray:
-        """Teacher-forced decoder predictions ``(T_out, N, O)``."""
-        _, encoded, _ = self._encode(params, split.inputs)
-        _, outputs = self.decoder.forward(
-            self.decoder.backend_params(params), split.decoder_inputs, encoded.final_state
+        """Teacher-forced decoder predictions ``(T_out, N, O)`` (cache-free forwards)."""
+        predictions, _ = self.decoder.infer(
+            self.decoder.backend_params(params), split.decoder_inputs,
+            self._encoded_state(params, split.inputs),
+            apply=lambda hidden: Readout.apply(params, hidden),
         )
-        return Readout.apply(params, outputs)
+        return predictions
 
     def training_ops(self) -> tuple[ArrayOps, str]:
         """See :meth:`SequenceModel.training_ops`; both cells must offer the same ops."""
@@ -333,10 +434,10 @@ class EncoderDecoderModel:
 
     def evaluation_predictions(self, params: Params, split: Split) -> np.ndarray:
         """Free-running decoding: only the first decoder input (the start symbol) is given."""
-        _, encoded, _ = self._encode(params, split.inputs)
         return self.decoder.generate(
             self.decoder.backend_params(params), params, split.decoder_inputs[0],
-            split.decoder_inputs.shape[0], self.task.feedback, encoded.final_state,
+            split.decoder_inputs.shape[0], self.task.feedback,
+            self._encoded_state(params, split.inputs),
         )
 
     def evaluate(self, params: Params, split: Split) -> Evaluation:
@@ -388,14 +489,39 @@ class Model(Protocol):
         ...
 
 
+def evaluation_chunk(model: Model, split: Split) -> int:
+    """Sequences per evaluation chunk: :data:`EVAL_CHUNK`, fewer when one chunk's predictions
+    (``steps x sequences x output_size``, and the task's loss makes a few temporaries of that
+    size) would pass :data:`EVAL_PREDICTION_SCALARS`. Short sequences keep the whole
+    :data:`EVAL_CHUNK`, so their chunks, and so their evaluation's float sums, are as before."""
+    if split.decoder_inputs is not None:
+        steps = split.decoder_inputs.shape[0]
+    else:
+        steps = 1 if model.task.readout == "last" else split.inputs.shape[0]
+    per_sequence = max(1, steps * model.output_size)
+    return max(1, min(EVAL_CHUNK, EVAL_PREDICTION_SCALARS // per_sequence))
+
+
+def split_range(split: Split, start: int, stop: int) -> Split:
+    """Sequences ``start:stop`` of ``split`` as views (``Split.batch`` copies: an index array)."""
+    if start == 0 and stop >= len(split):
+        return split
+    along = slice(start, stop)
+    targets = split.targets[(slice(None),) * split.targets_axis + (along,)]
+    decoder = None if split.decoder_inputs is None else split.decoder_inputs[:, along]
+    return Split(split.inputs[:, along], targets, split.targets_axis, decoder)
+
+
 def evaluate_in_chunks(model: Model, params: Params, split: Split) -> Evaluation:
-    """Loss, accuracy and the task's scores over a whole split, in chunks; weighted by chunk
-    size (each is a mean over a chunk's sequences)."""
+    """Loss, accuracy and the task's scores over a whole split, in chunks of
+    :func:`evaluation_chunk` sequences; weighted by chunk size (each is a mean over a chunk's
+    sequences)."""
     total_loss, total_correct, count = 0.0, 0.0, len(split)
     has_accuracy = True
     score_totals: dict[str, float] = {}
-    for start in range(0, count, EVAL_CHUNK):
-        chunk = split.batch(np.arange(start, min(start + EVAL_CHUNK, count)))
+    size = evaluation_chunk(model, split)
+    for start in range(0, count, size):
+        chunk = split_range(split, start, min(start + size, count))
         predictions = model.evaluation_predictions(params, chunk)
         loss, _ = model.task.loss(predictions, chunk.targets)
         total_loss += loss * len(chunk)

@@ -181,6 +181,19 @@ class StackedCell(abc.ABC):
         fresh array (optimizers update gradients in place). Must not modify its arguments.
         """
 
+    def layer_infer(
+        self, params: Params, k: int, inputs: Array, state: LayerState
+    ) -> tuple[Array, LayerState]:
+        """Layer ``k`` over ``inputs`` for evaluation: ``(outputs, final_state)`` as
+        :meth:`layer_forward` returns them, nothing kept for backward.
+
+        Default: :meth:`layer_forward` with its cache dropped at once (the harness runs
+        evaluation on time chunks, so that cache is O(chunk) while it lives). Override it when a
+        cache costs work or memory worth skipping (the numpy reference does).
+        """
+        outputs, final, _ = self.layer_forward(params, k, inputs, state)
+        return outputs, final
+
     # --- Array plumbing: a device backend overrides these ----------------------------------------
 
     def to_backend(self, array: np.ndarray) -> Array:
@@ -259,6 +272,28 @@ class StackedCell(abc.ABC):
         outputs, final_state, layers = self._run_layers(params, x, state)
         cache = StackedCache(type(self), self.config, steps, batch, layers)
         return ForwardResult(outputs=outputs, final_state=final_state, cache=cache)
+
+    def infer(self, params: Params, x: Array, initial_state: State) -> tuple[Array, State]:
+        """Every layer over ``x`` ``(T, B, I)`` without a cache: ``(outputs, final_state)``, the
+        optional :meth:`rnnbench.cell.InferenceCell.infer`. Each layer's input sequence is
+        dropped as soon as the layer above has read it."""
+        params = self.check_params(params)
+        x = self.check_array("x", x, ("T", "B", self.config.input_size), contiguous=True)
+        steps, batch = x.shape[:2]
+        if steps < 1 or batch < 1:
+            raise ValueError(
+                f"x must have at least one time step and one sequence, got {tuple(x.shape)}"
+            )
+        state = self.check_state("initial_state", initial_state, batch)
+        layer_input, finals = x, []
+        for k in range(self.config.num_layers):
+            layer_input, final_k = self.layer_infer(
+                params, k, layer_input, tuple(s[k] for s in state)
+            )
+            self._check_layer_result("layer_infer", k, final_k, sequence=layer_input,
+                                     sequence_shape=(steps, batch, self.config.hidden_size))
+            finals.append(final_k)
+        return layer_input, self._stack_layers(finals)
 
     def step(self, params: Params, x_t: Array, state: State) -> tuple[Array, State]:
         """One time step ``x_t`` ``(B, I)``: the top layer's output ``(B, H)`` and the new state."""
@@ -375,7 +410,7 @@ class StackedCell(abc.ABC):
         sequence between layers would otherwise broadcast into the next layer silently)."""
         where = f"{type(self).__name__}.{method} of layer {k}"
         if sequence_shape is not None and tuple(getattr(sequence, "shape", ())) != sequence_shape:
-            what = "outputs" if method == "layer_forward" else "d_inputs"
+            what = "d_inputs" if method == "layer_backward" else "outputs"
             raise ValueError(
                 f"{where} must return {what} of shape {sequence_shape}, got "
                 f"{tuple(getattr(sequence, 'shape', ())) or type(sequence).__name__}"

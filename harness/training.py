@@ -24,6 +24,27 @@ from rnnbench.task import Split, TaskData
 Params = dict[str, np.ndarray]
 
 
+class _Scratch:
+    """Per-parameter work arrays an optimizer reuses every step, so an update allocates
+    nothing (a fresh temporary per operation cost page faults and copies on every step: the
+    harness's share of a step's time). Results are bit for bit those of the plain numpy
+    expressions they replace: the same operations in the same order, only written ``out=``."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[tuple[str, int], np.ndarray] = {}
+
+    def get(self, name: str, like: np.ndarray, slot: int = 0) -> np.ndarray:
+        array = self._arrays.get((name, slot))
+        if array is None or array.shape != like.shape or array.dtype != like.dtype:
+            array = self._arrays[(name, slot)] = np.empty_like(like)
+        return array
+
+
+def _apply_step(params: Params, name: str, step: np.ndarray) -> None:
+    """``params[name] -= step`` rounded to the parameter's dtype first, as before."""
+    params[name] -= step.astype(params[name].dtype, copy=False)
+
+
 class SGD:
     """Stochastic gradient descent with (heavy-ball, PyTorch-style) momentum."""
 
@@ -31,15 +52,21 @@ class SGD:
         self.lr = lr
         self.momentum = momentum
         self.velocity: Params = {}
+        self._scratch = _Scratch()
 
     def update(self, params: Params, grads: Params) -> None:
         for name, grad in grads.items():
             if self.momentum:
                 v = self.velocity.get(name)
-                v = grad.copy() if v is None else self.momentum * v + grad
-                self.velocity[name] = v
+                if v is None:
+                    v = self.velocity[name] = grad.copy()
+                else:  # v = momentum * v + grad
+                    v *= self.momentum
+                    v += grad
                 grad = v
-            params[name] -= (self.lr * grad).astype(params[name].dtype, copy=False)
+            step = self._scratch.get(name, grad)
+            np.multiply(grad, self.lr, out=step)  # lr * grad
+            _apply_step(params, name, step)
 
 
 class Adam:
@@ -50,6 +77,7 @@ class Adam:
         self.m: Params = {}
         self.v: Params = {}
         self.t = 0
+        self._scratch = _Scratch()
 
     def update(self, params: Params, grads: Params) -> None:
         self.t += 1
@@ -58,11 +86,26 @@ class Adam:
         for name, grad in grads.items():
             if name not in self.m:
                 self.m[name], self.v[name] = np.zeros_like(grad), np.zeros_like(grad)
-            m = self.beta1 * self.m[name] + (1.0 - self.beta1) * grad
-            v = self.beta2 * self.v[name] + (1.0 - self.beta2) * grad * grad
-            self.m[name], self.v[name] = m, v
-            step = self.lr * (m / correction1) / (np.sqrt(v / correction2) + self.eps)
-            params[name] -= step.astype(params[name].dtype, copy=False)
+            m, v = self.m[name], self.v[name]
+            work = self._scratch.get(name, grad)
+            # m = beta1 * m + (1 - beta1) * grad
+            m *= self.beta1
+            np.multiply(grad, 1.0 - self.beta1, out=work)
+            m += work
+            # v = beta2 * v + (1 - beta2) * grad * grad
+            v *= self.beta2
+            np.multiply(grad, 1.0 - self.beta2, out=work)
+            work *= grad
+            v += work
+            # step = lr * (m / correction1) / (sqrt(v / correction2) + eps)
+            np.divide(v, correction2, out=work)
+            np.sqrt(work, out=work)
+            work += self.eps
+            step = self._scratch.get(name, grad, 1)
+            np.divide(m, correction1, out=step)
+            step *= self.lr
+            step /= work
+            _apply_step(params, name, step)
 
 
 class RMSprop:
@@ -86,6 +129,7 @@ class RMSprop:
         self.square_avg: Params = {}
         self.grad_avg: Params = {}
         self.buffer: Params = {}
+        self._scratch = _Scratch()
 
     def update(self, params: Params, grads: Params) -> None:
         alpha = self.alpha
@@ -94,20 +138,36 @@ class RMSprop:
                 self.square_avg[name] = np.zeros_like(grad)
                 self.grad_avg[name] = np.zeros_like(grad)
                 self.buffer[name] = np.zeros_like(grad)
-            square_avg = alpha * self.square_avg[name] + (1.0 - alpha) * grad * grad
-            self.square_avg[name] = square_avg
+            square_avg = self.square_avg[name]
+            work = self._scratch.get(name, grad)
+            avg = self._scratch.get(name, grad, 1)
+            # square_avg = alpha * square_avg + (1 - alpha) * grad * grad
+            square_avg *= alpha
+            np.multiply(grad, 1.0 - alpha, out=work)
+            work *= grad
+            square_avg += work
             if self.centered:
-                grad_avg = alpha * self.grad_avg[name] + (1.0 - alpha) * grad
-                self.grad_avg[name] = grad_avg
-                avg = np.sqrt(square_avg - grad_avg * grad_avg) + self.eps
+                grad_avg = self.grad_avg[name]
+                # grad_avg = alpha * grad_avg + (1 - alpha) * grad
+                grad_avg *= alpha
+                np.multiply(grad, 1.0 - alpha, out=work)
+                grad_avg += work
+                # avg = sqrt(square_avg - grad_avg * grad_avg) + eps
+                np.multiply(grad_avg, grad_avg, out=work)
+                np.subtract(square_avg, work, out=avg)
+                np.sqrt(avg, out=avg)
             else:
-                avg = np.sqrt(square_avg) + self.eps
-            if self.momentum > 0:
-                direction = self.momentum * self.buffer[name] + grad / avg
-                self.buffer[name] = direction
-            else:
-                direction = grad / avg
-            params[name] -= (self.lr * direction).astype(params[name].dtype, copy=False)
+                np.sqrt(square_avg, out=avg)  # avg = sqrt(square_avg) + eps
+            avg += self.eps
+            direction = work
+            np.divide(grad, avg, out=direction)  # grad / avg
+            if self.momentum > 0:  # buffer = momentum * buffer + grad / avg
+                buffer = self.buffer[name]
+                buffer *= self.momentum
+                buffer += direction
+                direction = buffer
+            np.multiply(direction, self.lr, out=avg)  # lr * direction
+            _apply_step(params, name, avg)
 
 
 Optimizer = SGD | Adam | RMSprop
@@ -168,9 +228,22 @@ def learning_rate(config: TrainingConfig, step: int, total: int) -> float:
     return lr
 
 
-def global_norm(grads: Params) -> float:
-    """The L2 norm of all gradients together, computed in float64."""
-    return math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values()))
+def global_norm(grads: Params, scratch: dict[str, np.ndarray] | None = None) -> float:
+    """The L2 norm of all gradients together, computed in float64.
+
+    ``scratch`` (a dict the caller keeps between calls) holds the float64 squares, reused
+    every step rather than allocated: the same sums, without a fresh array per parameter."""
+    total = 0.0
+    for name, g in grads.items():
+        if scratch is None:
+            squares = np.square(g, dtype=np.float64)
+        else:
+            squares = scratch.get(name)
+            if squares is None or squares.shape != np.shape(g):
+                squares = scratch[name] = np.empty(np.shape(g), np.float64)
+            np.square(g, out=squares, dtype=np.float64)
+        total += float(np.sum(squares))
+    return math.sqrt(total)
 
 
 def clip_by_global_norm(grads: Params, max_norm: float, norm: float | None = None,
@@ -215,6 +288,11 @@ class TrainingResult:
     #: (parameters and optimizer state resident there), or ``"host (fallback: why)"``
     #: (:func:`rnnbench.device_ops.choose_training_ops`).
     placement: str = "host"
+    #: Of each timed step, the seconds inside the cells' forward and backward (with their
+    #: host-backend copies; the model's :class:`~rnnbench.model.CellClock`); the rest of the
+    #: step is the harness's overhead (readout, loss, optimizer, clipping). Empty for a model
+    #: without a ``cell_clock``. Metrics ``cell_ms``, ``overhead_ms``, ``overhead_share``.
+    cell_seconds: list[float] = field(default_factory=list)
 
 
 def resolve_schedule(config: TrainingConfig, n_train: int) -> tuple[int, int]:
@@ -231,6 +309,18 @@ def resolve_schedule(config: TrainingConfig, n_train: int) -> tuple[int, int]:
         raise ValueError("TrainingConfig needs steps or epochs")
     every = config.eval_every or steps_per_epoch
     return total, max(1, min(every, total))
+
+
+def _cell_seconds(model: Model) -> float:
+    """The model's running total of seconds in its cells (0 without a ``cell_clock``)."""
+    clock = getattr(model, "cell_clock", None)
+    return 0.0 if clock is None else clock.seconds
+
+
+def _record_cell_seconds(result: TrainingResult, model: Model, before: float) -> None:
+    """Append the step's seconds in the cells, for a model that keeps a ``cell_clock``."""
+    if getattr(model, "cell_clock", None) is not None:
+        result.cell_seconds.append(_cell_seconds(model) - before)
 
 
 def _finite(value: float) -> bool:
@@ -337,12 +427,14 @@ def _train(
         optimizer.lr = lr
 
         started = time.perf_counter()
+        cell_before = _cell_seconds(model)
         loss, grads = model.loss_and_grads(state, ops.batch_to_backend(batch), ops)
         norm = ops.global_norm(grads)
         if not (_finite(loss) and _finite(norm)):
             elapsed = time.perf_counter() - started
             result.train_seconds += elapsed
             result.step_seconds.append(elapsed)
+            _record_cell_seconds(result, model, cell_before)
             result.diverged = True
             what = "loss" if not _finite(loss) else "gradient"
             result.divergence = f"non-finite {what} at step {step}"
@@ -353,6 +445,7 @@ def _train(
         elapsed = time.perf_counter() - started
         result.train_seconds += elapsed
         result.step_seconds.append(elapsed)
+        _record_cell_seconds(result, model, cell_before)
         result.steps_done = step
         losses.append(loss)
         norms.append(norm)

@@ -540,7 +540,7 @@ def test_check_cell_command_prints_every_check_and_exits_0(capsys):
     for name in CELL_CHECK_NAMES:
         assert name in out
     assert "gru/numpy" in out and "reference gru/numba-cpu" in out
-    assert "all checks passed: 10 passed, 1 skipped, on gru/numpy" in out
+    assert "all checks passed: 11 passed, 1 skipped, on gru/numpy" in out
 
 
 def test_check_cell_command_names_failed_checks_and_exits_1(capsys, data_dir):

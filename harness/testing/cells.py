@@ -13,6 +13,8 @@ the cases to try, the reference), so a pytest suite can run them one by one
 - ``gradients``: every parameter's, input's and initial state's gradient against finite
   differences in float64;
 - ``step_matches_forward``: ``step`` after ``step`` gives ``forward``'s outputs and final state;
+- ``infer_matches_forward``: the optional ``infer``, on the whole sequence and on two time
+  chunks with the state carried over, gives ``forward``'s outputs and final state;
 - ``arguments_unchanged``: ``forward``, ``backward`` and ``step`` leave their arguments alone,
   and a second ``backward`` from the same cache gives the same answer;
 - ``no_aliasing``: no result shares memory with an argument, and no two gradients share memory
@@ -42,7 +44,7 @@ from rnnbench.boundary import (
     check_forward_result,
     check_step_result,
 )
-from rnnbench.cell import CELL_MEMBERS, DTYPES, Cell, CellConfig, CellSupport
+from rnnbench.cell import CELL_MEMBERS, DTYPES, Cell, CellConfig, CellSupport, has_infer
 from rnnbench.errors import RnnbenchError
 from rnnbench.plugin_manager import PluginHost
 from rnnbench.testing.cases import (
@@ -315,6 +317,50 @@ def check_step_matches_forward(subject: CellSubject) -> str:
     return f"max error {worst:.1e} of scale over {len(cases)} cases"
 
 
+def _infer_error(case: CellCase) -> tuple[float, str]:
+    """``infer`` on the whole sequence, and on two time chunks with the state carried between
+    them, against ``forward``."""
+    cell = case.cell
+    whole = case.forward()
+    params, state = case.backend_params(), case.backend_state()
+    x = cell.to_backend(case.x)
+    outputs, final = cell.infer(params, x, state)
+    split = max(1, case.x.shape[0] // 2)
+    first, middle = cell.infer(params, cell.to_backend(case.x[:split]), state)
+    pieces = [cell.to_host(first)]
+    chunked_final = middle
+    if split < case.x.shape[0]:
+        second, chunked_final = cell.infer(params, cell.to_backend(case.x[split:]), middle)
+        pieces.append(cell.to_host(second))
+    found = {"outputs": cell.to_host(outputs), "chunked outputs": np.concatenate(pieces)}
+    found.update({f"final_state[{i}]": cell.to_host(s) for i, s in enumerate(final)})
+    found.update({f"chunked final_state[{i}]": cell.to_host(s)
+                  for i, s in enumerate(chunked_final)})
+    host_outputs = cell.to_host(whole.outputs)
+    expected = {"outputs": host_outputs, "chunked outputs": host_outputs}
+    for i, s in enumerate(whole.final_state):
+        expected[f"final_state[{i}]"] = expected[f"chunked final_state[{i}]"] = cell.to_host(s)
+    try:
+        return worst_scaled_error(found, expected)
+    except ValueError as exc:
+        raise Failed(f"{case.label}: infer against forward: {exc}") from exc
+
+
+def check_infer_matches_forward(subject: CellSubject) -> str:
+    cases = list(subject.cases())
+    if not has_infer(cases[0].cell):
+        return "no infer (optional): evaluation runs forward on time chunks instead"
+    worst = 0.0
+    for case in cases:
+        error, where = _infer_error(case)
+        tolerance = SAME_CELL_TOLERANCE[case.cell.config.dtype]
+        if not error <= tolerance:
+            raise Failed(f"{case.label}: infer differs from forward in {where} by "
+                         f"{error:.3g} of its scale (tolerance {tolerance:g})")
+        worst = max(worst, error)
+    return f"max error {worst:.1e} of scale over {len(cases)} cases (whole and in 2 chunks)"
+
+
 def check_arguments_unchanged(subject: CellSubject) -> str:
     count = 0
     for case in subject.cases():
@@ -508,6 +554,8 @@ CELL_CHECKS: tuple[Check[CellSubject], ...] = (
           "backward against finite differences (float64), every parameter, input and state"),
     Check("step_matches_forward", check_step_matches_forward,
           "step after step gives forward's outputs and final state"),
+    Check("infer_matches_forward", check_infer_matches_forward,
+          "infer (optional), whole and in two time chunks, gives forward's outputs and state"),
     Check("arguments_unchanged", check_arguments_unchanged,
           "forward, backward and step leave their arguments alone"),
     Check("no_aliasing", check_no_aliasing,

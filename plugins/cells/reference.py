@@ -92,6 +92,19 @@ class ReferenceCell(StackedCell):
         outputs = np.stack([s[0] for s in states[1:]])
         return outputs, state, LayerCache(inputs=inputs, states=states, saved=saved)
 
+    def layer_infer(
+        self, params: Mapping[str, np.ndarray], k: int, inputs: np.ndarray, state: LayerState
+    ) -> tuple[np.ndarray, LayerState]:
+        """:meth:`layer_forward`'s arithmetic, step for step, keeping only the outputs: no
+        list of states or saved gates (evaluation's cache-free forward)."""
+        w_ih, w_hh, b_ih, b_hh = self._layer_params(params, k)
+        gi = _affine(inputs, w_ih, b_ih)
+        outputs = np.empty((inputs.shape[0], inputs.shape[1], w_hh.shape[1]), self.config.np_dtype)
+        for t in range(inputs.shape[0]):
+            state, _ = self.step_forward(gi[t], _affine(state[0], w_hh, b_hh), state)
+            outputs[t] = state[0]
+        return outputs, state
+
     def layer_backward(
         self,
         params: Mapping[str, np.ndarray],

@@ -75,6 +75,40 @@ def step_ms_spread(run: RunOutcome) -> float | None:
     return 1000.0 * float(q75 - q25)
 
 
+def _split_steps(run: RunOutcome) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per timed step: (seconds in the cells, seconds of the harness's own work); None when the
+    run's model kept no cell clock."""
+    cells = list(getattr(run.training, "cell_seconds", []) or [])
+    steps = _step_seconds(run)
+    if not cells or len(cells) != len(steps):
+        return None
+    cell = np.asarray(cells)
+    return cell, np.asarray(steps) - cell
+
+
+def cell_ms(run: RunOutcome) -> float | None:
+    """Median milliseconds per step inside the cells' forward and backward (with their
+    host-backend copies)."""
+    split = _split_steps(run)
+    return None if split is None else 1000.0 * float(np.median(split[0]))
+
+
+def overhead_ms(run: RunOutcome) -> float | None:
+    """Median milliseconds per step outside the cells: readout, loss, gradient norm and
+    clipping, optimizer update. What the harness adds to the cells' own time."""
+    split = _split_steps(run)
+    return None if split is None else 1000.0 * float(np.median(split[1]))
+
+
+def overhead_share(run: RunOutcome) -> float | None:
+    """The harness's median share of a step's time (0 to 1): ``overhead / step`` per step."""
+    split = _split_steps(run)
+    if split is None:
+        return None
+    total = split[0] + split[1]
+    return float(np.median(split[1] / np.where(total > 0, total, 1.0)))
+
+
 def sequences_per_second(run: RunOutcome) -> float | None:
     """Training sequences per second at the median step: batch size / median step time, so it
     agrees with ``step_ms`` (``1000 * batch_size / step_ms``)."""
@@ -138,6 +172,15 @@ def rnnbench_register_metrics(register):
     register("step_ms_spread", step_ms_spread,
              "interquartile range of the step times in milliseconds (75th - 25th percentile)",
              better=None, timing=True)
+    register("cell_ms", cell_ms,
+             "median milliseconds per step inside the cells' forward and backward (with their "
+             "host-backend copies)", timing=True)
+    register("overhead_ms", overhead_ms,
+             "median milliseconds per step outside the cells (readout, loss, clipping, "
+             "optimizer): the harness's own cost", timing=True)
+    register("overhead_share", overhead_share,
+             "median share of a step's time outside the cells (overhead_ms / step_ms, per "
+             "step)", timing=True)
     register("sequences_per_second", sequences_per_second,
              "training throughput at the median step (1000 * batch_size / step_ms)",
              better="higher", timing=True)
