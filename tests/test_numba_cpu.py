@@ -129,6 +129,43 @@ def test_tiled_threshold_from_the_environment(monkeypatch):
         numba_cpu._tiled_min_hidden_from_environment()
 
 
+def test_tiled_path_from_several_threads_at_once(monkeypatch):
+    """Runs in threads (as -j / Dask threaded workers do) give the single-threaded answer: the
+    tiled kernels' parallel regions are serialised by a lock (the workqueue layer is not safe
+    for concurrent launches)."""
+    import threading
+
+    import numpy as np
+
+    from rnnbench.cell import CellConfig
+
+    monkeypatch.setattr(numba_cpu, "TILED_MIN_HIDDEN", 0)
+    monkeypatch.setattr(numba_cpu, "TILED_BLOCKS", 2)
+    cell = numba_cpu.NumbaLSTMCell(CellConfig(input_size=3, hidden_size=11))
+    rng = np.random.default_rng(0)
+    params = cell.init_params(rng)
+    x = rng.standard_normal((6, 4, 3)).astype(np.float32)
+    dy = rng.standard_normal((6, 4, 11)).astype(np.float32)
+
+    def grads():
+        result = cell.forward(params, x, cell.initial_state(4))
+        return cell.backward(params, result.cache, dy, None).param_grads
+
+    expected = grads()
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.append([grads() for _ in range(5)]))
+               for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 3
+    for run in results:
+        for got in run:
+            for name, value in expected.items():
+                np.testing.assert_array_equal(got[name], value)
+
+
 def test_pack_panels_is_gate_interleaved():
     import numpy as np
 
