@@ -39,8 +39,8 @@ def _tiled_min_hidden_from_environment() -> int | None:
 #: The threaded, tiled kernels (``*_tiled`` in numba_kernels) run when this is set, the hidden
 #: size is at least this, and Numba may use 2+ threads (the run's thread budget, through
 #: ``numba.set_num_threads``). Off (None) by default: on the shared 2-core machine they were
-#: measured, they were slower than the serial kernels at every grid point (0.5-0.9x at
-#: H >= 512, 0.2-0.4x at H = 128; see numba_kernels' docstring), so the default stays the
+#: measured, they were slower than the serial kernels at every grid point (0.3-0.8x their
+#: speed at H >= 512, 0.1-0.4x at H = 128; see numba_kernels' docstring), so the default stays the
 #: serial kernels until a quiet machine shows where they win. Set it for a run with the
 #: environment variable ``RNNBENCH_NUMBA_TILED_MIN_HIDDEN``; tests set it to force a path.
 TILED_MIN_HIDDEN: int | None = _tiled_min_hidden_from_environment()

@@ -28,15 +28,18 @@ Tiled kernels (``*_forward_tiled``, ``*_backward_tiled``; opt-in, see
   only), then their product with its rows of W_hh, a partial dh over all units; the next step
   sums the partials of its own units (double-buffered, no barrier besides the region's end).
   The big all-steps GEMMs (input projection, weight gradients) stay threaded BLAS outside;
-- measured (2026-11-30, 2-core AMD EPYC shared with four other jobs, load 3-26, float32,
-  2 threads, train step, serial vs tiled in one process, interleaved): slower everywhere,
-  e.g. LSTM (100,64,256,512) 376 vs 441 ms, (50,16,64,1024) 195 vs 246 ms, (100,64,32,128)
-  24 vs 67 ms; RNN/GRU likewise 1.4-5x slower. On this machine the two threads rarely get
-  two cores at once, so a barrier per step waits for a descheduled thread; the split gains
-  nothing. Forward alone at (50,16,64,1024) was once faster (77 vs 94 ms). With Numba's OpenMP
-  layer (active spin-waiting) a 20-step forward took 1-4 s under load, 4-15 ms with the
-  workqueue layer or OMP_WAIT_POLICY=PASSIVE. Hence off by default until measured on a
-  quiet machine.
+- measured (2026-11-30, 2-core AMD EPYC shared with four other jobs, float32, 2 threads,
+  train step, medians, serial / tiled / torch interleaved in one process, load ~0.4-2):
+  slower than the serial kernels at every point of the issue's grid and at (50,4,64,1280):
+  LSTM (100,64,256,512) 316 vs 428 ms, (50,16,64,1024) 190 vs 249 ms, (100,64,32,128) 24 vs
+  64 ms, (1000,1,16,64) 1.9 vs 82 ms; RNN 2.2-50x slower, GRU 1.3-29x slower (e.g. GRU
+  (50,4,64,1280) 141 vs 191 ms). Why: a parallel region per step costs 20-90 us here (an LSTM
+  forward at B=1, H=512 took 52-120 us a step tiled, 32-38 us serial), whichever layer
+  (OpenMP, workqueue, OMP_WAIT_POLICY=PASSIVE); the two threads rarely hold both cores at
+  once, so each step's barrier waits for a descheduled thread; and each tile's
+  single-threaded BLAS call still packs its panel every step. Under heavy load (load 8-26)
+  the OpenMP layer's spin-waiting made a 20-step forward take 1-4 s (workqueue: 4-15 ms).
+  Hence off by default; worth re-measuring on a quiet machine with more cores.
 
 What was tried and dropped: ``prange`` over the gate passes alone, launched once per step
 between threaded BLAS calls: the Numba threads fought the BLAS threads still spinning from the
