@@ -58,6 +58,131 @@ def test_matches_reference_on_random_shapes(kind, shape, num_layers, bias, dtype
     ).raise_on_failure()
 
 
+@pytest.fixture(params=["serial", "tiled-1", "tiled-3"])
+def path(request, monkeypatch):
+    """Force the serial kernels, or the tiled kernels with 1 or 3 tiles (3 splits the hidden
+    units unevenly and pads the last panel); after the test, check the forced path ran."""
+    from rnnbench.plugins.cells import numba_kernels
+
+    calls = []
+    for name in [f"{kind}_{way}_tiled" for kind in KINDS for way in ("forward", "backward")]:
+        kernel = getattr(numba_kernels, name)
+        monkeypatch.setattr(numba_kernels, name,
+                            lambda *a, _k=kernel, _n=name: calls.append(_n) or _k(*a))
+    if request.param == "serial":
+        monkeypatch.setattr(numba_cpu, "TILED_MIN_HIDDEN", None)
+    else:
+        monkeypatch.setattr(numba_cpu, "TILED_MIN_HIDDEN", 0)
+        monkeypatch.setattr(numba_cpu, "TILED_BLOCKS", int(request.param[-1]))
+    yield request.param
+    tiled = request.param != "serial"
+    assert any(name.endswith("forward_tiled") for name in calls) == tiled  # the path ran
+    assert any(name.endswith("backward_tiled") for name in calls) == tiled
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (4, 1, 2, 3), (7, 3, 5, 6), (3, 5, 9, 37)],
+                         ids=lambda s: "T{}B{}I{}H{}".format(*s))
+@pytest.mark.parametrize("kind", KINDS)
+def test_paths_match_reference(path, kind, shape):
+    """Each path, outputs and gradients, in 1 and 2 layers, with and without bias, both
+    dtypes (the rnn in tanh; relu below)."""
+    check_cell((kind, "numba-cpu"), reference="numpy", checks=["matches_reference"],
+               shapes=[shape], host=HOST).raise_on_failure()
+
+
+def test_relu_rnn_paths_match_reference(path):
+    check_cell(("rnn", "numba-cpu"), reference="numpy", checks=["matches_reference"],
+               shapes=[(7, 5, 3, 9), (3, 2, 4, 37)], options={"nonlinearity": "relu"},
+               host=HOST).raise_on_failure()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_paths_pass_cell_checks(path, kind):
+    """Finite differences and the protocol checks on each path."""
+    for check in cell_checks((kind, "numba-cpu"), reference="numpy", shapes=[(4, 2, 3, 5)],
+                             host=HOST):
+        check()
+
+
+def test_tiled_path_is_chosen_by_size_and_threads(monkeypatch):
+    import numba
+
+    monkeypatch.setattr(numba_cpu, "TILED_BLOCKS", None)
+    monkeypatch.setattr(numba_cpu, "TILED_MIN_HIDDEN", None)
+    assert numba_cpu.tiled_blocks(4096) == 0  # off by default
+    monkeypatch.setattr(numba_cpu, "TILED_MIN_HIDDEN", 512)
+    assert numba_cpu.tiled_blocks(511) == 0
+    threads = numba.get_num_threads()
+    assert numba_cpu.tiled_blocks(512) == (threads if threads >= 2 else 0)
+    numba.set_num_threads(1)  # a budget of one thread: serial kernels
+    try:
+        assert numba_cpu.tiled_blocks(512) == 0
+    finally:
+        numba.set_num_threads(threads)
+
+
+def test_tiled_threshold_from_the_environment(monkeypatch):
+    monkeypatch.setenv("RNNBENCH_NUMBA_TILED_MIN_HIDDEN", "768")
+    assert numba_cpu._tiled_min_hidden_from_environment() == 768
+    monkeypatch.setenv("RNNBENCH_NUMBA_TILED_MIN_HIDDEN", "big")
+    with pytest.raises(ValueError, match="RNNBENCH_NUMBA_TILED_MIN_HIDDEN must be an integer"):
+        numba_cpu._tiled_min_hidden_from_environment()
+
+
+def test_tiled_path_from_several_threads_at_once(monkeypatch):
+    """Runs in threads (as -j / Dask threaded workers do) give the single-threaded answer: the
+    tiled kernels' parallel regions are serialised by a lock (the workqueue layer is not safe
+    for concurrent launches)."""
+    import threading
+
+    import numpy as np
+
+    from rnnbench.cell import CellConfig
+
+    monkeypatch.setattr(numba_cpu, "TILED_MIN_HIDDEN", 0)
+    monkeypatch.setattr(numba_cpu, "TILED_BLOCKS", 2)
+    cell = numba_cpu.NumbaLSTMCell(CellConfig(input_size=3, hidden_size=11))
+    rng = np.random.default_rng(0)
+    params = cell.init_params(rng)
+    x = rng.standard_normal((6, 4, 3)).astype(np.float32)
+    dy = rng.standard_normal((6, 4, 11)).astype(np.float32)
+
+    def grads():
+        result = cell.forward(params, x, cell.initial_state(4))
+        return cell.backward(params, result.cache, dy, None).param_grads
+
+    expected = grads()
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.append([grads() for _ in range(5)]))
+               for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 3
+    for run in results:
+        for got in run:
+            for name, value in expected.items():
+                np.testing.assert_array_equal(got[name], value)
+
+
+def test_pack_panels_is_gate_interleaved():
+    import numpy as np
+
+    from rnnbench.plugins.cells import numba_kernels
+
+    hidden, gates = 5, 4
+    w = np.arange(gates * hidden * hidden, dtype=np.float64).reshape(gates * hidden, hidden)
+    rows, bs = numba_kernels.pack_panels(w, gates, 2)
+    assert bs == 3 and rows.shape == (2, gates * bs, hidden)
+    for k in range(2):
+        for g in range(gates):
+            for u in range(bs):
+                j = k * bs + u
+                expected = w[g * hidden + j] if j < hidden else np.zeros(hidden)
+                np.testing.assert_array_equal(rows[k, g * bs + u], expected)
+
+
 def test_registered_through_the_entry_point_group():
     for kind in KINDS:
         entry = HOST.registry.cells[(kind, "numba-cpu")]

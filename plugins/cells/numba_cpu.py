@@ -9,7 +9,10 @@ sequence, as the kernels in :mod:`rnnbench.plugins.cells.numba_kernels`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -20,6 +23,71 @@ from rnnbench.plugins.cells import numba_kernels as kernels
 from rnnbench.plugins.cells.options import OPTIONS, SUPPORTS, is_relu
 
 BACKEND = "numba-cpu"
+
+def _tiled_min_hidden_from_environment() -> int | None:
+    value = os.environ.get("RNNBENCH_NUMBA_TILED_MIN_HIDDEN", "").strip()
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(
+            f"RNNBENCH_NUMBA_TILED_MIN_HIDDEN must be an integer hidden size, got {value!r}"
+        ) from None
+
+
+#: The threaded, tiled kernels (``*_tiled`` in numba_kernels) run when this is set, the hidden
+#: size is at least this, and Numba may use 2+ threads (the run's thread budget, through
+#: ``numba.set_num_threads``). Off (None) by default: on the shared 2-core machine they were
+#: measured, they were slower than the serial kernels at every grid point (0.3-0.8x their
+#: speed at H >= 512, 0.1-0.4x at H = 128; see numba_kernels' docstring), so the default stays the
+#: serial kernels until a quiet machine shows where they win. Set it for a run with the
+#: environment variable ``RNNBENCH_NUMBA_TILED_MIN_HIDDEN``; tests set it to force a path.
+TILED_MIN_HIDDEN: int | None = _tiled_min_hidden_from_environment()
+#: Tests only: this many tiles whatever the thread count (None: one per Numba thread).
+TILED_BLOCKS: int | None = None
+
+# The tiled kernels launch one parallel region per time step. Numba's OpenMP layer (the
+# default here, without TBB) spins its idle threads: on a loaded machine a 20-step LSTM forward
+# took 1-4 s with it, 4-15 ms with OMP_WAIT_POLICY=PASSIVE or the workqueue layer. Which layer
+# runs is the user's choice (NUMBA_THREADING_LAYER); the workqueue layer is not safe for
+# parallel regions launched from several threads at once, so the tiled kernels run under one
+# lock (see _tiled_section).
+_TILED_LOCK = threading.Lock()
+_BLAS: Any = None
+
+
+def _blas_controller() -> Any:
+    """threadpoolctl's controller of the loaded BLAS libraries, numpy's and the one Numba's
+    ``np.dot`` calls (SciPy's), created once."""
+    global _BLAS
+    if _BLAS is None:
+        import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS Numba's np.dot uses)
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS
+
+
+@contextmanager
+def _tiled_section() -> Iterator[None]:
+    """BLAS capped to one thread (each Numba thread calls BLAS on its own tile; a threaded
+    BLAS would run budget x budget threads) and one tiled kernel at a time (see above)."""
+    with _TILED_LOCK, _blas_controller().limit(limits=1, user_api="blas"):
+        yield
+
+
+def tiled_blocks(hidden: int) -> int:
+    """Threads for the tiled kernels (Numba's thread count in this thread: the run's budget),
+    or 0 for the serial kernels."""
+    if TILED_MIN_HIDDEN is None or hidden < TILED_MIN_HIDDEN:
+        return 0
+    if TILED_BLOCKS is not None:
+        return TILED_BLOCKS
+    import numba
+
+    threads = int(numba.get_num_threads())
+    return threads if threads >= 2 else 0
 
 #: One layer's state: ``(h,)`` or ``(h, c)``, each ``(B, H)``.
 LayerState = tuple[np.ndarray, ...]
@@ -113,14 +181,36 @@ class NumbaRNNCell(NumbaCell):
     def _forward_kernel(self, x2, w_ih, w_hh, b_ih, b_hh, state, steps, batch):
         hidden = self.config.hidden_size
         gi, h_all = self._empty(steps, batch, hidden), self._empty(steps + 1, batch, hidden)
-        kernels.rnn_forward(x2, w_ih, w_hh, b_ih + b_hh, state[0], gi, h_all, self.relu)
+        blocks = tiled_blocks(hidden)
+        if blocks:
+            rows, bs = kernels.pack_panels(w_hh, 1, blocks)
+            np.dot(x2, w_ih.T, out=gi.reshape(steps * batch, hidden))
+            tiles = self._empty(rows.shape[0], batch, bs)
+            with _tiled_section():
+                kernels.rnn_forward_tiled(rows, bs, b_ih + b_hh, state[0], gi, h_all, tiles,
+                                          self.relu)
+        else:
+            kernels.rnn_forward(x2, w_ih, w_hh, b_ih + b_hh, state[0], gi, h_all, self.relu)
         return h_all, (h_all[steps],), (h_all,)
 
     def _backward_kernel(self, cache, w_ih, w_hh, d_outputs, d_final, grads, d_initial):
         (h_all,) = cache.buffers
         d_pre = np.empty_like(d_outputs)
-        kernels.rnn_backward(cache.x2, w_ih, w_hh, h_all, d_outputs, d_final[0], d_pre, *grads,
-                             d_initial[0], self.relu)
+        steps, batch, hidden = d_pre.shape
+        blocks = tiled_blocks(hidden)
+        if not blocks:
+            kernels.rnn_backward(cache.x2, w_ih, w_hh, h_all, d_outputs, d_final[0], d_pre,
+                                 *grads, d_initial[0], self.relu)
+            return
+        rows, bs = kernels.pack_panels(w_hh, 1, blocks)
+        tiles = np.zeros((rows.shape[0], batch, bs), d_pre.dtype)
+        partials = np.empty((2, rows.shape[0], batch, hidden), d_pre.dtype)
+        with _tiled_section():
+            kernels.rnn_backward_tiled(rows, bs, h_all, d_outputs, d_final[0], d_pre,
+                                       d_initial[0], tiles, partials, self.relu)
+        d2 = d_pre.reshape(steps * batch, hidden)
+        kernels._weight_grads(d2, d2, cache.x2, h_all[:steps].reshape(steps * batch, hidden),
+                              w_ih, *grads)
 
 
 class NumbaLSTMCell(NumbaCell):
@@ -134,14 +224,41 @@ class NumbaLSTMCell(NumbaCell):
         hidden = self.config.hidden_size
         gates = self._empty(steps, batch, 4 * hidden)
         h_all, c_all = self._empty(steps + 1, batch, hidden), self._empty(steps + 1, batch, hidden)
-        kernels.lstm_forward(x2, w_ih, w_hh, b_ih + b_hh, state[0], state[1], gates, h_all, c_all)
+        blocks = tiled_blocks(hidden)
+        if blocks:
+            rows, bs = kernels.pack_panels(w_hh, 4, blocks)
+            np.dot(x2, w_ih.T, out=gates.reshape(steps * batch, 4 * hidden))
+            tiles = self._empty(rows.shape[0], batch, 4 * bs)
+            with _tiled_section():
+                kernels.lstm_forward_tiled(rows, bs, b_ih + b_hh, state[0], state[1], gates,
+                                           h_all, c_all, tiles)
+        else:
+            kernels.lstm_forward(x2, w_ih, w_hh, b_ih + b_hh, state[0], state[1], gates, h_all,
+                                 c_all)
         return h_all, (h_all[steps], c_all[steps]), (gates, h_all, c_all)
 
     def _backward_kernel(self, cache, w_ih, w_hh, d_outputs, d_final, grads, d_initial):
         gates, h_all, c_all = cache.buffers
         d_pre = np.empty_like(gates)
-        kernels.lstm_backward(cache.x2, w_ih, w_hh, gates, h_all, c_all, d_outputs, d_final[0],
-                              d_final[1], d_pre, *grads, d_initial[0], d_initial[1])
+        steps, batch, width = gates.shape
+        hidden = width // 4
+        blocks = tiled_blocks(hidden)
+        if not blocks:
+            kernels.lstm_backward(cache.x2, w_ih, w_hh, gates, h_all, c_all, d_outputs,
+                                  d_final[0], d_final[1], d_pre, *grads, d_initial[0],
+                                  d_initial[1])
+            return
+        rows, bs = kernels.pack_panels(w_hh, 4, blocks)
+        tiles = np.zeros((rows.shape[0], batch, 4 * bs), gates.dtype)
+        partials = np.empty((2, rows.shape[0], batch, hidden), gates.dtype)
+        dh_tiles = np.empty((rows.shape[0], bs), gates.dtype)
+        with _tiled_section():
+            kernels.lstm_backward_tiled(rows, bs, gates, c_all, d_outputs, d_final[0],
+                                        d_final[1], d_pre, d_initial[0], d_initial[1], tiles,
+                                        partials, dh_tiles)
+        d2 = d_pre.reshape(steps * batch, width)
+        kernels._weight_grads(d2, d2, cache.x2, h_all[:steps].reshape(steps * batch, hidden),
+                              w_ih, *grads)
 
 
 class NumbaGRUCell(NumbaCell):
@@ -153,14 +270,38 @@ class NumbaGRUCell(NumbaCell):
         hidden = self.config.hidden_size
         gates, gh_n = self._empty(steps, batch, 3 * hidden), self._empty(steps, batch, hidden)
         h_all = self._empty(steps + 1, batch, hidden)
-        kernels.gru_forward(x2, w_ih, w_hh, b_ih, b_hh, state[0], gates, gh_n, h_all)
+        blocks = tiled_blocks(hidden)
+        if blocks:
+            rows, bs = kernels.pack_panels(w_hh, 3, blocks)
+            np.dot(x2, w_ih.T, out=gates.reshape(steps * batch, 3 * hidden))
+            tiles = self._empty(rows.shape[0], batch, 3 * bs)
+            with _tiled_section():
+                kernels.gru_forward_tiled(rows, bs, b_ih, b_hh, state[0], gates, gh_n, h_all,
+                                          tiles)
+        else:
+            kernels.gru_forward(x2, w_ih, w_hh, b_ih, b_hh, state[0], gates, gh_n, h_all)
         return h_all, (h_all[steps],), (gates, gh_n, h_all)
 
     def _backward_kernel(self, cache, w_ih, w_hh, d_outputs, d_final, grads, d_initial):
         gates, gh_n, h_all = cache.buffers
         d_in, d_hid = np.empty_like(gates), np.empty_like(gates)
-        kernels.gru_backward(cache.x2, w_ih, w_hh, gates, gh_n, h_all, d_outputs, d_final[0],
-                             d_in, d_hid, *grads, d_initial[0])
+        steps, batch, width = gates.shape
+        hidden = width // 3
+        blocks = tiled_blocks(hidden)
+        if not blocks:
+            kernels.gru_backward(cache.x2, w_ih, w_hh, gates, gh_n, h_all, d_outputs,
+                                 d_final[0], d_in, d_hid, *grads, d_initial[0])
+            return
+        rows, bs = kernels.pack_panels(w_hh, 3, blocks)
+        tiles = np.zeros((rows.shape[0], batch, 3 * bs), gates.dtype)
+        partials = np.empty((2, rows.shape[0] + 1, batch, hidden), gates.dtype)
+        dh_tiles = np.empty((rows.shape[0], bs), gates.dtype)
+        with _tiled_section():
+            kernels.gru_backward_tiled(rows, bs, gates, gh_n, h_all, d_outputs, d_final[0], d_in,
+                                       d_hid, d_initial[0], tiles, partials, dh_tiles)
+        kernels._weight_grads(d_in.reshape(steps * batch, width),
+                              d_hid.reshape(steps * batch, width), cache.x2,
+                              h_all[:steps].reshape(steps * batch, hidden), w_ih, *grads)
 
 
 CELLS: tuple[type[NumbaCell], ...] = (NumbaRNNCell, NumbaLSTMCell, NumbaGRUCell)

@@ -1,23 +1,49 @@
 """Numba kernels of the ``numba-cpu`` backend: one layer, one whole sequence per call.
 
-Where the time goes, and what each kernel does about it:
+Two families, same equations, tested against the numpy reference on both:
 
+Serial kernels (``rnn_forward``, ``lstm_backward``, ...; the default path)
 - the input projection of all T steps is one GEMM (``x2 @ W_ih.T`` over ``T*B`` rows);
 - per time step, one GEMM for the recurrent product (``h @ W_hh.T``) and one fused pass over
   the gates (bias, nonlinearities, state update) that writes the activations backward needs;
 - backward walks the steps in reverse with one GEMM per step (``d_pre @ W_hh``) and stores the
   pre-activation gradients of every step, so the weight gradients are each *one* GEMM over all
-  ``T*B`` rows afterwards, and the bias gradients one GEMV;
+  ``T*B`` rows afterwards (:func:`_weight_grads`), and the bias gradients one GEMV;
 - nothing is allocated inside the time loop; the fused gate passes vectorise (float32 uses a
   rational tanh, and division by zero follows numpy, so LLVM can emit SIMD code);
 - the recurrent weights are transposed once per call, so every per-step product reads a
   row-major matrix (measured 1.5-2x faster than BLAS's transposed path at batch 16-64). At
   batch 1 a BLAS call costs about 0.65 us, as much as hand-written loops took, so BLAS stays;
-- both cores are used by the BLAS calls. Numba's own threads (``prange``) were tried for the
-  gate passes and removed: launched once per step, they fought the BLAS threads still spinning
-  from the step's GEMM and made large steps 10-30x slower;
-- the whole time loop is compiled (``njit``, cached on disk per dtype), so a step costs a BLAS
-  call and a fused loop, not Python interpretation.
+- both cores are used by the BLAS calls (threaded BLAS inside each per-step GEMM); the gate
+  pass runs on one thread between them.
+
+Tiled kernels (``*_forward_tiled``, ``*_backward_tiled``; opt-in, see
+``numba_cpu.TILED_MIN_HIDDEN``)
+- W_hh is packed once per call into one gate-interleaved panel per thread
+  (:func:`pack_panels`); each time step is one Numba parallel region (``prange`` over the
+  panels) in which thread k multiplies the previous state by its panel (a single-threaded BLAS
+  call: the caller caps BLAS to one thread, so Numba's and BLAS's threads never compete) and
+  at once applies the gate update of its hidden units, while the tile is in cache;
+- backward: thread k computes the gate gradients of its units (they need its units of dh
+  only), then their product with its rows of W_hh, a partial dh over all units; the next step
+  sums the partials of its own units (double-buffered, no barrier besides the region's end).
+  The big all-steps GEMMs (input projection, weight gradients) stay threaded BLAS outside;
+- measured (2026-11-30, 2-core AMD EPYC shared with four other jobs, float32, 2 threads,
+  train step, medians, serial / tiled / torch interleaved in one process, load ~0.4-2):
+  slower than the serial kernels at every point of the issue's grid and at (50,4,64,1280):
+  LSTM (100,64,256,512) 316 vs 428 ms, (50,16,64,1024) 190 vs 249 ms, (100,64,32,128) 24 vs
+  64 ms, (1000,1,16,64) 1.9 vs 82 ms; RNN 2.2-50x slower, GRU 1.3-29x slower (e.g. GRU
+  (50,4,64,1280) 141 vs 191 ms). Why: a parallel region per step costs 20-90 us here (an LSTM
+  forward at B=1, H=512 took 52-120 us a step tiled, 32-38 us serial), whichever layer
+  (OpenMP, workqueue, OMP_WAIT_POLICY=PASSIVE); the two threads rarely hold both cores at
+  once, so each step's barrier waits for a descheduled thread; and each tile's
+  single-threaded BLAS call still packs its panel every step. Under heavy load (load 8-26)
+  the OpenMP layer's spin-waiting made a 20-step forward take 1-4 s (workqueue: 4-15 ms).
+  Hence off by default; worth re-measuring on a quiet machine with more cores.
+
+What was tried and dropped: ``prange`` over the gate passes alone, launched once per step
+between threaded BLAS calls: the Numba threads fought the BLAS threads still spinning from the
+step's GEMM and made large steps 10-30x slower (the tiled kernels avoid this by capping BLAS).
 
 Every array is C-contiguous and of one dtype (float32 or float64). Gate order and equations
 are PyTorch's (see :mod:`rnnbench.plugins.cells.reference`, which these are tested against).
@@ -28,7 +54,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, types
+from numba import njit, prange, types
 from numba.extending import overload
 
 #: ``error_model="numpy"``: a float division by zero gives inf (as in numpy) instead of a Python
@@ -345,3 +371,293 @@ def gru_backward(x2, w_ih, w_hh, gates, gh_n, h_all, dy, dh_last, d_in, d_hid, d
     h_prev2 = h_all[:steps].reshape(steps * batch, hidden)
     _weight_grads(d_in.reshape(steps * batch, width), d_hid.reshape(steps * batch, width), x2,
                   h_prev2, w_ih, dx2, dw_ih, dw_hh, db_ih, db_hh)
+
+
+# --- tiled, threaded path -------------------------------------------------------------------------
+# One Numba parallel region per time step; thread k owns hidden units [k*bs, (k+1)*bs) of every
+# gate. W_hh is packed once per call into per-thread panels, gate-interleaved: panel k holds
+# the rows of W_hh of its units, gate after gate (``rows[k]``: (G*bs, H), backward's operand)
+# and their transpose (``cols[k]``: (H, G*bs), forward's). Forward: thread k multiplies the
+# whole previous state by its panel (a single-threaded BLAS call, B x G*bs) and applies the
+# gate update of its units at once, while the tile is in cache. Backward: thread k computes the
+# gate gradients of its units (they depend on its units only) and multiplies them by its rows of
+# W_hh: a partial dh (B x H) over its units; the next step sums the partials of its own units
+# (double-buffered, so no thread overwrites a partial another still reads). The caller caps
+# BLAS to one thread around these kernels, so Numba's threads and BLAS's never compete.
+
+
+def pack_panels(w_hh: np.ndarray, gates: int, blocks: int) -> tuple[np.ndarray, int]:
+    """``(rows, bs)``: W_hh ``(G*H, H)`` as ``blocks`` gate-interleaved panels ``(G*bs, H)`` of
+    ``bs`` units each (``bs`` a multiple of 8 past 8, for SIMD), the last zero-padded. Forward
+    multiplies by a panel's transpose (BLAS reads it transposed, no copy)."""
+    hidden = w_hh.shape[1]
+    bs = -(-hidden // blocks)
+    if bs > 8:
+        bs = -(-bs // 8) * 8
+    blocks = -(-hidden // bs)
+    padded = np.zeros((gates, blocks * bs, hidden), w_hh.dtype)
+    padded[:, :hidden] = w_hh.reshape(gates, hidden, hidden)
+    rows = np.ascontiguousarray(padded.reshape(gates, blocks, bs, hidden).transpose(1, 0, 2, 3))
+    return rows.reshape(blocks, gates * bs, hidden), bs
+
+
+_PJIT = dict(_JIT, parallel=True)
+
+
+@njit(inline="always")
+def _lstm_tile_row(g, gh, bias, c, h_new, c_new, j0, n, bs, hidden):
+    # Short loops over contiguous runs (they vectorise, as in _lstm_row): gather the input
+    # projection and bias into the tile, activate in place, update the state, scatter back.
+    for q in range(4):
+        for u in range(n):
+            gh[q * bs + u] += g[q * hidden + j0 + u] + bias[q * hidden + j0 + u]
+    for u in range(2 * bs):
+        gh[u] = _sigmoid(gh[u])
+    for u in range(2 * bs, 3 * bs):
+        gh[u] = tanh(gh[u])
+    for u in range(3 * bs, 4 * bs):
+        gh[u] = _sigmoid(gh[u])
+    for u in range(n):
+        c_new[j0 + u] = gh[bs + u] * c[j0 + u] + gh[u] * gh[2 * bs + u]
+    for u in range(n):
+        h_new[j0 + u] = gh[3 * bs + u] * tanh(c_new[j0 + u])
+    for q in range(4):
+        for u in range(n):
+            g[q * hidden + j0 + u] = gh[q * bs + u]
+
+
+@njit(**_PJIT)
+def lstm_forward_tiled(rows, bs, bias, h0, c0, gates, h_all, c_all, tiles):
+    """``gates`` holds the input projection on entry (T, B, 4H), the activated gates on exit;
+    ``tiles`` (blocks, B, 4*bs) scratch."""
+    steps, batch, width = gates.shape
+    hidden = width // 4
+    blocks = rows.shape[0]
+    h_all[0] = h0
+    c_all[0] = c0
+    for t in range(steps):
+        h_prev = h_all[t]
+        for k in prange(blocks):
+            tile = tiles[k]
+            np.dot(h_prev, rows[k].T, tile)
+            j0 = k * bs
+            n = min(bs, hidden - j0)
+            for b in range(batch):
+                _lstm_tile_row(gates[t, b], tile[b], bias, c_all[t, b], h_all[t + 1, b],
+                               c_all[t + 1, b], j0, n, bs, hidden)
+
+
+@njit(inline="always")
+def _lstm_tile_row_back(g, c_prev, c, dh, dy, dc, dp, tile, j0, n, bs, hidden):
+    one = like(dp[0], 1.0)
+    for u in range(n):
+        tile[3 * bs + u] = tanh(c[j0 + u])  # parked in the output gate's slot
+    for u in range(n):
+        j = j0 + u
+        tanh_c, o = tile[3 * bs + u], g[3 * hidden + j]
+        dh_total = dh[u] + dy[j]
+        dc[j] = dc[j] + dh_total * o * (one - tanh_c * tanh_c)
+        tile[3 * bs + u] = dh_total * tanh_c * o * (one - o)
+    for u in range(n):
+        j = j0 + u
+        i, cand = g[j], g[2 * hidden + j]
+        tile[u] = dc[j] * cand * i * (one - i)
+        tile[2 * bs + u] = dc[j] * i * (one - cand * cand)
+    for u in range(n):
+        j = j0 + u
+        f = g[hidden + j]
+        tile[bs + u] = dc[j] * c_prev[j] * f * (one - f)
+        dc[j] = dc[j] * f
+    for q in range(4):
+        for u in range(n):
+            dp[q * hidden + j0 + u] = tile[q * bs + u]
+
+
+@njit(**_PJIT)
+def lstm_backward_tiled(rows, bs, gates, c_all, dy, dh_last, dc_last, d_pre, dh0, dc0,
+                        tiles, partials, dh_tiles):
+    """Recurrent part of LSTM backward: fills ``d_pre`` (T, B, 4H), ``dh0``, ``dc0``.
+    ``tiles`` (blocks, B, 4*bs) zeroed scratch; ``partials`` (2, blocks, B, H) and
+    ``dh_tiles`` (blocks, bs) scratch."""
+    steps, batch, width = d_pre.shape
+    hidden = width // 4
+    blocks = rows.shape[0]
+    partials[:] = 0
+    partials[0, 0] = dh_last
+    dc = dc_last.copy()
+    for s in range(steps):
+        t = steps - 1 - s
+        src, dst = partials[s % 2], partials[(s + 1) % 2]
+        for k in prange(blocks):
+            tile, dh = tiles[k], dh_tiles[k]
+            j0 = k * bs
+            n = min(bs, hidden - j0)
+            for b in range(batch):
+                for u in range(n):
+                    dh[u] = src[0, b, j0 + u]
+                for m in range(1, blocks):
+                    for u in range(n):
+                        dh[u] += src[m, b, j0 + u]
+                _lstm_tile_row_back(gates[t, b], c_all[t, b], c_all[t + 1, b], dh, dy[t, b],
+                                    dc[b], d_pre[t, b], tile[b], j0, n, bs, hidden)
+            np.dot(tile, rows[k], dst[k])
+    final = partials[steps % 2]
+    dh0[:] = final[0]
+    for m in range(1, blocks):
+        dh0 += final[m]
+    dc0[:] = dc
+
+
+@njit(inline="always")
+def _sum_partials(src, parts, b, j0, n, out):
+    """``out[:n]`` = the sum over the first ``parts`` partials of ``dh[b, j0:j0+n]``."""
+    for u in range(n):
+        out[u] = src[0, b, j0 + u]
+    for m in range(1, parts):
+        for u in range(n):
+            out[u] += src[m, b, j0 + u]
+
+
+@njit(**_PJIT)
+def rnn_forward_tiled(rows, bs, bias, h0, gi, h_all, tiles, relu):
+    """``gi`` (T, B, H): the input projection; ``h_all`` (T+1, B, H) gets the states."""
+    steps, batch, hidden = gi.shape
+    blocks = rows.shape[0]
+    zero = like(gi[0, 0, 0], 0.0)
+    h_all[0] = h0
+    for t in range(steps):
+        h_prev = h_all[t]
+        for k in prange(blocks):
+            tile = tiles[k]
+            np.dot(h_prev, rows[k].T, tile)
+            j0 = k * bs
+            n = min(bs, hidden - j0)
+            for b in range(batch):
+                g, gh, h_new = gi[t, b], tile[b], h_all[t + 1, b]
+                if relu:
+                    for u in range(n):
+                        h_new[j0 + u] = max(g[j0 + u] + gh[u] + bias[j0 + u], zero)
+                else:
+                    for u in range(n):
+                        h_new[j0 + u] = tanh(g[j0 + u] + gh[u] + bias[j0 + u])
+
+
+@njit(**_PJIT)
+def rnn_backward_tiled(rows, bs, h_all, dy, dh_last, d_pre, dh0, tiles, partials, relu):
+    """Recurrent part of RNN backward: fills ``d_pre`` (T, B, H) and ``dh0``; ``tiles``
+    (blocks, B, bs) zeroed, ``partials`` (2, blocks, B, H) scratch."""
+    steps, batch, hidden = d_pre.shape
+    blocks = rows.shape[0]
+    zero, one = like(d_pre[0, 0, 0], 0.0), like(d_pre[0, 0, 0], 1.0)
+    partials[:] = 0
+    partials[0, 0] = dh_last
+    for s in range(steps):
+        t = steps - 1 - s
+        src, dst = partials[s % 2], partials[(s + 1) % 2]
+        for k in prange(blocks):
+            tile = tiles[k]
+            j0 = k * bs
+            n = min(bs, hidden - j0)
+            for b in range(batch):
+                dpt, h_new, dy_b, dp = tile[b], h_all[t + 1, b], dy[t, b], d_pre[t, b]
+                _sum_partials(src, blocks, b, j0, n, dpt)
+                if relu:
+                    for u in range(n):
+                        dpt[u] = (dpt[u] + dy_b[j0 + u]) * (one if h_new[j0 + u] > zero else zero)
+                else:
+                    for u in range(n):
+                        hv = h_new[j0 + u]
+                        dpt[u] = (dpt[u] + dy_b[j0 + u]) * (one - hv * hv)
+                for u in range(n):
+                    dp[j0 + u] = dpt[u]
+            np.dot(tile, rows[k], dst[k])
+    final = partials[steps % 2]
+    dh0[:] = final[0]
+    for m in range(1, blocks):
+        dh0 += final[m]
+
+
+@njit(**_PJIT)
+def gru_forward_tiled(rows, bs, b_ih, b_hh, h0, gates, gh_n, h_all, tiles):
+    """``gates`` (T, B, 3H): the input projection on entry, r, z, n on exit; ``gh_n`` and
+    ``h_all`` as in :func:`gru_forward`; ``tiles`` (blocks, B, 3*bs) scratch."""
+    steps, batch, width = gates.shape
+    hidden = width // 3
+    blocks = rows.shape[0]
+    one = like(gates[0, 0, 0], 1.0)
+    h_all[0] = h0
+    for t in range(steps):
+        h_prev = h_all[t]
+        for k in prange(blocks):
+            tile = tiles[k]
+            np.dot(h_prev, rows[k].T, tile)
+            j0 = k * bs
+            n = min(bs, hidden - j0)
+            for b in range(batch):
+                g, gh, h, h_new, ghn = gates[t, b], tile[b], h_prev[b], h_all[t + 1, b], gh_n[t, b]
+                for q in range(2):
+                    for u in range(n):
+                        j = q * hidden + j0 + u
+                        gh[q * bs + u] = _sigmoid(g[j] + b_ih[j] + gh[q * bs + u] + b_hh[j])
+                for u in range(n):
+                    gh[2 * bs + u] += b_hh[2 * hidden + j0 + u]
+                    ghn[j0 + u] = gh[2 * bs + u]
+                for u in range(n):
+                    j = 2 * hidden + j0 + u
+                    g[j] = tanh(g[j] + b_ih[j] + gh[u] * gh[2 * bs + u])
+                for u in range(n):
+                    z = gh[bs + u]
+                    h_new[j0 + u] = (one - z) * g[2 * hidden + j0 + u] + z * h[j0 + u]
+                for q in range(2):
+                    for u in range(n):
+                        g[q * hidden + j0 + u] = gh[q * bs + u]
+
+
+@njit(**_PJIT)
+def gru_backward_tiled(rows, bs, gates, gh_n, h_all, dy, dh_last, d_in, d_hid, dh0, tiles,
+                       partials, dh_tiles):
+    """Recurrent part of GRU backward: fills ``d_in``/``d_hid`` (T, B, 3H) and ``dh0``.
+    ``tiles`` (blocks, B, 3*bs) zeroed; ``partials`` (2, blocks+1, B, H): each tile's share of
+    ``dh`` through W_hh, and (last) the direct path ``dh * z``; ``dh_tiles`` (blocks, bs)."""
+    steps, batch, width = d_in.shape
+    hidden = width // 3
+    blocks = rows.shape[0]
+    one = like(d_in[0, 0, 0], 1.0)
+    partials[:] = 0
+    partials[0, 0] = dh_last
+    for s in range(steps):
+        t = steps - 1 - s
+        src, dst = partials[s % 2], partials[(s + 1) % 2]
+        for k in prange(blocks):
+            tile, dh = tiles[k], dh_tiles[k]
+            j0 = k * bs
+            n = min(bs, hidden - j0)
+            for b in range(batch):
+                g, ghn, h, dy_b = gates[t, b], gh_n[t, b], h_all[t, b], dy[t, b]
+                dpi, dph, dpt, direct = d_in[t, b], d_hid[t, b], tile[b], dst[blocks, b]
+                _sum_partials(src, blocks + 1, b, j0, n, dh)
+                for u in range(n):
+                    j = j0 + u
+                    z, nv = g[hidden + j], g[2 * hidden + j]
+                    dh_total = dh[u] + dy_b[j]
+                    dpt[2 * bs + u] = dh_total * (one - z) * (one - nv * nv)  # d n's pre-act
+                    dpt[bs + u] = dh_total * (h[j] - nv) * z * (one - z)
+                    direct[j] = dh_total * z
+                for u in range(n):
+                    j = j0 + u
+                    r = g[j]
+                    dpt[u] = dpt[2 * bs + u] * ghn[j] * r * (one - r)
+                for q in range(3):
+                    for u in range(n):
+                        dpi[q * hidden + j0 + u] = dpt[q * bs + u]
+                for q in range(2):
+                    for u in range(n):
+                        dph[q * hidden + j0 + u] = dpt[q * bs + u]
+                for u in range(n):
+                    dpt[2 * bs + u] = dpt[2 * bs + u] * g[j0 + u]
+                    dph[2 * hidden + j0 + u] = dpt[2 * bs + u]
+            np.dot(tile, rows[k], dst[k])
+    final = partials[steps % 2]
+    dh0[:] = final[0]
+    for m in range(1, blocks + 1):
+        dh0 += final[m]
