@@ -281,10 +281,21 @@ def close(a: Any, b: Any, rtol: float, atol: float) -> bool:
 # --- environments --------------------------------------------------------------------------------
 
 
+def _blas_kernels(env: Mapping[str, Any]) -> list[str]:
+    """The BLAS kernels an environment recorded (``blas``; older results have none): other
+    kernels (e.g. AVX2 vs AVX-512) round a few sums differently."""
+    libraries = env.get("blas")
+    if not isinstance(libraries, list):
+        return []
+    return sorted({f"{lib.get('library')} {lib.get('kernels')}" for lib in libraries
+                   if isinstance(lib, Mapping)})
+
+
 def choose_mode(env_a: Mapping[str, Any] | None,
                 env_b: Mapping[str, Any] | None) -> tuple[Mode, str]:
     """Exact when both environments are known and agree on python version, machine, platform
-    string and the version of every numeric package either records; else tolerant. Returns the
+    string, BLAS kernels (where both record them) and the version of every numeric package
+    either records; else tolerant. Returns the
     mode and the reason in words: what agrees (exact) or every difference (tolerant)."""
     if env_a is None or env_b is None:
         missing = " and ".join(side for side, env in (("A", env_a), ("B", env_b)) if env is None)
@@ -296,6 +307,9 @@ def choose_mode(env_a: Mapping[str, Any] | None,
             differences.append(f"{name} {_shown(a)} vs {_shown(b)}")
     for side, env in (("A", env_a), ("B", env_b)):
         differences += [f"{side}'s {ENVIRONMENT_FILE}: {p}" for p in environment_problems(env)]
+    kernels_a, kernels_b = _blas_kernels(env_a), _blas_kernels(env_b)
+    if kernels_a and kernels_b and kernels_a != kernels_b:
+        differences.append(f"BLAS kernels {', '.join(kernels_a)} vs {', '.join(kernels_b)}")
     packages_a = _packages(env_a)
     packages_b = _packages(env_b)
     recorded = [p for p in NUMERIC_PACKAGES if p in packages_a or p in packages_b]

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rnnbench.blas_info import forced_kernels_note
 from rnnbench.cell import DTYPES, GATES
 from rnnbench.claims import Expectation, parse_expect
 from rnnbench.errors import RnnbenchError, SuiteError, SuiteProblem, did_you_mean
@@ -429,6 +430,9 @@ def run_kernel_suite(path: str | Path, host: PluginHost, output_dir: str | Path 
         notes.append(f"the thread budget {budget} is above the {free} cores free of other work "
                      "(load average): timings are oversubscribed, compare backends only by their "
                      "ratios, or re-run on an idle machine")
+    blas_note = forced_kernels_note()
+    if blas_note:
+        notes.append(blas_note)
     benches = _available(suite, host, notes)
     for note in notes:
         log(f"note: {note}")

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rnnbench import json_numbers
+from rnnbench.blas_info import CORETYPE_VAR, blas_in_use
 from rnnbench.record_file import StoreWarning, read_record_file, repair_torn_tail
 from rnnbench.records import RunRecord
 
@@ -178,6 +179,8 @@ def capture_environment(
                         "NUMBA_NUM_THREADS")
             if var in os.environ
         },
+        "blas": blas_in_use(),
+        **({CORETYPE_VAR: os.environ[CORETYPE_VAR]} if os.environ.get(CORETYPE_VAR) else {}),
         "packages": packages,
         "git": _git_state(project_dir or Path(__file__).resolve().parent.parent),
         **({"plugins": list(plugins)} if plugins is not None else {}),
