@@ -158,5 +158,18 @@ def choose_training_ops(task: Task, cells: Iterable[Cell]) -> tuple[ArrayOps, st
             f"(standard_loss = {loss!r}; device training supports {', '.join(STANDARD_LOSSES)}),"
             " so the readout, loss and optimizer run on the host)"
         )
+    loss_owner, declared_by = _owner(task, "loss"), _owner(task, "standard_loss")
+    if loss_owner is not declared_by and issubclass(loss_owner, declared_by):
+        return HOST_OPS, (
+            f"host (fallback: {loss_owner.__name__} overrides loss() but inherits "
+            f"standard_loss = {loss!r} from {declared_by.__name__}, so its loss may not be "
+            f"{loss}; declare standard_loss in {loss_owner.__name__} when it still is)"
+        )
     return ops, ops.name
+
+
+def _owner(obj: object, attribute: str) -> type:
+    """The class in ``obj``'s MRO that defines ``attribute``: a subclass that overrides a
+    task's ``loss`` without restating ``standard_loss`` may compute another loss."""
+    return next((klass for klass in type(obj).__mro__ if attribute in vars(klass)), object)
 

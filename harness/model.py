@@ -100,9 +100,9 @@ class Readout:
 
 class CellClock:
     """Wall-clock seconds spent in the cells during training: their ``forward`` and
-    ``backward``, with the copies of those calls' arguments and results between host and
-    backend. The training loop reads it around each step, so a step's time splits into the
-    cells' and the harness's own (readout, loss, optimizer, clipping, batching): the
+    ``backward``, with the copies of those calls' arguments, results and parameters between
+    host and backend. The training loop reads it around each step, so a step's time splits
+    into the cells' and the harness's own (readout, loss, optimizer, clipping, batching): the
     ``cell_ms`` and ``overhead_ms`` metrics. Two ``perf_counter`` calls per cell call."""
 
     def __init__(self) -> None:
@@ -131,13 +131,17 @@ class CellRunner:
         return {self.prefix + name: value for name, value in self.cell.init_params(rng).items()}
 
     def backend_params(self, params: Params) -> dict[str, Any]:
+        """The cell's parameters as backend arrays; the copies count as the cell's time."""
+        started = time.perf_counter()
         prefix = self.prefix
-        return {
+        converted = {
             name[len(prefix):]: self.cell.to_backend(value)
             for name, value in params.items()
             if name.startswith(prefix) and not name.startswith("readout.")
             and (prefix or not name.startswith((ENCODER, DECODER)))
         }
+        self.clock.seconds += time.perf_counter() - started
+        return converted
 
     def to_backend_state(self, state: tuple[np.ndarray, ...] | None, batch: int):
         if state is None:
@@ -158,8 +162,18 @@ class CellRunner:
             check_forward_result(self.cell, result, x, initial_state, self.origin)
             self._unchecked.discard("forward")
         outputs = ops.from_cell(self.cell, result.outputs)
-        self.clock.seconds += time.perf_counter() - started
+        self._stop_clock(started, ops)
         return result, outputs
+
+    def _stop_clock(self, started: float, ops: ArrayOps) -> None:
+        """Adds the call's time to the clock. Where training stays on a device, the cell's
+        kernels may still be running when the call returns: the cell's ``synchronize()`` (when
+        it has one) waits for them first, or their time would count as harness overhead."""
+        if ops is not HOST_OPS:
+            synchronize = getattr(self.cell, "synchronize", None)
+            if callable(synchronize):
+                synchronize()
+        self.clock.seconds += time.perf_counter() - started
 
     def time_chunk(self, batch: int) -> int:
         """Time steps per chunk of an evaluation forward over ``batch`` sequences."""
@@ -200,7 +214,7 @@ class CellRunner:
         kept: np.ndarray | None = None
         for start in range(0, steps, chunk):
             stop = min(start + chunk, steps)
-            x = self.cell.to_backend(inputs[start:stop].astype(self.dtype, copy=False))
+            x = self.cell.to_backend(np.ascontiguousarray(inputs[start:stop], dtype=self.dtype))
             outputs, state = self._infer(cell_params, x, state)
             del x
             if last_only and stop < steps:
@@ -240,7 +254,7 @@ class CellRunner:
         for name, grad in back.param_grads.items():
             grads[self.prefix + name] = ops.from_cell(self.cell, grad)
         d_initial = tuple(ops.from_cell(self.cell, d) for d in back.d_initial_state)
-        self.clock.seconds += time.perf_counter() - started
+        self._stop_clock(started, ops)
         return d_initial
 
     def generate(

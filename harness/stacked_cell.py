@@ -276,7 +276,13 @@ class StackedCell(abc.ABC):
     def infer(self, params: Params, x: Array, initial_state: State) -> tuple[Array, State]:
         """Every layer over ``x`` ``(T, B, I)`` without a cache: ``(outputs, final_state)``, the
         optional :meth:`rnnbench.cell.InferenceCell.infer`. Each layer's input sequence is
-        dropped as soon as the layer above has read it."""
+        dropped as soon as the layer above has read it.
+
+        A subclass that overrides :meth:`forward` but not this method gets its own ``forward``
+        with the cache dropped: evaluation must compute what training computes."""
+        if type(self).forward is not StackedCell.forward:
+            result = self.forward(params, x, initial_state)
+            return result.outputs, result.final_state
         params = self.check_params(params)
         x = self.check_array("x", x, ("T", "B", self.config.input_size), contiguous=True)
         steps, batch = x.shape[:2]

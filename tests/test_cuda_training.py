@@ -62,6 +62,14 @@ class HuberAdding(AddingProblem):
         return float(np.mean(value)), np.where(small, diff, np.sign(diff)) / diff.size
 
 
+@dataclass
+class ForgetfulHuber(AddingProblem):
+    """Overrides loss() but forgets to restate standard_loss (inherits 'mse')."""
+
+    name = "forgetful_huber"
+    loss = HuberAdding.loss
+
+
 def tiny(task_name: str):
     if task_name == "adding":
         return AddingProblem(length=4, train_size=8, validation_size=3, test_size=2)
@@ -115,6 +123,11 @@ def test_ops_are_chosen_from_the_cells_and_the_tasks_loss():
     ops, placement = choose_training_ops(huber, [OfferingCell()])
     assert ops is HOST_OPS
     assert "fallback" in placement and "huber_adding" in placement and "standard_loss" in placement
+    # A subclass that overrides loss() but only inherits standard_loss may compute another loss.
+    forgetful = ForgetfulHuber(length=3, train_size=4, validation_size=2, test_size=2)
+    ops, placement = choose_training_ops(forgetful, [OfferingCell()])
+    assert ops is HOST_OPS
+    assert "ForgetfulHuber overrides loss() but inherits standard_loss = 'mse'" in placement
     ops, placement = choose_training_ops(adding, [OfferingCell(), OtherCell()])
     assert ops is HOST_OPS and "different" in placement
     assert choose_training_ops(adding, [OfferingCell(), object()])[0] is HOST_OPS
@@ -408,3 +421,22 @@ def test_float64_resident_training_matches_the_host_path_to_rounding(task_name):
     for name, value in host.params.items():
         np.testing.assert_allclose(device.params[name], value, rtol=1e-10, atol=1e-12,
                                    err_msg=name)
+
+
+@needs_cuda
+@pytest.mark.parametrize("resident", [True, False])
+def test_the_cell_clock_waits_for_the_kernels_only_when_training_stays_on_the_device(
+        monkeypatch, resident):
+    """cell_ms must include the cells' GPU time: resident steps return before the kernels end,
+    so the clock synchronises after each cell call; the host path's copies already wait."""
+    from rnnbench.plugins.cells.numba_cuda import CudaCell
+
+    calls = []
+    monkeypatch.setattr(CudaCell, "synchronize", lambda self: calls.append(1))
+    config = TrainingConfig(optimizer="sgd", lr=0.01, batch_size=4, steps=3, eval_every=3)
+    train_tiny("numba-cuda", tiny("adding"), "rnn", config, ops=None if resident else HOST_OPS)
+    # at least one forward and one backward per step (a probe may add calls)
+    if resident:
+        assert len(calls) >= 2 * 3
+    else:
+        assert calls == []

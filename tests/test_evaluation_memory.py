@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -203,3 +204,45 @@ def test_copy_memory_t1000_evaluates_under_450_mb(tmp_path):
     record = json.loads((out / "results.jsonl").read_text().splitlines()[0])
     assert np.isfinite(record["metrics"]["test_loss"])
     assert report["peak_mb"] < PEAK_RSS_LIMIT_MB, report
+
+
+class ScaledLSTM(LSTMCell):
+    """A plugin's StackedCell that customises ``forward`` (outputs doubled) but not ``infer``."""
+
+    def forward(self, params, x, initial_state):
+        result = super().forward(params, x, initial_state)
+        result.outputs = result.outputs * 2.0
+        return result
+
+
+def test_a_cell_that_overrides_forward_is_evaluated_with_its_own_forward(tiny_chunks):
+    task = CopyMemory(length=7, recall=2, train_size=4, validation_size=5, test_size=5)
+    model, params, data = _model(task, ScaledLSTM)
+    expected = _training_forward_predictions(model, params, data.test.inputs)
+    np.testing.assert_allclose(model.predict(params, data.test.inputs), expected, rtol=1e-12,
+                               atol=1e-14)
+
+
+class ContiguityProbe(LSTMCell):
+    """Records whether each ``infer`` input was C-contiguous (its ``to_backend`` passes arrays
+    through, as the protocol allows)."""
+
+    seen: ClassVar[list[bool]] = []
+
+    def to_backend(self, array):
+        return array
+
+    def infer(self, params, x, initial_state):
+        ContiguityProbe.seen.append(bool(x.flags.c_contiguous))
+        return super().infer(params, x, initial_state)
+
+
+def test_evaluation_chunks_reach_the_cell_contiguous(monkeypatch, tiny_chunks):
+    """Sequence chunks are views of the split (strided): each time chunk is made contiguous
+    before the cell sees it, as the training batches are."""
+    monkeypatch.setattr(model_module, "EVAL_CHUNK", 2)
+    ContiguityProbe.seen = []
+    task = CopyMemory(length=7, recall=2, train_size=4, validation_size=5, test_size=5)
+    model, params, data = _model(task, ContiguityProbe)
+    model.evaluate(params, data.test)
+    assert ContiguityProbe.seen and all(ContiguityProbe.seen)

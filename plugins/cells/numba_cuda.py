@@ -120,6 +120,10 @@ class CudaCell(StackedCell):
             return array
         return _cuda().to_device(np.ascontiguousarray(array, dtype=self.config.np_dtype))
 
+    def synchronize(self) -> None:
+        """Waits for this cell's kernels (they launch asynchronously): timers call it."""
+        _cuda().synchronize()
+
     def to_host(self, array: Any) -> np.ndarray:
         if is_device_array(array):
             return array.copy_to_host()
