@@ -359,7 +359,7 @@ def validate_kernel_suite(doc: SuiteDocument,
     return suite
 
 
-_PLUGIN_HINT = " (is the plugin that provides it installed, or named under plugins:?)"
+_PLUGIN_HINT = "; a plugin's backend needs its plugin installed or named under plugins:"
 
 
 def _target(raw: dict[str, Any], index: int, suite: KernelSuite,

@@ -90,7 +90,7 @@ def folder_kind(path: Path, owned: set[str] | None = None) -> tuple[str | None, 
     path = Path(path)
     recorded = _manifest_document(path / MANIFEST) if (path / MANIFEST).is_file() else {}
     kind, suite = recorded.get("kind"), recorded.get("suite")
-    files = owned if owned is not None else set(recorded.get("files") or [])  # type: ignore[arg-type]
+    files = owned if owned is not None else set(recorded.get("files") or [])
     if kind is None:
         if RESULTS_FILE in files or (path / RESULTS_FILE).is_file():
             kind = "training"
