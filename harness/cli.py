@@ -61,7 +61,7 @@ from rnnbench.events import PluginHookWarning
 from rnnbench.json_numbers import encode_nonfinite
 from rnnbench.kernel_report import kernel_markdown
 from rnnbench.kernel_suite import is_kernel_suite, load_kernel_suite, run_kernel_suite
-from rnnbench.output_dir import KeptFileWarning, require_writable_folder
+from rnnbench.output_dir import KeptFileWarning, folder_kind, require_writable_folder
 from rnnbench.plugin_manager import TRACEBACK_ENV, PluginHost, build_host
 from rnnbench.record_file import StoreWarning
 from rnnbench.records import RunRecord, RunSpec
@@ -198,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser(
         "verify", parents=[plugins],
         help="evaluate the claims of the suite that produced a results folder; exit 0 when "
-        "each holds or is a known failure, 1 when one fails or is inconclusive")
+        "each holds or is a known failure, 1 when one fails or is inconclusive (a kernels "
+        "folder: its targets; exit 1 when one is not met)")
     verify.add_argument("results", type=Path, nargs="+", help="results folder(s) (each holding "
                         "results.jsonl and the suite copy suite.yaml); several are verified "
                         "one after the other, and the exit code speaks of them all")
@@ -456,7 +457,8 @@ _TRAINING_ONLY = {"select": ("-k", None), "resume": ("--resume", False), "jobs":
 
 def command_run_kernels(args: argparse.Namespace, host: PluginHost, console: Console) -> int:
     """``rnnbench run`` of a ``kind: kernels`` suite: time, write the tables, print the
-    Markdown; exit 1 when a measurement failed."""
+    Markdown; exit 1 when a measurement failed (a target not met is a finding, exit 0:
+    ``rnnbench verify DIR`` gates on the targets)."""
     given = [flag for key, (flag, default) in _TRAINING_ONLY.items()
              if getattr(args, key, default) != default]
     if given:
@@ -467,16 +469,82 @@ def command_run_kernels(args: argparse.Namespace, host: PluginHost, console: Con
         if not args.quiet:
             console.print(message, markup=False, highlight=False)
 
-    with kept_files_reported(console):
-        run = run_kernel_suite(args.suite, host, output_dir=args.output, threads=args.threads,
-                               force=args.force, log=log)
+    try:
+        with kept_files_reported(console):
+            run = run_kernel_suite(args.suite, host, output_dir=args.output,
+                                   threads=args.threads, force=args.force, log=log)
+    except KeyboardInterrupt:
+        console.print("interrupted: the rows measured so far are written (results.md says the "
+                      "run was interrupted)", markup=False)
+        return EXIT_INTERRUPTED
     if not args.quiet:
         print(kernel_markdown(run), end="")
         make_console().print(f"results: {run.output_dir}")
     return EXIT_RUN_FAILED if run.failed else EXIT_OK
 
 
+def _is_kernels_folder(folder: Path) -> bool:
+    """A kernels suite's results folder (its manifest says so, or kernels.csv without
+    results.jsonl)."""
+    return folder.is_dir() and folder_kind(folder)[0] == "kernels"
+
+
+def show_kernels(folder: Path) -> int:
+    """``rnnbench show`` of a kernels folder: its results.md, or a summary of results.json."""
+    markdown = folder / "results.md"
+    if markdown.is_file():
+        print(markdown.read_text(encoding="utf-8"), end="")
+        return EXIT_OK
+    document = _kernel_results(folder)
+    rows = document.get("rows", [])
+    print(f"kernels suite {document.get('suite')!r}: {len(rows)} rows "
+          f"(no results.md; the rows are in {folder / 'kernels.csv'})")
+    for target in document.get("targets", []):
+        print(f"- {target['id']}: {target['status']} ({target['detail']})")
+    return EXIT_OK
+
+
+def _kernel_results(folder: Path) -> dict[str, Any]:
+    path = folder / "results.json"
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RnnbenchError(f"{path}: cannot read the kernels results ({exc}); run the suite "
+                            "again") from exc
+    if not isinstance(document, dict) or document.get("kind") != "kernels":
+        raise RnnbenchError(f"{path}: not a kernels suite's results.json")
+    return document
+
+
+def verify_kernels(folder: Path, as_json: bool) -> bool:
+    """``rnnbench verify`` of a kernels folder: every target of its results.json met (or n/a);
+    prints those not met. Returns whether none is "not met"."""
+    document = _kernel_results(folder)
+    targets = document.get("targets", [])
+    missed = [t for t in targets if t.get("status") == "not met"]
+    if as_json:
+        print(json.dumps({"results": str(folder), "kind": "kernels", "ok": not missed,
+                          "interrupted": document.get("interrupted"), "targets": targets},
+                         indent=2, default=str))
+        return not missed
+    out = make_console()
+    out.print(f"targets of kernels suite {document.get('suite')!r} in {folder}", markup=False)
+    if document.get("interrupted"):
+        out.print(f"note: the run was {document['interrupted']}; targets are over the rows "
+                  "measured before it stopped", markup=False)
+    for target in targets:
+        out.print(f"  {target['status']:8s} {target['id']}: {target['target']} "
+                  f"({target['detail']})", markup=False)
+    if not targets:
+        out.print("  (the suite states no targets)", markup=False)
+    out.print(f"{len(missed)} of {len(targets)} targets not met" + (
+        ": " + ", ".join(t["id"] for t in missed) if missed else ""), markup=False)
+    return not missed
+
+
 def command_show(args: argparse.Namespace, host: PluginHost) -> int:
+    if _is_kernels_folder(args.results):
+        return show_kernels(args.results)
     if not (args.results / "results.jsonl").exists():
         raise RnnbenchError(f"{args.results}: no results.jsonl here; is it a results folder?")
     try:
@@ -503,6 +571,13 @@ def command_verify(args: argparse.Namespace, console: Console) -> int:
     if args.suite is not None and len(args.results) > 1:
         raise RnnbenchError("--suite names the claims of one folder; give one results folder "
                             "with it, or leave it out to use each folder's own suite copy")
+    kernels = [folder for folder in args.results if _is_kernels_folder(folder)]
+    if kernels:
+        if len(kernels) != len(args.results) or args.suite is not None:
+            raise RnnbenchError(f"{kernels[0]} is a kernels results folder: verify it on its "
+                                "own, without --suite (its targets are in its results.json)")
+        oks = [verify_kernels(folder, args.json) for folder in kernels]
+        return EXIT_OK if all(oks) else EXIT_RUN_FAILED
     checked = [_verify_folder(folder, args.suite) for folder in args.results]
     ok = all(folder_ok for _, _, _, folder_ok in checked)
     if args.json:
@@ -585,6 +660,13 @@ def print_claims(results: Sequence[ClaimResult], console: Console) -> None:
 def command_compare(args: argparse.Namespace, host: PluginHost, console: Console) -> int:
     """Exit 0 when the folders match, 1 (as for a failed run) when they differ."""
     warn_broken(host, console, wants_traceback(args))
+    for folder in (args.a, args.b):
+        if _is_kernels_folder(Path(folder)):
+            raise RnnbenchError(
+                f"{folder} is a kernels results folder: compare is for training results. Within "
+                "a run, ratios.csv holds each backend against the baseline; across runs, read "
+                "the two results.md side by side (or diff kernels.csv); 'rnnbench verify DIR' "
+                "checks a kernels run's targets")
     comparison = compare_folders(
         args.a, args.b, host.registry, mode=args.mode,
         rtol=DEFAULT_RTOL if args.rtol is None else args.rtol,

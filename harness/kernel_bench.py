@@ -120,19 +120,20 @@ def time_calls(fn: Callable[[], Any], budget: float, warmup: int = 2, min_reps: 
 # --- the GEMM peak ------------------------------------------------------------------------------
 
 
-def gemm_peak(device: str, budget: float, sizes: Sequence[int]) -> dict[str, Any]:
-    """The best float32 GEMM GFLOP/s over square ``sizes`` (median per size): numpy on the
-    CPU; on CUDA ``torch.matmul`` with TF32 off (IEEE float32, our kernels' arithmetic), or
+def gemm_peak(device: str, budget: float, sizes: Sequence[int],
+              dtype: str = "float32") -> dict[str, Any]:
+    """The best GEMM GFLOP/s of ``dtype`` over square ``sizes`` (median per size): numpy on
+    the CPU; on CUDA ``torch.matmul`` with TF32 off (IEEE float32, our kernels' arithmetic), or
     ``{"peak_gflops": None, "absent": why}`` without torch on CUDA."""
     if device == "cpu":
         rng = np.random.default_rng(0)
         per_size = {}
         for n in sizes:
-            a = rng.standard_normal((n, n)).astype(np.float32)
-            b = rng.standard_normal((n, n)).astype(np.float32)
+            a = rng.standard_normal((n, n)).astype(dtype)
+            b = rng.standard_normal((n, n)).astype(dtype)
             median = time_calls(lambda a=a, b=b: a @ b, budget, max_reps=50).median
             per_size[str(n)] = 2 * n**3 / median / 1e9
-        return {"source": "numpy a @ b, float32", "sizes": per_size,
+        return {"source": f"numpy a @ b, {dtype}", "sizes": per_size,
                 "peak_gflops": max(per_size.values())}
     try:
         import torch
@@ -153,8 +154,10 @@ def gemm_peak(device: str, budget: float, sizes: Sequence[int]) -> dict[str, Any
         gen = torch.Generator(device="cuda").manual_seed(0)
         per_size = {}
         for n in sizes:
-            a, b = (torch.randn(n, n, device="cuda", generator=gen) for _ in range(2))
-            c = torch.empty(n, n, device="cuda")
+            kind = getattr(torch, dtype)
+            a, b = (torch.randn(n, n, device="cuda", generator=gen, dtype=kind)
+                    for _ in range(2))
+            c = torch.empty(n, n, device="cuda", dtype=kind)
             median = time_calls(lambda a=a, b=b, c=c: torch.matmul(a, b, out=c), budget,
                                 max_reps=50, sync=torch.cuda.synchronize).median
             per_size[str(n)] = 2 * n**3 / median / 1e9
@@ -165,7 +168,7 @@ def gemm_peak(device: str, budget: float, sizes: Sequence[int]) -> dict[str, Any
             matmul.fp32_precision = previous
         else:
             matmul.allow_tf32 = previous_allow
-    return {"source": "torch.matmul on the GPU, float32, TF32 off", "sizes": per_size,
+    return {"source": f"torch.matmul on the GPU, {dtype}, TF32 off", "sizes": per_size,
             "peak_gflops": max(per_size.values())}
 
 

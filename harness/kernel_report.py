@@ -24,7 +24,10 @@ from rnnbench.results import atomic_write_text, format_value
 if TYPE_CHECKING:
     from rnnbench.kernel_suite import KernelRun
 
-__all__ = ["ROW_COLUMNS", "kernel_markdown", "write_kernel_tables"]
+__all__ = ["ROW_COLUMNS", "TABLE_FILES", "kernel_markdown", "write_kernel_tables"]
+
+#: The tables a run writes (a re-run keeps the previous ones as ``NAME.previous-<UTC time>.EXT``).
+TABLE_FILES = ("kernels.csv", "ratios.csv", "results.json", "results.md")
 
 ROW_COLUMNS = ("cell", "T", "B", "I", "H", "dtype", "backend", "measurement", "median_s",
                "min_s", "max_s", "reps", "flops", "gflops", "pct_peak", "ratio", "rel_diff",
@@ -41,6 +44,7 @@ def write_kernel_tables(run: KernelRun) -> list[Path]:
     out = run.output_dir
     document = {
         "suite": run.suite.name, "kind": "kernels", "device": run.suite.device,
+        "interrupted": run.interrupted,
         "settings": {"budget_s": run.suite.budget, "warmup": run.suite.warmup,
                      "min_reps": run.suite.min_reps, "max_reps": run.suite.max_reps,
                      "baseline": run.suite.baseline, "reference": run.suite.reference,
@@ -87,13 +91,17 @@ def kernel_markdown(run: KernelRun) -> str:
     peak = gemm.get("peak_gflops")
     baseline = suite.baseline
     lines = [f"# Kernels: {suite.name}", ""]
+    if run.interrupted:
+        lines += [f"**This run was {run.interrupted}: the tables hold only what was measured "
+                  "before it stopped.**", ""]
     if suite.description:
         lines += [suite.description.strip(), ""]
     lines += [
         f"One layer with bias on {suite.device}; median of repeated calls after {suite.warmup} "
         f"warm-up calls ({suite.budget:g} s per measurement, {suite.min_reps}-{suite.max_reps} "
         "reps); ms = median milliseconds per call. " + FLOP_MODEL
-        + (" % peak: of the float32 GEMM peak measured in this run." if peak else "")
+        + (" % peak: of the GEMM peak of the row's dtype (float32, float64) measured in this "
+           "run." if peak else "")
         + (f" `vs {baseline}` = median({baseline}) / median(backend), measured in this run: "
            "above 1 means faster." if baseline else ""),
         "",
@@ -132,7 +140,7 @@ def kernel_markdown(run: KernelRun) -> str:
                 else:
                     cells += [format_value(row["median_s"] * 1e3), f"{row['gflops']:.2f}"]
                     if peak:
-                        cells.append(f"{row['pct_peak']:.1f}")
+                        cells.append("" if row["pct_peak"] is None else f"{row['pct_peak']:.1f}")
                 if baseline and b != baseline:
                     ratio = row["ratio"] if row else None
                     cells.append("" if ratio is None else f"{ratio:.2f}x")
@@ -169,6 +177,10 @@ def kernel_markdown(run: KernelRun) -> str:
                f"{gemm.get('peak_gflops_after', peak):.1f}): **{peak:.1f} GFLOP/s** ({sizes})."
                if peak else
                f"GEMM peak: not measured ({gemm.get('absent')}); no % peak."),
+              *[f"{dtype} GEMM peak ({other['source']}): **{other['peak_gflops']:.1f} GFLOP/s**"
+                f" (the % peak of the {dtype} rows)." if other.get("peak_gflops") else
+                f"{dtype} GEMM peak: not measured ({other.get('absent')}); no % peak for "
+                f"{dtype} rows." for dtype, other in gemm.get("other_dtypes", {}).items()],
               f"Thread budget {threads['budget']} (BLAS {threads.get('blas')}, Numba "
               f"{threads.get('numba')}, torch {threads.get('torch')}) of "
               f"{threads['usable_cores']} usable cores; load average before "

@@ -21,18 +21,21 @@ numpy reference. Example::
         expect: ">= 1.0"
 
 Backends are found through the plugin registry, so any registered backend (a plugin's too) can
-be timed; one that is not registered or not available here is skipped with a note, not an error.
+be timed; a name that is not registered (a typo) is a problem at its line, with did-you-mean; a
+registered one that is not available here (torch not installed, no GPU) is skipped with a note.
 The measurement itself lives in :mod:`rnnbench.kernel_bench`, the tables in
 :mod:`rnnbench.kernel_report`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import os
-import shutil
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +59,13 @@ from rnnbench.kernel_bench import (
 )
 from rnnbench.output_dir import check_output_dir
 from rnnbench.plugin_manager import PluginHost
-from rnnbench.results import ENVIRONMENT_FILE, SUITE_COPY, capture_environment, write_json
+from rnnbench.results import (
+    ENVIRONMENT_FILE,
+    SUITE_COPY,
+    atomic_write_bytes,
+    capture_environment,
+    write_json,
+)
 from rnnbench.suite_schema import check_structure
 from rnnbench.suite_yaml import SuiteDocument, SuiteProblems, read_suite
 from rnnbench.threads import (
@@ -276,14 +285,17 @@ def load_kernel_suite(path: str | Path, host: PluginHost) -> KernelSuite:
             host.load_local(reference, base_dir=doc.path.parent)
         except RnnbenchError as exc:
             raise SuiteError([SuiteProblem(str(doc.path), line, "plugins", str(exc))]) from exc
-    return validate_kernel_suite(doc)
+    return validate_kernel_suite(doc, host.registry.backend_names)
 
 
-def validate_kernel_suite(doc: SuiteDocument) -> KernelSuite:
+def validate_kernel_suite(doc: SuiteDocument,
+                          known: Collection[str] | None = None) -> KernelSuite:
     """Structure against :data:`KERNEL_SCHEMA`, then how the keys fit together (the baseline
-    and targets name timed backends, comparisons read, reps in order). Backend names are not
-    checked against the registry here: an unregistered one is skipped with a note at run time,
-    so a suite naming an optional backend (``torch``) runs where it is not installed."""
+    and targets name timed backends, comparisons read, reps in order). With ``known`` (the
+    registry's backend names), every backend and the reference must be registered (a misspelt
+    name is a problem at its line, with did-you-mean); a registered backend that is not
+    available here (``torch`` not installed, ``torch-cuda`` without a GPU) is skipped with a
+    note at run time instead."""
     problems = SuiteProblems(doc)
     check_structure(doc, problems, schema=KERNEL_SCHEMA)
     problems.raise_if_any()
@@ -313,6 +325,15 @@ def validate_kernel_suite(doc: SuiteDocument) -> KernelSuite:
         description=data.get("description", ""),
         plugins=[reference for reference, _ in doc.plugins],
     )
+    if known is not None:
+        known = sorted(known)
+        for index, name in enumerate(data["backends"]):
+            if name not in known:
+                problems.add(("backends", index), f"backend {name!r} is not registered",
+                             did_you_mean(name, known) + _PLUGIN_HINT)
+        if suite.reference not in known:
+            problems.add(("reference",), f"backend {suite.reference!r} is not registered",
+                         did_you_mean(suite.reference, known) + _PLUGIN_HINT)
     first = data.get("first_call", True)
     suite.first_call = backends if first is True else [] if first is False else list(first)
     if suite.baseline is not None and suite.baseline not in backends:
@@ -338,6 +359,9 @@ def validate_kernel_suite(doc: SuiteDocument) -> KernelSuite:
     return suite
 
 
+_PLUGIN_HINT = "; a plugin's backend needs its plugin installed or named under plugins:"
+
+
 def _target(raw: dict[str, Any], index: int, suite: KernelSuite,
             problems: SuiteProblems) -> Target | None:
     path = ("targets", index)
@@ -360,15 +384,38 @@ def _target(raw: dict[str, Any], index: int, suite: KernelSuite,
     except ValueError as exc:
         problems.add((*path, "expect"), str(exc))
         ok = False
+    if metric == "first_call_s":
+        # A first call is one forward + backward at a fixed small point in a fresh process.
+        if "measurement" in raw:
+            problems.add((*path, "measurement"), "a first_call_s target names no measurement "
+                         "(the first call is one forward + backward in a fresh process)",
+                         "leave 'measurement' out")
+            ok = False
+        sizes = [k for k in raw.get("where", {}) if k not in ("cell", "dtype")]
+        if sizes:
+            problems.add((*path, "where", sizes[0]), f"a first_call_s target cannot select on "
+                         f"{', '.join(sizes)}: the first call is timed at one fixed point "
+                         f"{FIRST_CALL_POINT}, not at the suite's points",
+                         "select on cell or dtype only")
+            ok = False
+    choices = {"cell": suite.cells, "dtype": suite.dtypes}
     where: dict[str, list[Any]] = {}
     for key, value in raw.get("where", {}).items():
         values = []
-        for item in _as_list(value):
-            if isinstance(item, str) and key != "cell" and key != "dtype":
+        for position, item in enumerate(_as_list(value)):
+            spot = (*path, "where", key) + ((position,) if isinstance(value, list) else ())
+            if key in choices:
+                if str(item) not in choices[key]:
+                    problems.add(spot, f"{key} {item!r} is not one of the suite's {key}s "
+                                 f"({', '.join(choices[key])})",
+                                 did_you_mean(str(item), choices[key]))
+                    ok = False
+                item = str(item)
+            elif isinstance(item, str):
                 try:
-                    item = parse_expect(item)
+                    item = float(item) if _is_number(item) else parse_expect(item)
                 except ValueError as exc:
-                    problems.add((*path, "where", key), str(exc))
+                    problems.add(spot, str(exc))
                     ok = False
             values.append(item)
         where[key] = values
@@ -376,6 +423,15 @@ def _target(raw: dict[str, Any], index: int, suite: KernelSuite,
         return None
     return Target(raw["id"], raw["backend"], metric, expect, raw.get("measurement"), where,
                   raw.get("target", ""))
+
+
+def _is_number(text: str) -> bool:
+    """``"2"``, ``" 512 "``, ``"1e3"``: a quoted number selects that value."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -399,6 +455,8 @@ class KernelRun:
     gemm: dict[str, Any]
     threads: dict[str, Any]
     environment: dict[str, Any]
+    #: Why the run stopped before the end (Ctrl-C, an exception), or None for a complete run.
+    interrupted: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -409,14 +467,19 @@ def run_kernel_suite(path: str | Path, host: PluginHost, output_dir: str | Path 
                      threads: int | None = None, force: bool = False,
                      log: Callable[[str], None] = lambda message: None) -> KernelRun:
     """Run a kernels suite and write its results folder (``results.md``, ``kernels.csv``,
-    ``ratios.csv``, ``results.json``, ``environment.json`` and the suite copy)."""
-    from rnnbench.kernel_report import write_kernel_tables
+    ``ratios.csv``, ``results.json``, ``environment.json`` and the suite copy).
+
+    The previous run's tables are kept as ``*.previous-<UTC time>.*``; each row is appended to
+    ``kernels.csv`` as it is measured, and an interrupted run (Ctrl-C, a crash) still writes its
+    tables, with ``results.md`` saying so, before the exception goes on."""
+    from rnnbench.kernel_report import TABLE_FILES, write_kernel_tables
 
     suite = load_kernel_suite(path, host)
     out_dir = Path(output_dir) if output_dir is not None else (
         suite.output or Path("results") / suite.name)
     output = check_output_dir(out_dir, suite.path, force=force,
-                              run_files=(ENVIRONMENT_FILE, SUITE_COPY))
+                              run_files=(ENVIRONMENT_FILE, SUITE_COPY), kind=KIND,
+                              suite_name=suite.name)
     environment = capture_environment(plugins=host.environment_plugins())
     if suite.device == "cuda":
         environment["gpu"] = cuda_device()
@@ -434,47 +497,151 @@ def run_kernel_suite(path: str | Path, host: PluginHost, output_dir: str | Path 
     if blas_note:
         notes.append(blas_note)
     benches = _available(suite, host, notes)
+    reference_cells = _reference_cells(suite, host, notes)
     for note in notes:
         log(f"note: {note}")
     thread_info: dict[str, Any] = {"budget": budget, "usable_cores": usable_cores(),
                                    "busy_cores_before": busy_cores(usable_cores()),
                                    "load_average_before": load_average()}
-    torch_context = _TorchThreads(budget, benches, suite.device)
-    with thread_budget(budget) as blas_threads, torch_context as torch_threads:
-        thread_info.update({"blas": blas_threads, "torch": torch_threads,
-                            "numba": _numba_threads()})
-        log(f"GEMM peak ({suite.device}, sizes {suite.gemm_sizes})...")
-        gemm = gemm_peak(suite.device, suite.budget, suite.gemm_sizes)
-        rows, errors = _measure(suite, host, benches, log)
-        if gemm["peak_gflops"] is not None:  # again after: the load may have changed meanwhile
-            after = gemm_peak(suite.device, suite.budget, suite.gemm_sizes)
-            gemm["peak_gflops_before"] = gemm["peak_gflops"]
-            gemm["peak_gflops_after"] = after["peak_gflops"]
-            gemm["peak_gflops"] = max(gemm["peak_gflops"], after["peak_gflops"])
-            gemm["sizes"] = {n: max(v, after["sizes"][n]) for n, v in gemm["sizes"].items()}
-    thread_info["load_average_after"] = load_average()
-    # The fresh process loads the same local plugins (-p and the suite's), as absolute paths.
-    plugins = list(dict.fromkeys(host.local_references))
-    for cell in suite.cells:
-        for backend in suite.first_call:
-            if (cell, backend) not in benches:
-                continue
-            for dtype in suite.dtypes:
-                log(f"first call of {cell}/{backend} in a fresh process (twice)...")
-                call = first_call(cell, backend, dtype, plugins, threads=budget)
-                rows.append(_first_call_row(cell, backend, dtype, call))
-    _add_derived(rows, gemm["peak_gflops"], suite.baseline)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kept = _keep_previous(out_dir, output.owned, TABLE_FILES)
+    atomic_write_bytes(out_dir / SUITE_COPY, suite.path.read_bytes())
+    output.claim(SUITE_COPY, *kept)
+    rows: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    gemm: dict[str, Any] = {"source": None, "sizes": {}, "peak_gflops": None,
+                            "absent": "the run stopped before it was measured"}
+    progress = _RowLog(out_dir / ROWS_FILE, suite.device, budget)
+    output.claim(ROWS_FILE)
+    interrupted: str | None = None
+    try:
+        torch_context = _TorchThreads(budget, benches, suite.device)
+        with thread_budget(budget) as blas_threads, torch_context as torch_threads:
+            thread_info.update({"blas": blas_threads, "torch": torch_threads,
+                                "numba": _numba_threads()})
+            log(f"GEMM peak ({suite.device}, sizes {suite.gemm_sizes})...")
+            gemm = _gemm_peaks(suite)
+            _measure(suite, host, benches, reference_cells, log, rows, errors, progress)
+            _gemm_again(suite, gemm)  # again after: the load may have changed meanwhile
+        thread_info["load_average_after"] = load_average()
+        # The fresh process loads the same local plugins (-p and the suite's), as absolute paths.
+        plugins = list(dict.fromkeys(host.local_references))
+        for cell in suite.cells:
+            for backend in suite.first_call:
+                if (cell, backend) not in benches:
+                    continue
+                for dtype in suite.dtypes:
+                    log(f"first call of {cell}/{backend} in a fresh process (twice)...")
+                    call = first_call(cell, backend, dtype, plugins, threads=budget)
+                    row = _first_call_row(cell, backend, dtype, call)
+                    rows.append(row)
+                    progress.add(row)
+    except BaseException as exc:
+        interrupted = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else \
+            f"stopped by {type(exc).__name__}: {exc}"
+        with contextlib.suppress(Exception):
+            _finish(suite, out_dir, rows, errors, notes, gemm, thread_info, environment, output,
+                    interrupted, write_kernel_tables)
+        raise
+    finally:
+        progress.close()
+    return _finish(suite, out_dir, rows, errors, notes, gemm, thread_info, environment, output,
+                   interrupted, write_kernel_tables)
+
+
+#: The rows as they are measured (a Ctrl-C or a crash keeps them); kernels.csv at the end.
+ROWS_FILE = "kernels.partial.csv"
+
+
+class _RowLog:
+    """Appends each row to ``kernels.partial.csv`` as it is measured (flushed), so an
+    interrupted run keeps what it measured; removed when the run's tables are written."""
+
+    def __init__(self, path: Path, device: str, threads: int) -> None:
+        from rnnbench.kernel_report import ROW_COLUMNS
+
+        self.path, self.device, self.threads = path, device, threads
+        self.handle = open(path, "w", newline="", encoding="utf-8")
+        self.writer = csv.DictWriter(self.handle, fieldnames=ROW_COLUMNS, lineterminator="\n",
+                                     extrasaction="ignore")
+        self.writer.writeheader()
+        self.handle.flush()
+
+    def add(self, row: dict[str, Any]) -> None:
+        row.update(device=self.device, threads=self.threads)
+        self.writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        self.handle.flush()
+
+    def close(self) -> None:
+        if not self.handle.closed:
+            self.handle.close()
+
+
+def _finish(suite: KernelSuite, out_dir: Path, rows: list[dict[str, Any]],
+            errors: list[dict[str, Any]], notes: list[str], gemm: dict[str, Any],
+            thread_info: dict[str, Any], environment: dict[str, Any], output: Any,
+            interrupted: str | None, write: Callable[[KernelRun], list[Path]]) -> KernelRun:
+    _add_derived(rows, gemm, suite.baseline)
     for row in rows:
-        row.update(device=suite.device, threads=budget)
+        row.update(device=suite.device, threads=thread_info["budget"])
     run = KernelRun(suite, out_dir, rows, _ratios(rows, suite.baseline),
                     check_targets(suite.targets, rows), notes, errors, gemm, thread_info,
-                    environment)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(suite.path, out_dir / SUITE_COPY)
+                    environment, interrupted)
     write_json(out_dir / ENVIRONMENT_FILE, {**environment, "execution": thread_info})
-    written = write_kernel_tables(run)
+    written = write(run)
+    (out_dir / ROWS_FILE).unlink(missing_ok=True)  # kernels.csv now holds every row
+    output.owned.discard(ROWS_FILE)
     output.claim(SUITE_COPY, ENVIRONMENT_FILE, *(p.name for p in written))
     return run
+
+
+def _keep_previous(out_dir: Path, owned: set[str], names: Sequence[str]) -> list[str]:
+    """Move the previous run's tables aside as ``NAME.previous-<UTC time>.EXT`` (never over an
+    earlier one); returns the new names."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    kept = []
+    for name in names:
+        source = out_dir / name
+        if name not in owned or not source.is_file():
+            continue
+        stem, dot, ext = name.partition(".")
+        target = out_dir / f"{stem}.previous-{stamp}{dot}{ext}"
+        number = 1
+        while target.exists():
+            number += 1
+            target = out_dir / f"{stem}.previous-{stamp}-{number}{dot}{ext}"
+        os.replace(source, target)
+        kept.append(target.name)
+    return kept
+
+
+def _gemm_peaks(suite: KernelSuite) -> dict[str, Any]:
+    """The float32 GEMM peak, and each other dtype's (``by_dtype``) measured in the same run,
+    so a float64 row's % peak is of a float64 GEMM."""
+    gemm = gemm_peak(suite.device, suite.budget, suite.gemm_sizes)
+    gemm["by_dtype"] = {"float32": gemm["peak_gflops"]}
+    for dtype in suite.dtypes:
+        if dtype != "float32":
+            other = gemm_peak(suite.device, suite.budget, suite.gemm_sizes, dtype)
+            gemm.setdefault("other_dtypes", {})[dtype] = other
+            gemm["by_dtype"][dtype] = other["peak_gflops"]
+    return gemm
+
+
+def _gemm_again(suite: KernelSuite, gemm: dict[str, Any]) -> None:
+    if gemm["peak_gflops"] is None:
+        return
+    after = gemm_peak(suite.device, suite.budget, suite.gemm_sizes)
+    gemm["peak_gflops_before"] = gemm["peak_gflops"]
+    gemm["peak_gflops_after"] = after["peak_gflops"]
+    gemm["peak_gflops"] = max(gemm["peak_gflops"], after["peak_gflops"])
+    gemm["sizes"] = {n: max(v, after["sizes"][n]) for n, v in gemm["sizes"].items()}
+    gemm["by_dtype"]["float32"] = gemm["peak_gflops"]
+    for dtype, other in gemm.get("other_dtypes", {}).items():
+        if other["peak_gflops"] is not None:
+            again = gemm_peak(suite.device, suite.budget, suite.gemm_sizes, dtype)
+            other["peak_gflops"] = max(other["peak_gflops"], again["peak_gflops"])
+            gemm["by_dtype"][dtype] = other["peak_gflops"]
 
 
 def _available(suite: KernelSuite, host: PluginHost, notes: list[str]) -> dict[tuple[str, str],
@@ -499,10 +666,32 @@ def _available(suite: KernelSuite, host: PluginHost, notes: list[str]) -> dict[t
                 notes.append(f"{cell}/{backend} skipped: {reason}")
                 continue
             found[(cell, backend)] = entry.factory
-    if (suite.reference not in known
-            or not any((c, suite.reference) in registry.cells for c in suite.cells)):
-        notes.append(f"reference {suite.reference!r} not registered: no agreement check")
     return found
+
+
+def _reference_cells(suite: KernelSuite, host: PluginHost, notes: list[str]) -> set[str]:
+    """The cells whose reference backend can run here; one note when it cannot (not
+    registered, or registered but unavailable: ``reference: torch-cuda`` on a CPU machine), and
+    the run goes on without the agreement check."""
+    registry = host.registry
+    usable: set[str] = set()
+    reasons: list[str] = []
+    for cell in suite.cells:
+        entry = registry.cells.get((cell, suite.reference))
+        if entry is None:
+            reasons.append(f"not registered for {cell}" if suite.reference in
+                           registry.backend_names else "not registered")
+            continue
+        reason = entry.unavailable_reason()
+        if reason is not None:
+            reasons.append(reason)
+            continue
+        usable.add(cell)
+    if reasons:
+        why = "; ".join(dict.fromkeys(reasons))
+        scope = "" if not usable else f" for {', '.join(c for c in suite.cells if c not in usable)}"
+        notes.append(f"reference {suite.reference} unavailable ({why}): no agreement check{scope}")
+    return usable
 
 
 class _TorchThreads:
@@ -551,9 +740,8 @@ def _numba_threads() -> int | None:
 
 
 def _measure(suite: KernelSuite, host: PluginHost, benches: dict[tuple[str, str], Any],
-             log: Callable[[str], None]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    rows: list[dict[str, Any]] = []
-    errors: list[dict[str, Any]] = []
+             reference_cells: set[str], log: Callable[[str], None], rows: list[dict[str, Any]],
+             errors: list[dict[str, Any]], progress: _RowLog) -> None:
     warmup = suite.warmup
     if suite.device == "cuda" and os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         warmup = min(warmup, 1)  # the simulator compiles nothing, and is slow
@@ -564,7 +752,7 @@ def _measure(suite: KernelSuite, host: PluginHost, benches: dict[tuple[str, str]
             for point in suite.points:
                 data = host_inputs(cell, point, dtype)
                 want: dict[str, Any] = {}
-                if (cell, suite.reference) in reference:
+                if cell in reference_cells:
                     try:
                         want = reference_arrays(Bench(
                             reference[(cell, suite.reference)].factory, suite.reference, data))
@@ -593,11 +781,11 @@ def _measure(suite: KernelSuite, host: PluginHost, benches: dict[tuple[str, str]
                         if got is not None and measurement in want:
                             row["rel_diff"] = agreement(got, want[measurement])
                         rows.append(row)
+                        progress.add(row)
                         log(f"  {cell:4s} T={point[0]:<4d} B={point[1]:<3d} I={point[2]:<4d} "
                             f"H={point[3]:<4d} {backend:10s} {measurement:10s} "
                             f"{row['median_s'] * 1e3:10.3f} ms {row['gflops']:8.2f} GFLOP/s")
                     del bench  # free its (device) arrays before the next one allocates
-    return rows, errors
 
 
 def _row(cell: str, point: Point, dtype: str, backend: str, measurement: str,
@@ -635,11 +823,14 @@ def _key(row: dict[str, Any]) -> tuple[Any, ...]:
             row["measurement"])
 
 
-def _add_derived(rows: list[dict[str, Any]], peak: float | None, baseline: str | None) -> None:
-    """% of the GEMM peak, and the ratio to the baseline measured in the same run:
-    median(baseline) / median(backend), above 1 when the backend is faster."""
+def _add_derived(rows: list[dict[str, Any]], gemm: dict[str, Any],
+                 baseline: str | None) -> None:
+    """% of the GEMM peak of the row's dtype, and the ratio to the baseline measured in the
+    same run: median(baseline) / median(backend), above 1 when the backend is faster."""
     medians = {(*_key(r), r["backend"]): r["median_s"] for r in rows}
     for row in rows:
+        peak = gemm.get("by_dtype", {}).get(row["dtype"], gemm.get("peak_gflops")
+                                            if row["dtype"] == "float32" else None)
         if row["gflops"] is not None and peak:
             row["pct_peak"] = 100.0 * row["gflops"] / peak
         base = medians.get((*_key(row), baseline)) if baseline else None

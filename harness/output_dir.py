@@ -51,31 +51,77 @@ class OutputDir:
     path: Path
     #: Relative paths of the files rnnbench wrote there (the manifest's list).
     owned: set[str] = field(default_factory=set)
+    #: What the folder holds: ``training`` or ``kernels`` results (None: keep the manifest's).
+    kind: str | None = None
+    #: The kernels suite whose results these are (None: keep the manifest's).
+    suite: str | None = None
 
     def claim(self, *names: str) -> None:
         """Record ``names`` as rnnbench's and save the manifest (only when it changes)."""
-        if set(names) <= self.owned and (self.path / MANIFEST).is_file():
+        manifest = self.path / MANIFEST
+        recorded = _manifest_document(manifest) if manifest.is_file() else {}
+        kind = self.kind or recorded.get("kind")
+        suite = self.suite or recorded.get("suite")
+        if (sorted(self.owned | set(names)) == recorded.get("files")
+                and kind == recorded.get("kind") and suite == recorded.get("suite")):
             return
         self.owned.update(names)
-        document = {"rnnbench_manifest": 1, "files": sorted(self.owned)}
-        atomic_write_text(self.path / MANIFEST, json.dumps(document, indent=1) + "\n")
+        document: dict[str, object] = {"rnnbench_manifest": 1}
+        if kind:
+            document["kind"] = kind
+        if suite:
+            document["suite"] = suite
+        document["files"] = sorted(self.owned)
+        atomic_write_text(manifest, json.dumps(document, indent=1) + "\n")
+
+
+def _manifest_document(manifest: Path) -> dict[str, object]:
+    try:
+        document = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def folder_kind(path: Path, owned: set[str] | None = None) -> tuple[str | None, str | None]:
+    """(kind, suite name) of the results in ``path``: the manifest's record, else guessed from
+    the files (``results.jsonl``: training; ``kernels.csv``: kernels, named in results.json);
+    (None, None) for a folder with neither."""
+    path = Path(path)
+    recorded = _manifest_document(path / MANIFEST) if (path / MANIFEST).is_file() else {}
+    kind, suite = recorded.get("kind"), recorded.get("suite")
+    files = owned if owned is not None else set(recorded.get("files") or [])
+    if kind is None:
+        if RESULTS_FILE in files or (path / RESULTS_FILE).is_file():
+            kind = "training"
+        elif "kernels.csv" in files or (path / "kernels.csv").is_file():
+            kind = "kernels"
+    if kind == "kernels" and suite is None and (path / "results.json").is_file():
+        try:
+            suite = json.loads((path / "results.json").read_text(encoding="utf-8")).get("suite")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            suite = None
+    return (str(kind) if kind else None, str(suite) if suite else None)
 
 
 def check_output_dir(path: Path, suite_path: Path | None = None, *, force: bool = False,
-                     run_files: tuple[str, ...] = RUN_FILES) -> OutputDir:
+                     run_files: tuple[str, ...] = RUN_FILES, kind: str = "training",
+                     suite_name: str | None = None) -> OutputDir:
     """Check that a run may write into ``path`` before anything is written; raise
     :class:`RnnbenchError` (one line: the path, why, and what to do) when it may not.
 
     Refused: a folder that is or holds the suite file, the working directory or the home folder;
     a path that is a file or lies under one; a folder rnnbench cannot write; an existing,
-    non-empty folder that is not an rnnbench results folder (unless ``force``); and, even with
-    ``force``, a folder holding a file of one of ``run_files`` that rnnbench did not write.
+    non-empty folder that is not an rnnbench results folder (unless ``force``); a results
+    folder of the other ``kind`` (training vs kernels), or of another kernels suite than
+    ``suite_name`` (unless ``force``); and, even with ``force``, a folder holding a file of one
+    of ``run_files`` that rnnbench did not write.
     """
     path = Path(path)
     _refuse_protected_location(path, suite_path)
     require_writable_folder(path)
     if not path.exists():
-        return OutputDir(path)
+        return OutputDir(path, kind=kind, suite=suite_name)
     owned = owned_files(path)
     if owned is None:
         if not force and any(_visible_entries(path)):
@@ -85,13 +131,24 @@ def check_output_dir(path: Path, suite_path: Path | None = None, *, force: bool 
                 "add --force to write into it (files rnnbench did not write are never replaced)"
             )
         owned = set()
+    elif not force:
+        held, held_suite = folder_kind(path, owned)
+        if held is not None and held != kind:
+            raise RnnbenchError(
+                f"{path}: holds the results of a {held} suite, this is a {kind} suite; choose "
+                "another output folder, or add --force to write into it anyway")
+        if (kind == "kernels" and held == "kernels" and suite_name is not None
+                and held_suite is not None and held_suite != suite_name):
+            raise RnnbenchError(
+                f"{path}: holds the results of kernels suite {held_suite!r}, not {suite_name!r}; "
+                "choose another output folder, or add --force to write into it anyway")
     for name in run_files:
         if name not in owned and (path / name).exists():
             raise RnnbenchError(
                 f"{path / name}: not written by rnnbench, so it will not be replaced; move it "
                 "away or choose another output folder"
             )
-    return OutputDir(path, owned)
+    return OutputDir(path, owned, kind=kind, suite=suite_name)
 
 
 def owned_files(path: Path) -> set[str] | None:

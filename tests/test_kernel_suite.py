@@ -30,7 +30,7 @@ SUITE = """\
 kind: kernels
 name: k
 cells: [rnn, gru]
-backends: [numpy, numba-cpu, not-installed]
+backends: [numpy, numba-cpu]
 baseline: numpy
 points: [[6, 3, 4, 5], {T: 4, B: 1, I: 2, H: 3}]
 budget: 0.001
@@ -117,7 +117,6 @@ def test_peak_threads_first_call_and_notes(tiny_run) -> None:
     for row in first:
         assert row["error"] is None, row
         assert row["first_call_s"] > 0 and row["process_s"] > row["first_call_s"]
-    assert any("'not-installed' skipped: not registered" in n for n in tiny_run.notes)
 
 
 def test_targets_met_not_met_and_na(tiny_run) -> None:
@@ -154,7 +153,7 @@ def test_cli_runs_the_tiny_suite_and_refuses_training_options(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture
                                                                ) -> None:
     suite = write(tmp_path, SUITE.replace("first_call: [numba-cpu]", "first_call: false")
-                  .replace("cells: [rnn, gru]", "cells: [lstm]"))
+                  .replace("cells: [rnn, gru]", "cells: [lstm, gru]"))
     assert main(["run", str(suite), "-o", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     assert "# Kernels: k" in printed and "| lstm | 6 | 3 | 4 | 5 |" in printed
@@ -190,6 +189,14 @@ def test_the_shipped_suites_validate(host: PluginHost) -> None:
       "backend: numba-cpux\n    measurement: train_step"), "targets[0].backend",
      "did you mean 'numba-cpu'?"),
     (("kind: kernels", "kind: kernel"), "kind", "did you mean 'kernels'?"),
+    (("backends: [numpy, numba-cpu]", "backends: [numpy, numba-cup]"), "backends[1]",
+     "did you mean 'numba-cpu'?"),
+    (("baseline: numpy\n", "reference: numpyy\nbaseline: numpy\n"), "reference",
+     "did you mean 'numpy'?"),
+    (("where: {cell: gru", "where: {cell: gruu"), "targets[0].where.cell",
+     "did you mean 'gru'?"),
+    (("where: {cell: gru, H", "where: {dtype: flot32, cell: gru, H"), "targets[0].where.dtype",
+     "did you mean 'float32'?"),
     (("min_reps: 2", "min_reps: 9"), "min_reps", "above max_reps"),
 ])
 def test_problems_name_file_line_and_field(tmp_path: Path, host: PluginHost,
@@ -352,3 +359,197 @@ def test_a_training_suite_may_say_its_kind(tmp_path: Path, host: PluginHost) -> 
     write(tmp_path, "kind: kernel\n" + quickstart.read_text(), "typo.yaml")
     with pytest.raises(SuiteError, match="did you mean 'kernels'"):
         load_validated_suite(tmp_path / "typo.yaml", host)
+
+
+SMALL = """\
+kind: kernels
+name: small
+cells: [rnn]
+backends: [numpy]
+points: [[3, 2, 2, 3]]
+budget: 0.001
+warmup: 1
+min_reps: 2
+max_reps: 2
+threads: 1
+gemm_sizes: [16]
+first_call: false
+"""
+
+
+def test_a_misspelt_backend_fails_validate_and_run(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    suite = write(tmp_path, SMALL.replace("[numpy]", "[numpy, numba-cup]"))
+    assert main(["validate", str(suite)]) == 2
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert f"{suite}:4: backends[1]" in err and "did you mean 'numba-cpu'?" in err
+    assert main(["run", str(suite), "-o", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("target", "field", "message"), [
+    ("    measurement: forward\n", "targets[0].measurement", "names no measurement"),
+    ("    where: {H: 3}\n", "targets[0].where.H", "cannot select on H"),
+])
+def test_a_first_call_target_names_no_measurement_nor_sizes(
+        tmp_path: Path, host: PluginHost, target: str, field: str, message: str) -> None:
+    text = SMALL.replace("first_call: false", "first_call: true") + (
+        "targets:\n  - id: fc\n    backend: numpy\n    metric: first_call_s\n"
+        f'{target}    expect: "< 100"\n')
+    path = write(tmp_path, text)
+    with pytest.raises(SuiteError) as caught:
+        load_kernel_suite(path, host)
+    found = [p for p in caught.value.problems if p.field == field]
+    assert found and message in str(found[0]), [str(p) for p in caught.value.problems]
+    assert found[0].line == text.splitlines().index(target.rstrip("\n")) + 1
+
+
+def test_a_quoted_number_selects_that_size(tmp_path: Path, host: PluginHost) -> None:
+    text = SMALL + ('targets:\n  - id: b\n    backend: numpy\n    measurement: forward\n'
+                    '    metric: gflops\n    where: {B: "2", H: ["3"]}\n    expect: "> 0"\n')
+    suite = load_kernel_suite(write(tmp_path, text), host)
+    row = {"backend": "numpy", "measurement": "forward", "B": 2, "H": 3}
+    assert suite.targets[0].selects(row)
+    assert not suite.targets[0].selects({**row, "B": 3})
+
+
+FAKE_ABSENT = """\
+from rnnbench import hookimpl
+from rnnbench.plugins.cells.reference import RNNCell
+
+
+@hookimpl
+def rnnbench_register_cells(register):
+    register("rnn", "fake-absent", RNNCell, description="never available",
+             available=lambda: "no fake device on this machine")
+"""
+
+
+def test_an_unavailable_reference_is_one_note_and_the_run_goes_on(tmp_path: Path) -> None:
+    from rnnbench.plugin_manager import build_host
+
+    (tmp_path / "fake_absent.py").write_text(FAKE_ABSENT)
+    suite = write(tmp_path, SMALL.replace("name: small", "name: small\nplugins: "
+                                          "[fake_absent.py]\nreference: fake-absent"))
+    run = run_kernel_suite(suite, build_host(), output_dir=tmp_path / "out")
+    assert run.errors == [] and run.rows
+    assert all(r["rel_diff"] is None for r in run.rows)
+    notes = [n for n in run.notes if n.startswith("reference")]
+    assert notes == ["reference fake-absent unavailable (no fake device on this machine): no "
+                     "agreement check"]
+
+
+def test_output_folder_kinds_suites_and_previous_tables(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    from rnnbench.output_dir import MANIFEST
+
+    suite = write(tmp_path, SMALL)
+    out = tmp_path / "out"
+    assert main(["run", str(suite), "-o", str(out), "-q"]) == 0
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["kind"] == "kernels" and manifest["suite"] == "small"
+    first_csv = (out / "kernels.csv").read_text()
+    assert main(["run", str(suite), "-o", str(out), "-q"]) == 0  # the same suite again
+    for stem, ext in (("kernels", "csv"), ("results", "json"), ("results", "md"),
+                      ("ratios", "csv")):
+        kept = list(out.glob(f"{stem}.previous-*.{ext}"))
+        assert len(kept) == 1, (stem, ext, sorted(p.name for p in out.iterdir()))
+        assert kept[0].name in json.loads((out / MANIFEST).read_text())["files"]
+    assert next(out.glob("kernels.previous-*.csv")).read_text() == first_csv
+    assert not (out / "kernels.partial.csv").exists()
+    # another kernels suite's folder: refused, unless --force
+    other = write(tmp_path, SMALL.replace("name: small", "name: other"), "other.yaml")
+    assert main(["run", str(other), "-o", str(out), "-q"]) == 2
+    assert "kernels suite 'small', not 'other'" in capsys.readouterr().err.replace("\n", " ")
+    assert main(["run", str(other), "-o", str(out), "-q", "--force"]) == 0
+    # a training suite into a kernels folder, a kernels suite into a training folder: refused
+    training = Path(__file__).resolve().parent.parent / "benchmarks" / "quickstart.yaml"
+    assert main(["run", str(training), "-o", str(out), "-q"]) == 2
+    assert "results of a kernels suite" in capsys.readouterr().err.replace("\n", " ")
+    trained = tmp_path / "trained"
+    trained.mkdir()
+    (trained / "results.jsonl").write_text("")
+    (trained / "environment.json").write_text("{}")
+    assert main(["run", str(suite), "-o", str(trained), "-q"]) == 2
+    assert "results of a training suite" in capsys.readouterr().err.replace("\n", " ")
+    assert not (trained / "kernels.csv").exists()
+
+
+def test_show_verify_and_compare_on_a_kernels_folder(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    text = SMALL + ('targets:\n  - id: runs\n    backend: numpy\n    measurement: forward\n'
+                    '    metric: gflops\n    expect: "> 0"\n')
+    out = tmp_path / "out"
+    assert main(["run", str(write(tmp_path, text)), "-o", str(out), "-q"]) == 0
+    assert main(["verify", str(out)]) == 0
+    assert "0 of 1 targets not met" in capsys.readouterr().out
+    missed = tmp_path / "missed"
+    impossible = text.replace('expect: "> 0"', 'expect: "> 1e12"').replace("small", "missed")
+    assert main(["run", str(write(tmp_path, impossible, "m.yaml")), "-o", str(missed),
+                 "-q"]) == 0  # a target not met is a finding, not a failed run
+    assert main(["verify", str(missed)]) == 1
+    assert "1 of 1 targets not met: runs" in capsys.readouterr().out
+    assert main(["verify", str(missed), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["ok"] is False
+    assert main(["show", str(out)]) == 0
+    assert capsys.readouterr().out.startswith("# Kernels: small")
+    assert main(["compare", str(out), str(missed)]) == 2
+    assert "is a kernels results folder" in capsys.readouterr().err.replace("\n", " ")
+
+
+def test_an_interrupted_run_keeps_its_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    import rnnbench.kernel_suite as kernel_suite
+    from rnnbench.plugin_manager import build_host
+
+    calls = {"n": 0}
+    real = kernel_suite.time_calls
+
+    def stop_at_the_second(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(kernel_suite, "time_calls", stop_at_the_second)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_kernel_suite(write(tmp_path, SMALL), build_host(), output_dir=out)
+    with open(out / "kernels.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["measurement"] for r in rows] == ["forward"]
+    assert "interrupted (Ctrl-C)" in (out / "results.md").read_text()
+    assert json.loads((out / "results.json").read_text())["interrupted"] == "interrupted (Ctrl-C)"
+
+
+def test_rows_are_appended_as_they_are_measured(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import rnnbench.kernel_suite as kernel_suite
+    from rnnbench.plugin_manager import build_host
+
+    out = tmp_path / "out"
+    seen: list[int] = []
+    real = kernel_suite.time_calls
+
+    def look(*args, **kwargs):
+        partial = out / kernel_suite.ROWS_FILE
+        seen.append(len(partial.read_text().splitlines()) - 1)  # rows before this one
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(kernel_suite, "time_calls", look)
+    run_kernel_suite(write(tmp_path, SMALL), build_host(), output_dir=out)
+    assert seen == [0, 1, 2]
+
+
+def test_float64_rows_get_a_float64_peak(tmp_path: Path) -> None:
+    from rnnbench.plugin_manager import build_host
+
+    suite = write(tmp_path, SMALL.replace("threads: 1", "threads: 1\ndtype: [float32, float64]"))
+    run = run_kernel_suite(suite, build_host(), output_dir=tmp_path / "out")
+    peaks = run.gemm["by_dtype"]
+    assert peaks["float64"] > 0 and peaks["float32"] == run.gemm["peak_gflops"]
+    assert "float64" in run.gemm["other_dtypes"]["float64"]["source"]
+    for row in run.rows:
+        assert math.isclose(row["pct_peak"], 100 * row["gflops"] / peaks[row["dtype"]])
+    assert "float64 GEMM peak (numpy a @ b, float64)" in (tmp_path / "out" /
+                                                           "results.md").read_text()
