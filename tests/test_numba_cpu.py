@@ -234,28 +234,29 @@ def test_packed_lstm_passes_cell_checks(packed):
 def test_packed_path_is_chosen_by_size_and_threads(monkeypatch):
     import numba
 
+    threads = numba.get_num_threads()
+    parallel = "parallel" if threads >= 2 else None
     monkeypatch.setattr(numba_cpu, "PACKED_FORCE", None)
     monkeypatch.setattr(numba_cpu, "TILED_MIN_HIDDEN", None)
-    monkeypatch.setattr(numba_cpu, "PACKED_SERIAL_MAX_WORK", 0)  # the defaults: off
-    monkeypatch.setattr(numba_cpu, "PACKED_MAX_BATCH", 0)
-    assert numba_cpu.packed_path(1, 1, 1) is None
-    assert numba_cpu.packed_path(4096, 1, 4) is None
+    monkeypatch.setattr(numba_cpu, "PACKED_SERIAL_MAX_WORK", 0)  # the defaults
+    monkeypatch.setattr(numba_cpu, "PACKED_MAX_BATCH", 4)
+    monkeypatch.setattr(numba_cpu, "PACKED_MIN_HIDDEN", 1536)
+    assert numba_cpu.packed_path(1, 1, 1) is None  # the serial driver: off
+    assert numba_cpu.packed_path(2048, 2, 4) == parallel
+    assert numba_cpu.packed_path(1536, 4, 4) == parallel
+    assert numba_cpu.packed_path(2048, 1, 4) is None  # GEMV, no packing: BLAS
+    assert numba_cpu.packed_path(2048, 5, 4) is None
+    assert numba_cpu.packed_path(1535, 2, 4) is None
     monkeypatch.setattr(numba_cpu, "PACKED_SERIAL_MAX_WORK", 4 * 64 * 64)
-    monkeypatch.setattr(numba_cpu, "PACKED_MAX_BATCH", 16)
-    monkeypatch.setattr(numba_cpu, "PACKED_MIN_HIDDEN", 512)
     assert numba_cpu.packed_path(64, 1, 4) == "serial"
     assert numba_cpu.packed_path(64, 2, 4) is None
-    assert numba_cpu.packed_path(511, 16, 4) is None
-    assert numba_cpu.packed_path(1024, 17, 4) is None
-    threads = numba.get_num_threads()
-    assert numba_cpu.packed_path(1024, 16, 4) == ("parallel" if threads >= 2 else None)
     numba.set_num_threads(1)  # a budget of one thread: BLAS kernels
     try:
-        assert numba_cpu.packed_path(1024, 16, 4) is None
+        assert numba_cpu.packed_path(2048, 2, 4) is None
     finally:
         numba.set_num_threads(threads)
     monkeypatch.setattr(numba_cpu, "TILED_MIN_HIDDEN", 512)  # asking for tiled wins
-    assert numba_cpu.packed_path(1024, 16, 4) is None
+    assert numba_cpu.packed_path(2048, 2, 4) is None
 
 
 def test_packed_thresholds_from_the_environment(monkeypatch):

@@ -11,9 +11,12 @@ Serial kernels (``rnn_forward``, ``lstm_backward``, ...; the default path)
   ``T*B`` rows afterwards (:func:`_weight_grads`), and the bias gradients one GEMV;
 - nothing is allocated inside the time loop; the fused gate passes vectorise (float32 uses a
   rational tanh, and division by zero follows numpy, so LLVM can emit SIMD code);
-- the recurrent weights are transposed once per call, so every per-step product reads a
-  row-major matrix (measured 1.5-2x faster than BLAS's transposed path at batch 16-64). At
-  batch 1 a BLAS call costs about 0.65 us, as much as hand-written loops took, so BLAS stays;
+- the recurrent weights are transposed once per call (:func:`transposed`, tile by tile: numpy's
+  strided copy took 27 ms at H=1024, 13 ms tiled, of which ~7 ms is faulting in the fresh
+  16 MB), so every per-step product reads a row-major matrix (measured 1.5-2x faster than
+  BLAS's transposed path at batch 16-64). At batch 1 a BLAS call costs about 0.65 us, as much
+  as hand-written loops took, so BLAS stays (the packed serial driver confirmed it: a 64x256
+  product takes 0.6 us by hand, L2-bandwidth bound);
 - both cores are used by the BLAS calls (threaded BLAS inside each per-step GEMM); the gate
   pass runs on one thread between them.
 
@@ -42,7 +45,7 @@ Tiled kernels (``*_forward_tiled``, ``*_backward_tiled``; opt-in, see
   Hence off by default; worth re-measuring on a quiet machine with more cores.
 
 Packed kernels (``lstm_forward_packed``/``lstm_backward_packed`` and ``*_par``; LSTM only;
-opt-in, see ``numba_cpu.packed_path``)
+chosen by ``numba_cpu.packed_path``: the parallel driver at batch 2-4, H >= 1536)
 - W_hh packed once per call (:func:`pack_forward`: per block of units, gate-interleaved and
   transposed, (H, 4*sb); :func:`pack_backward`: the block's columns, (4H, sb)); per step each
   block computes its units' recurrent product with plain loops (axpy over a contiguous row,
@@ -60,8 +63,12 @@ opt-in, see ``numba_cpu.packed_path``)
   serial packed forward 1.3-1.5 ms vs 0.9 ms BLAS (a 64x256 product takes 0.6 us, no less than
   the BLAS call; the gate pass of the blocked layout costs more). Under load (a CI run holding
   a core, load 3-40) the packed serial driver beat the BLAS kernels at B<=16 (e.g. (50,4,64,
-  1536) train step 440 vs 1930 ms), the parallel one lost like the tiled kernels. Hence off by
-  default; the tests force each driver.
+  1536) train step 440 vs 1930 ms), the parallel one lost like the tiled kernels. Train step,
+  quieter, three interleaved rounds, minima: parallel packed vs BLAS kernels (2 threads)
+  (50,2,256,2048) 325 vs 494 ms (and 309 vs 592, 522 vs 727 in two earlier runs),
+  (50,4,64,1536) 235 vs 254 (253 vs 260), (50,1,64,2048) 291 vs 188 (GEMV packs nothing),
+  (50,16,64,1024) 254 vs 137, (100,64,*,128-512) 2-5x slower. Hence the parallel driver
+  for 2 <= B <= 4 at H >= 1536 only, the serial one off; the tests force each driver.
 
 What was tried and dropped: ``prange`` over the gate passes alone, launched once per step
 between threaded BLAS calls: the Numba threads fought the BLAS threads still spinning from the
@@ -176,6 +183,27 @@ def _weight_grads(d_in, d_hid, x2, h_prev2, w_ih, dx2, dw_ih, dw_hh, db_ih, db_h
     np.dot(ones, d_hid, db_hh)
 
 
+#: Side of the square tiles of the blocked transposes: a tile's source rows stay in L1.
+_TILE = 32
+
+
+@njit(**_JIT)
+def transposed(w):
+    """``w.T`` as a new C-contiguous array, copied tile by tile. ``np.ascontiguousarray(w.T)``
+    walks the source column by column, a cache miss per element once a column outgrows the
+    cache: 27 ms for a (4096, 1024) float32 W_hh, most of an LSTM forward's 50 steps' worth of
+    time at H=1024; tiled it is a few ms."""
+    rows, cols = w.shape
+    out = np.empty((cols, rows), w.dtype)
+    for i0 in range(0, rows, _TILE):
+        i1 = min(i0 + _TILE, rows)
+        for j0 in range(0, cols, _TILE):
+            for j in range(j0, min(j0 + _TILE, cols)):
+                for i in range(i0, i1):
+                    out[j, i] = w[i, j]
+    return out
+
+
 # --- vanilla RNN (tanh or relu) -----------------------------------------------------------------
 # ``relu`` selects the nonlinearity once per row, outside the element loops, so each loop stays
 # a branch-free one that vectorises.
@@ -200,7 +228,7 @@ def rnn_forward(x2, w_ih, w_hh, bias, h0, gi, h_all, relu):
     ``relu``: ``max(0, .)`` instead of tanh."""
     steps, batch, hidden = gi.shape
     np.dot(x2, w_ih.T, gi.reshape(steps * batch, hidden))
-    w_hh_t = np.ascontiguousarray(w_hh.T)  # once per call: row-major for the per-step products
+    w_hh_t = transposed(w_hh)  # once per call: row-major for the per-step products
     h_all[0] = h0
     for t in range(steps):
         h_new = h_all[t + 1]
@@ -276,7 +304,7 @@ def lstm_forward(x2, w_ih, w_hh, bias, h0, c0, gates, h_all, c_all):
     hidden = width // 4
     np.dot(x2, w_ih.T, gates.reshape(steps * batch, width))
     gh = np.empty((batch, width), gates.dtype)
-    w_hh_t = np.ascontiguousarray(w_hh.T)
+    w_hh_t = transposed(w_hh)
     h_all[0] = h0
     c_all[0] = c0
     for t in range(steps):
@@ -350,7 +378,7 @@ def gru_forward(x2, w_ih, w_hh, b_ih, b_hh, h0, gates, gh_n, h_all):
     hidden = width // 3
     np.dot(x2, w_ih.T, gates.reshape(steps * batch, width))
     gh = np.empty((batch, width), gates.dtype)
-    w_hh_t = np.ascontiguousarray(w_hh.T)
+    w_hh_t = transposed(w_hh)
     h_all[0] = h0
     for t in range(steps):
         np.dot(h_all[t], w_hh_t, gh)
@@ -707,11 +735,23 @@ def pack_forward(w_hh: np.ndarray, gates: int, sb: int) -> np.ndarray:
     G*sb)`` with ``fwd[s, k, q*sb+u] = W_hh[q*H + s*sb+u, k]``."""
     hidden = w_hh.shape[1]
     blocks = -(-hidden // sb)
-    padded = np.zeros((gates, blocks * sb, hidden), w_hh.dtype)
-    padded[:, :hidden] = w_hh.reshape(gates, hidden, hidden)
-    # (G, blocks, sb, H) -> (blocks, H, G, sb)
-    fwd = np.ascontiguousarray(padded.reshape(gates, blocks, sb, hidden).transpose(1, 3, 0, 2))
-    return fwd.reshape(blocks, hidden, gates * sb)
+    fwd = np.zeros((blocks, hidden, gates * sb), w_hh.dtype)
+    _pack_forward(w_hh, fwd, sb)
+    return fwd
+
+
+@njit(**_JIT)
+def _pack_forward(w_hh, fwd, sb):
+    # A blocked transpose (see :func:`transposed`), gate by gate, block by block.
+    blocks, hidden, width = fwd.shape
+    for s in range(blocks):
+        j0 = s * sb
+        n = min(sb, hidden - j0)
+        for q in range(width // sb):
+            for k0 in range(0, hidden, _TILE):
+                for k in range(k0, min(k0 + _TILE, hidden)):
+                    for u in range(n):
+                        fwd[s, k, q * sb + u] = w_hh[q * hidden + j0 + u, k]
 
 
 def pack_backward(w_hh: np.ndarray, sb: int) -> np.ndarray:
