@@ -239,13 +239,13 @@ def test_packed_path_is_chosen_by_size_and_threads(monkeypatch):
     monkeypatch.setattr(numba_cpu, "PACKED_FORCE", None)
     monkeypatch.setattr(numba_cpu, "TILED_MIN_HIDDEN", None)
     monkeypatch.setattr(numba_cpu, "PACKED_SERIAL_MAX_WORK", 0)  # the defaults
-    monkeypatch.setattr(numba_cpu, "PACKED_MAX_BATCH", 4)
+    monkeypatch.setattr(numba_cpu, "PACKED_MAX_BATCH", 2)
     monkeypatch.setattr(numba_cpu, "PACKED_MIN_HIDDEN", 1536)
     assert numba_cpu.packed_path(1, 1, 1) is None  # the serial driver: off
     assert numba_cpu.packed_path(2048, 2, 4) == parallel
-    assert numba_cpu.packed_path(1536, 4, 4) == parallel
+    assert numba_cpu.packed_path(1536, 2, 4) == parallel
     assert numba_cpu.packed_path(2048, 1, 4) is None  # GEMV, no packing: BLAS
-    assert numba_cpu.packed_path(2048, 5, 4) is None
+    assert numba_cpu.packed_path(2048, 3, 4) is None
     assert numba_cpu.packed_path(1535, 2, 4) is None
     monkeypatch.setattr(numba_cpu, "PACKED_SERIAL_MAX_WORK", 4 * 64 * 64)
     assert numba_cpu.packed_path(64, 1, 4) == "serial"

@@ -103,16 +103,17 @@ def _env_int(name: str, default: int) -> int:
 #: hand-written products, no BLAS in the time loop; LSTM only so far). Parallel driver (one
 #: region per step, ``prange`` over blocks of ``PACKED_BLOCK`` units) when
 #: ``2 <= B <= PACKED_MAX_BATCH`` and ``H >= PACKED_MIN_HIDDEN`` and Numba may use 2+ threads
-#: (the run's budget): there BLAS re-packs all of W_hh every step for a product of 2-4 rows
+#: (the run's budget): there BLAS re-packs all of W_hh every step for a product of 2 rows
 #: (measured train step, float32, 2 threads, SkylakeX kernels: (50,2,256,2048) 325 vs 494 ms,
-#: (50,4,64,1536) 235 vs 254 ms); not at B=1 (BLAS's GEMV does not pack: (50,1,64,2048) 291
-#: vs 188 ms) nor B=16 ((50,16,64,1024) 254 vs 137 ms), nor at H<=512 (2-5x slower). Serial
-#: driver when the whole recurrent product, B*G*H*H multiply-adds, is at most
+#: 404 vs 680 ms across two processes; B=4 a wash: (50,4,64,1536) 235 vs 254 ms, 290 vs 261);
+#: not at B=1 (BLAS's GEMV does not pack: (50,1,64,2048) 291 vs 188 ms) nor B=16
+#: ((50,16,64,1024) 254 vs 137 ms), nor at H<=512 (2-5x slower). Serial driver when the
+#: whole recurrent product, B*G*H*H multiply-adds, is at most
 #: ``PACKED_SERIAL_MAX_WORK``: off (0) by default, slower than BLAS everywhere measured
 #: ((1000,1,16,64) 8.0 vs 1.9 ms). Environment: RNNBENCH_NUMBA_PACKED_SERIAL_MAX_WORK /
 #: _MAX_BATCH / _MIN_HIDDEN (MAX_BATCH=1 turns the parallel driver off); tests force a driver.
 PACKED_SERIAL_MAX_WORK: int = _env_int("RNNBENCH_NUMBA_PACKED_SERIAL_MAX_WORK", 0)
-PACKED_MAX_BATCH: int = _env_int("RNNBENCH_NUMBA_PACKED_MAX_BATCH", 4)
+PACKED_MAX_BATCH: int = _env_int("RNNBENCH_NUMBA_PACKED_MAX_BATCH", 2)
 PACKED_MIN_HIDDEN: int = _env_int("RNNBENCH_NUMBA_PACKED_MIN_HIDDEN", 1536)
 PACKED_BLOCK: int = 32
 #: Tests only: "serial" or "parallel" forces that packed driver (None: the heuristic).

@@ -45,7 +45,7 @@ Tiled kernels (``*_forward_tiled``, ``*_backward_tiled``; opt-in, see
   Hence off by default; worth re-measuring on a quiet machine with more cores.
 
 Packed kernels (``lstm_forward_packed``/``lstm_backward_packed`` and ``*_par``; LSTM only;
-chosen by ``numba_cpu.packed_path``: the parallel driver at batch 2-4, H >= 1536)
+chosen by ``numba_cpu.packed_path``: the parallel driver at batch 2, H >= 1536)
 - W_hh packed once per call (:func:`pack_forward`: per block of units, gate-interleaved and
   transposed, (H, 4*sb); :func:`pack_backward`: the block's columns, (4H, sb)); per step each
   block computes its units' recurrent product with plain loops (axpy over a contiguous row,
@@ -68,7 +68,7 @@ chosen by ``numba_cpu.packed_path``: the parallel driver at batch 2-4, H >= 1536
   (50,2,256,2048) 325 vs 494 ms (and 309 vs 592, 522 vs 727 in two earlier runs),
   (50,4,64,1536) 235 vs 254 (253 vs 260), (50,1,64,2048) 291 vs 188 (GEMV packs nothing),
   (50,16,64,1024) 254 vs 137, (100,64,*,128-512) 2-5x slower. Hence the parallel driver
-  for 2 <= B <= 4 at H >= 1536 only, the serial one off; the tests force each driver.
+  for B = 2 at H >= 1536 only (B=4 a wash), the serial one off; the tests force each driver.
 
 What was tried and dropped: ``prange`` over the gate passes alone, launched once per step
 between threaded BLAS calls: the Numba threads fought the BLAS threads still spinning from the
