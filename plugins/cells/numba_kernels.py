@@ -42,7 +42,9 @@ Tiled kernels (``*_forward_tiled``, ``*_backward_tiled``; opt-in, see
   once, so each step's barrier waits for a descheduled thread; and each tile's
   single-threaded BLAS call still packs its panel every step. Under heavy load (load 8-26)
   the OpenMP layer's spin-waiting made a 20-step forward take 1-4 s (workqueue: 4-15 ms).
-  Hence off by default; worth re-measuring on a quiet machine with more cores.
+  Hence off by default. Re-measured 2026-11-30 20:33 on the quiet machine (load ~1) with
+  OPENBLAS_CORETYPE=SkylakeX, LSTM train step, serial vs tiled, one process: (50,16,64,1024)
+  124 vs 214 ms, (100,64,256,512) 208 vs 329, (100,64,32,128) 23 vs 81: still off.
 
 Packed kernels (``lstm_forward_packed``/``lstm_backward_packed`` and ``*_par``; LSTM only;
 chosen by ``numba_cpu.packed_path``: the parallel driver at batch 2, H >= 1536)
