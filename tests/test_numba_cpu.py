@@ -189,3 +189,101 @@ def test_registered_through_the_entry_point_group():
         assert entry.plugin == "numba_cpu_cells"
         assert entry.factory.__module__ == numba_cpu.__name__
     assert numba_cpu.BACKEND == "numba-cpu"
+
+
+PACKED_KERNELS = [f"lstm_{way}_packed{par}" for way in ("forward", "backward")
+                  for par in ("", "_par")]
+
+
+@pytest.fixture(params=["packed-serial", "packed-parallel"])
+def packed(request, monkeypatch):
+    """Force a packed driver: serial (one block of all units) or parallel with blocks of 8
+    units (37 units: five blocks, the last padded); after the test, check that driver ran."""
+    from rnnbench.plugins.cells import numba_kernels
+
+    calls = []
+    for name in PACKED_KERNELS:
+        kernel = getattr(numba_kernels, name)
+        monkeypatch.setattr(numba_kernels, name,
+                            lambda *a, _k=kernel, _n=name: calls.append(_n) or _k(*a))
+    way = request.param.split("-")[1]
+    monkeypatch.setattr(numba_cpu, "PACKED_FORCE", way)
+    monkeypatch.setattr(numba_cpu, "PACKED_BLOCK", 8)
+    yield way
+    suffix = "_par" if way == "parallel" else ""
+    assert calls and all(name.endswith("packed" + suffix) for name in calls)
+    assert {name.split("_")[1] for name in calls} == {"forward", "backward"}
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (4, 1, 2, 3), (7, 3, 5, 6), (3, 5, 9, 37),
+                                   (2, 4, 3, 70)],
+                         ids=lambda s: "T{}B{}I{}H{}".format(*s))
+def test_packed_lstm_matches_reference(packed, shape):
+    """Outputs and gradients, in 1 and 2 layers, with and without bias, both dtypes."""
+    check_cell(("lstm", "numba-cpu"), reference="numpy", checks=["matches_reference"],
+               shapes=[shape], host=HOST).raise_on_failure()
+
+
+def test_packed_lstm_passes_cell_checks(packed):
+    """Finite differences and the protocol checks on each packed driver."""
+    for check in cell_checks(("lstm", "numba-cpu"), reference="numpy", shapes=[(4, 2, 3, 5)],
+                             host=HOST):
+        check()
+
+
+def test_packed_path_is_chosen_by_size_and_threads(monkeypatch):
+    import numba
+
+    threads = numba.get_num_threads()
+    parallel = "parallel" if threads >= 2 else None
+    monkeypatch.setattr(numba_cpu, "PACKED_FORCE", None)
+    monkeypatch.setattr(numba_cpu, "TILED_MIN_HIDDEN", None)
+    monkeypatch.setattr(numba_cpu, "PACKED_SERIAL_MAX_WORK", 0)  # the defaults
+    monkeypatch.setattr(numba_cpu, "PACKED_MAX_BATCH", 2)
+    monkeypatch.setattr(numba_cpu, "PACKED_MIN_HIDDEN", 1536)
+    assert numba_cpu.packed_path(1, 1, 1) is None  # the serial driver: off
+    assert numba_cpu.packed_path(2048, 2, 4) == parallel
+    assert numba_cpu.packed_path(1536, 2, 4) == parallel
+    assert numba_cpu.packed_path(2048, 1, 4) is None  # GEMV, no packing: BLAS
+    assert numba_cpu.packed_path(2048, 3, 4) is None
+    assert numba_cpu.packed_path(1535, 2, 4) is None
+    monkeypatch.setattr(numba_cpu, "PACKED_SERIAL_MAX_WORK", 4 * 64 * 64)
+    assert numba_cpu.packed_path(64, 1, 4) == "serial"
+    assert numba_cpu.packed_path(64, 2, 4) is None
+    numba.set_num_threads(1)  # a budget of one thread: BLAS kernels
+    try:
+        assert numba_cpu.packed_path(2048, 2, 4) is None
+    finally:
+        numba.set_num_threads(threads)
+    monkeypatch.setattr(numba_cpu, "TILED_MIN_HIDDEN", 512)  # asking for tiled wins
+    assert numba_cpu.packed_path(2048, 2, 4) is None
+
+
+def test_packed_thresholds_from_the_environment(monkeypatch):
+    monkeypatch.setenv("RNNBENCH_NUMBA_PACKED_MAX_BATCH", "8")
+    assert numba_cpu._env_int("RNNBENCH_NUMBA_PACKED_MAX_BATCH", 16) == 8
+    monkeypatch.setenv("RNNBENCH_NUMBA_PACKED_MAX_BATCH", "")
+    assert numba_cpu._env_int("RNNBENCH_NUMBA_PACKED_MAX_BATCH", 16) == 16
+    monkeypatch.setenv("RNNBENCH_NUMBA_PACKED_MAX_BATCH", "few")
+    with pytest.raises(ValueError, match="RNNBENCH_NUMBA_PACKED_MAX_BATCH must be an integer"):
+        numba_cpu._env_int("RNNBENCH_NUMBA_PACKED_MAX_BATCH", 16)
+
+
+def test_pack_forward_and_backward_layouts():
+    import numpy as np
+
+    from rnnbench.plugins.cells import numba_kernels
+
+    hidden, gates, sb = 5, 4, 3
+    w = np.arange(gates * hidden * hidden, dtype=np.float64).reshape(gates * hidden, hidden)
+    fwd = numba_kernels.pack_forward(w, gates, sb)
+    bwd = numba_kernels.pack_backward(w, sb)
+    assert fwd.shape == (2, hidden, gates * sb) and bwd.shape == (2, gates * hidden, sb)
+    for s in range(2):
+        for u in range(sb):
+            j = s * sb + u
+            for q in range(gates):
+                expected = w[q * hidden + j] if j < hidden else np.zeros(hidden)
+                np.testing.assert_array_equal(fwd[s, :, q * sb + u], expected)
+            expected = w[:, j] if j < hidden else np.zeros(gates * hidden)
+            np.testing.assert_array_equal(bwd[s, :, u], expected)

@@ -89,6 +89,58 @@ def tiled_blocks(hidden: int) -> int:
     threads = int(numba.get_num_threads())
     return threads if threads >= 2 else 0
 
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+
+
+#: The packed kernels (``lstm_*_packed`` in numba_kernels: W_hh packed once per call,
+#: hand-written products, no BLAS in the time loop; LSTM only so far). Parallel driver (one
+#: region per step, ``prange`` over blocks of ``PACKED_BLOCK`` units) when
+#: ``2 <= B <= PACKED_MAX_BATCH`` and ``H >= PACKED_MIN_HIDDEN`` and Numba may use 2+ threads
+#: (the run's budget): there BLAS re-packs all of W_hh every step for a product of 2 rows
+#: (measured train step, float32, 2 threads, SkylakeX kernels: (50,2,256,2048) 325 vs 494 ms,
+#: 404 vs 680 ms across two processes; B=4 a wash: (50,4,64,1536) 235 vs 254 ms, 290 vs 261);
+#: not at B=1 (BLAS's GEMV does not pack: (50,1,64,2048) 291 vs 188 ms) nor B=16
+#: ((50,16,64,1024) 254 vs 137 ms), nor at H<=512 (2-5x slower). Serial driver when the
+#: whole recurrent product, B*G*H*H multiply-adds, is at most
+#: ``PACKED_SERIAL_MAX_WORK``: off (0) by default, slower than BLAS everywhere measured
+#: ((1000,1,16,64) 8.0 vs 1.9 ms). Environment: RNNBENCH_NUMBA_PACKED_SERIAL_MAX_WORK /
+#: _MAX_BATCH / _MIN_HIDDEN (MAX_BATCH=1 turns the parallel driver off); tests force a driver.
+PACKED_SERIAL_MAX_WORK: int = _env_int("RNNBENCH_NUMBA_PACKED_SERIAL_MAX_WORK", 0)
+PACKED_MAX_BATCH: int = _env_int("RNNBENCH_NUMBA_PACKED_MAX_BATCH", 2)
+PACKED_MIN_HIDDEN: int = _env_int("RNNBENCH_NUMBA_PACKED_MIN_HIDDEN", 1536)
+PACKED_BLOCK: int = 32
+#: Tests only: "serial" or "parallel" forces that packed driver (None: the heuristic).
+PACKED_FORCE: str | None = None
+
+
+def packed_path(hidden: int, batch: int, gates: int) -> str | None:
+    """``"serial"``, ``"parallel"`` (the packed kernels' driver) or None (BLAS kernels)."""
+    if PACKED_FORCE is not None:
+        return PACKED_FORCE
+    if TILED_MIN_HIDDEN is not None and hidden >= TILED_MIN_HIDDEN:
+        return None  # the user asked for the tiled kernels
+    if batch * gates * hidden * hidden <= PACKED_SERIAL_MAX_WORK:
+        return "serial"
+    if 2 <= batch <= PACKED_MAX_BATCH and hidden >= PACKED_MIN_HIDDEN:
+        import numba
+
+        if int(numba.get_num_threads()) >= 2:
+            return "parallel"
+    return None
+
+
+def _packed_block(hidden: int, way: str) -> int:
+    # The serial driver runs one block of all units (one pass over h per step).
+    return hidden if way == "serial" else min(PACKED_BLOCK, hidden)
+
+
 #: One layer's state: ``(h,)`` or ``(h, c)``, each ``(B, H)``.
 LayerState = tuple[np.ndarray, ...]
 
@@ -225,7 +277,20 @@ class NumbaLSTMCell(NumbaCell):
         gates = self._empty(steps, batch, 4 * hidden)
         h_all, c_all = self._empty(steps + 1, batch, hidden), self._empty(steps + 1, batch, hidden)
         blocks = tiled_blocks(hidden)
-        if blocks:
+        way = packed_path(hidden, batch, 4)
+        if way:
+            sb = _packed_block(hidden, way)
+            fwd = kernels.pack_forward(w_hh, 4, sb)
+            np.dot(x2, w_ih.T, out=gates.reshape(steps * batch, 4 * hidden))
+            acc = self._empty(fwd.shape[0], batch, 4 * sb)
+            if way == "parallel":
+                with _tiled_section():
+                    kernels.lstm_forward_packed_par(fwd, sb, b_ih + b_hh, state[0], state[1],
+                                                    gates, h_all, c_all, acc)
+            else:
+                kernels.lstm_forward_packed(fwd, sb, b_ih + b_hh, state[0], state[1], gates,
+                                            h_all, c_all, acc)
+        elif blocks:
             rows, bs = kernels.pack_panels(w_hh, 4, blocks)
             np.dot(x2, w_ih.T, out=gates.reshape(steps * batch, 4 * hidden))
             tiles = self._empty(rows.shape[0], batch, 4 * bs)
@@ -243,6 +308,25 @@ class NumbaLSTMCell(NumbaCell):
         steps, batch, width = gates.shape
         hidden = width // 4
         blocks = tiled_blocks(hidden)
+        way = packed_path(hidden, batch, 4)
+        if way:
+            sb = _packed_block(hidden, way)
+            bwd = kernels.pack_backward(w_hh, sb)
+            dh = np.empty((bwd.shape[0], batch, sb), gates.dtype)
+            tiles = np.zeros((bwd.shape[0], batch, 4 * sb), gates.dtype)
+            if way == "parallel":
+                with _tiled_section():
+                    kernels.lstm_backward_packed_par(bwd, sb, gates, c_all, d_outputs,
+                                                     d_final[0], d_final[1], d_pre, d_initial[0],
+                                                     d_initial[1], dh, tiles)
+            else:
+                kernels.lstm_backward_packed(bwd, sb, gates, c_all, d_outputs, d_final[0],
+                                             d_final[1], d_pre, d_initial[0], d_initial[1], dh,
+                                             tiles)
+            d2 = d_pre.reshape(steps * batch, width)
+            kernels._weight_grads(d2, d2, cache.x2, h_all[:steps].reshape(steps * batch, hidden),
+                                  w_ih, *grads)
+            return
         if not blocks:
             kernels.lstm_backward(cache.x2, w_ih, w_hh, gates, h_all, c_all, d_outputs,
                                   d_final[0], d_final[1], d_pre, *grads, d_initial[0],

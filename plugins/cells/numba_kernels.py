@@ -11,9 +11,12 @@ Serial kernels (``rnn_forward``, ``lstm_backward``, ...; the default path)
   ``T*B`` rows afterwards (:func:`_weight_grads`), and the bias gradients one GEMV;
 - nothing is allocated inside the time loop; the fused gate passes vectorise (float32 uses a
   rational tanh, and division by zero follows numpy, so LLVM can emit SIMD code);
-- the recurrent weights are transposed once per call, so every per-step product reads a
-  row-major matrix (measured 1.5-2x faster than BLAS's transposed path at batch 16-64). At
-  batch 1 a BLAS call costs about 0.65 us, as much as hand-written loops took, so BLAS stays;
+- the recurrent weights are transposed once per call (:func:`transposed`, tile by tile: numpy's
+  strided copy took 27 ms at H=1024, 13 ms tiled, of which ~7 ms is faulting in the fresh
+  16 MB), so every per-step product reads a row-major matrix (measured 1.5-2x faster than
+  BLAS's transposed path at batch 16-64). At batch 1 a BLAS call costs about 0.65 us, as much
+  as hand-written loops took, so BLAS stays (the packed serial driver confirmed it: a 64x256
+  product takes 0.6 us by hand, L2-bandwidth bound);
 - both cores are used by the BLAS calls (threaded BLAS inside each per-step GEMM); the gate
   pass runs on one thread between them.
 
@@ -39,7 +42,35 @@ Tiled kernels (``*_forward_tiled``, ``*_backward_tiled``; opt-in, see
   once, so each step's barrier waits for a descheduled thread; and each tile's
   single-threaded BLAS call still packs its panel every step. Under heavy load (load 8-26)
   the OpenMP layer's spin-waiting made a 20-step forward take 1-4 s (workqueue: 4-15 ms).
-  Hence off by default; worth re-measuring on a quiet machine with more cores.
+  Hence off by default. Re-measured 2026-11-30 20:33 on the quiet machine (load ~1) with
+  OPENBLAS_CORETYPE=SkylakeX, LSTM train step, serial vs tiled, one process: (50,16,64,1024)
+  124 vs 214 ms, (100,64,256,512) 208 vs 329, (100,64,32,128) 23 vs 81: still off.
+
+Packed kernels (``lstm_forward_packed``/``lstm_backward_packed`` and ``*_par``; LSTM only;
+chosen by ``numba_cpu.packed_path``: the parallel driver at batch 2, H >= 1536)
+- W_hh packed once per call (:func:`pack_forward`: per block of units, gate-interleaved and
+  transposed, (H, 4*sb); :func:`pack_backward`: the block's columns, (4H, sb)); per step each
+  block computes its units' recurrent product with plain loops (axpy over a contiguous row,
+  two batch rows and four k at a time, FMA contraction only) and at once their gate update;
+  backward, a block first computes its units of dh from the previous step's complete gate
+  gradients, then its units' gate gradients, so a step needs no partial sums. No BLAS inside
+  the time loop, so no per-step re-packing of W_hh. Serial driver (one block of all units) or
+  parallel (``prange`` over blocks of 32 units, one region per step).
+- measured (2026-11-30, AMD Zen 5 / 2 cores, OpenBLAS 0.3.31 with OPENBLAS_CORETYPE=SkylakeX,
+  float32, kernels alone, minimum of 5, quiet moments between other jobs): (50,16,64,1024)
+  forward 55-60 ms parallel vs 73 ms BLAS (2 threads), backward 61-138 ms vs 62-65 ms; one
+  thread of the packed product reaches 35-40 GFMA/s (a (16,1024)x(1024,128) block; 4-row
+  blocking and a fastmath dot form measured the same), about a third of a Zen 5 core's FMA
+  peak, against ~107 GFMA/s for PyTorch's whole train step on 2 cores. B=1, (1000,1,16,64):
+  serial packed forward 1.3-1.5 ms vs 0.9 ms BLAS (a 64x256 product takes 0.6 us, no less than
+  the BLAS call; the gate pass of the blocked layout costs more). Under load (a CI run holding
+  a core, load 3-40) the packed serial driver beat the BLAS kernels at B<=16 (e.g. (50,4,64,
+  1536) train step 440 vs 1930 ms), the parallel one lost like the tiled kernels. Train step,
+  quieter, three interleaved rounds, minima: parallel packed vs BLAS kernels (2 threads)
+  (50,2,256,2048) 325 vs 494 ms (and 309 vs 592, 522 vs 727 in two earlier runs),
+  (50,4,64,1536) 235 vs 254 (253 vs 260), (50,1,64,2048) 291 vs 188 (GEMV packs nothing),
+  (50,16,64,1024) 254 vs 137, (100,64,*,128-512) 2-5x slower. Hence the parallel driver
+  for B = 2 at H >= 1536 only (B=4 a wash), the serial one off; the tests force each driver.
 
 What was tried and dropped: ``prange`` over the gate passes alone, launched once per step
 between threaded BLAS calls: the Numba threads fought the BLAS threads still spinning from the
@@ -52,6 +83,7 @@ are PyTorch's (see :mod:`rnnbench.plugins.cells.reference`, which these are test
 from __future__ import annotations
 
 import math
+import types as _pytypes
 
 import numpy as np
 from numba import njit, prange, types
@@ -153,6 +185,27 @@ def _weight_grads(d_in, d_hid, x2, h_prev2, w_ih, dx2, dw_ih, dw_hh, db_ih, db_h
     np.dot(ones, d_hid, db_hh)
 
 
+#: Side of the square tiles of the blocked transposes: a tile's source rows stay in L1.
+_TILE = 32
+
+
+@njit(**_JIT)
+def transposed(w):
+    """``w.T`` as a new C-contiguous array, copied tile by tile. ``np.ascontiguousarray(w.T)``
+    walks the source column by column, a cache miss per element once a column outgrows the
+    cache: 27 ms for a (4096, 1024) float32 W_hh, most of an LSTM forward's 50 steps' worth of
+    time at H=1024; tiled it is a few ms."""
+    rows, cols = w.shape
+    out = np.empty((cols, rows), w.dtype)
+    for i0 in range(0, rows, _TILE):
+        i1 = min(i0 + _TILE, rows)
+        for j0 in range(0, cols, _TILE):
+            for j in range(j0, min(j0 + _TILE, cols)):
+                for i in range(i0, i1):
+                    out[j, i] = w[i, j]
+    return out
+
+
 # --- vanilla RNN (tanh or relu) -----------------------------------------------------------------
 # ``relu`` selects the nonlinearity once per row, outside the element loops, so each loop stays
 # a branch-free one that vectorises.
@@ -177,7 +230,7 @@ def rnn_forward(x2, w_ih, w_hh, bias, h0, gi, h_all, relu):
     ``relu``: ``max(0, .)`` instead of tanh."""
     steps, batch, hidden = gi.shape
     np.dot(x2, w_ih.T, gi.reshape(steps * batch, hidden))
-    w_hh_t = np.ascontiguousarray(w_hh.T)  # once per call: row-major for the per-step products
+    w_hh_t = transposed(w_hh)  # once per call: row-major for the per-step products
     h_all[0] = h0
     for t in range(steps):
         h_new = h_all[t + 1]
@@ -253,7 +306,7 @@ def lstm_forward(x2, w_ih, w_hh, bias, h0, c0, gates, h_all, c_all):
     hidden = width // 4
     np.dot(x2, w_ih.T, gates.reshape(steps * batch, width))
     gh = np.empty((batch, width), gates.dtype)
-    w_hh_t = np.ascontiguousarray(w_hh.T)
+    w_hh_t = transposed(w_hh)
     h_all[0] = h0
     c_all[0] = c0
     for t in range(steps):
@@ -327,7 +380,7 @@ def gru_forward(x2, w_ih, w_hh, b_ih, b_hh, h0, gates, gh_n, h_all):
     hidden = width // 3
     np.dot(x2, w_ih.T, gates.reshape(steps * batch, width))
     gh = np.empty((batch, width), gates.dtype)
-    w_hh_t = np.ascontiguousarray(w_hh.T)
+    w_hh_t = transposed(w_hh)
     h_all[0] = h0
     for t in range(steps):
         np.dot(h_all[t], w_hh_t, gh)
@@ -661,3 +714,192 @@ def gru_backward_tiled(rows, bs, gates, gh_n, h_all, dy, dh_last, d_in, d_hid, d
     dh0[:] = final[0]
     for m in range(1, blocks + 1):
         dh0 += final[m]
+
+
+# --- packed path: hand-written products over W_hh packed once per call -------------------------
+# No BLAS inside the time loop. W_hh is packed once per call into sub-blocks of ``sb`` hidden
+# units, gate-interleaved (:func:`pack_packed`): ``fwd[s]`` (H, G*sb) is the transpose of the
+# rows of block s's units, gate after gate, so a block's recurrent product is a sum over k of
+# ``h[b, k] * fwd[s, k, :]``, an axpy over a contiguous row of G*sb outputs (vectorises without
+# reassociation, so no fastmath), four k at a time to cut the accumulator's loads and stores.
+# ``bwd[s]`` (G*H, sb) is W_hh's columns of block s's units, so block s's share of
+# ``dh = d_pre @ W_hh`` is the same kind of loop. Each step is one loop over the blocks: block
+# s computes its units' product and at once their gate update (forward) or, backward, first its
+# units of dh from the previous (later) step's complete gate gradients and then its units' gate
+# gradients, so the only barrier is the loop's end. The same bodies run in two drivers: a
+# ``prange`` one (one Numba parallel region per step, for large steps) and a plain loop (small
+# steps, where a region's 20-90 us would dominate; at B=1 this is a matrix-vector product that
+# beats a BLAS call's ~0.65 us overhead).
+
+
+def pack_forward(w_hh: np.ndarray, gates: int, sb: int) -> np.ndarray:
+    """W_hh ``(G*H, H)`` in blocks of ``sb`` units (the last zero-padded), ``(blocks, H,
+    G*sb)`` with ``fwd[s, k, q*sb+u] = W_hh[q*H + s*sb+u, k]``."""
+    hidden = w_hh.shape[1]
+    blocks = -(-hidden // sb)
+    fwd = np.zeros((blocks, hidden, gates * sb), w_hh.dtype)
+    _pack_forward(w_hh, fwd, sb)
+    return fwd
+
+
+@njit(**_JIT)
+def _pack_forward(w_hh, fwd, sb):
+    # A blocked transpose (see :func:`transposed`), gate by gate, block by block.
+    blocks, hidden, width = fwd.shape
+    for s in range(blocks):
+        j0 = s * sb
+        n = min(sb, hidden - j0)
+        for q in range(width // sb):
+            for k0 in range(0, hidden, _TILE):
+                for k in range(k0, min(k0 + _TILE, hidden)):
+                    for u in range(n):
+                        fwd[s, k, q * sb + u] = w_hh[q * hidden + j0 + u, k]
+
+
+def pack_backward(w_hh: np.ndarray, sb: int) -> np.ndarray:
+    """W_hh's columns in blocks of ``sb`` units (the last zero-padded): ``(blocks, G*H, sb)``
+    with ``bwd[s, r, u] = W_hh[r, s*sb+u]``."""
+    rows, hidden = w_hh.shape
+    blocks = -(-hidden // sb)
+    if blocks == 1 and sb == hidden:
+        return w_hh.reshape(1, rows, hidden)
+    cols = np.zeros((rows, blocks * sb), w_hh.dtype)
+    cols[:, :hidden] = w_hh
+    return np.ascontiguousarray(cols.reshape(rows, blocks, sb).transpose(1, 0, 2))
+
+
+@njit(inline="always")
+def _axpy_rows(a, b, w, acc, width):
+    """``acc[b, :width] += a[b] @ w[:, :width]``: four rows of ``w`` per pass over the
+    accumulator. Indexes the 2-D arrays directly: a row view per ``k`` would cost reference
+    counting (atomic) in the innermost loop."""
+    depth = a.shape[1]
+    k = 0
+    while k + 4 <= depth:
+        a0, a1, a2, a3 = a[b, k], a[b, k + 1], a[b, k + 2], a[b, k + 3]
+        for u in range(width):
+            acc[b, u] += a0 * w[k, u] + a1 * w[k + 1, u] + a2 * w[k + 2, u] + a3 * w[k + 3, u]
+        k += 4
+    while k < depth:
+        a0 = a[b, k]
+        for u in range(width):
+            acc[b, u] += a0 * w[k, u]
+        k += 1
+
+
+@njit(inline="always")
+def _axpy_rows2(a, b, w, acc, width):
+    """:func:`_axpy_rows` for rows ``b`` and ``b + 1`` at once (each row of ``w`` read once for
+    both)."""
+    depth = a.shape[1]
+    c = b + 1
+    k = 0
+    while k + 4 <= depth:
+        a0, a1, a2, a3 = a[b, k], a[b, k + 1], a[b, k + 2], a[b, k + 3]
+        b0, b1, b2, b3 = a[c, k], a[c, k + 1], a[c, k + 2], a[c, k + 3]
+        for u in range(width):
+            x0, x1, x2, x3 = w[k, u], w[k + 1, u], w[k + 2, u], w[k + 3, u]
+            acc[b, u] += a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3
+            acc[c, u] += b0 * x0 + b1 * x1 + b2 * x2 + b3 * x3
+        k += 4
+    while k < depth:
+        a0, b0 = a[b, k], a[c, k]
+        for u in range(width):
+            acc[b, u] += a0 * w[k, u]
+            acc[c, u] += b0 * w[k, u]
+        k += 1
+
+
+@njit(inline="always")
+def _product_rows(a, w, acc, width):
+    """``acc[b, :width] = a[b] @ w[:, :width]`` for every row b of ``a``, two rows at a time."""
+    batch = a.shape[0]
+    for b in range(batch):
+        for u in range(width):
+            acc[b, u] = 0
+    for b in range(0, batch - 1, 2):
+        _axpy_rows2(a, b, w, acc, width)
+    if batch % 2:
+        _axpy_rows(a, batch - 1, w, acc, width)
+
+
+@njit(inline="always")
+def _lstm_packed_block(fwd_s, s, sb, h_prev, bias, gates_t, c_t, h_new, c_new, acc, hidden):
+    j0 = s * sb
+    n = min(sb, hidden - j0)
+    _product_rows(h_prev, fwd_s, acc, 4 * sb)
+    for b in range(h_prev.shape[0]):
+        tile = acc[b]
+        _lstm_tile_row(gates_t[b], tile, bias, c_t[b], h_new[b], c_new[b], j0, n, sb, hidden)
+
+
+def _lstm_forward_packed(fwd, sb, bias, h0, c0, gates, h_all, c_all, acc):
+    steps, _, width = gates.shape
+    hidden = width // 4
+    blocks = fwd.shape[0]
+    h_all[0] = h0
+    c_all[0] = c0
+    for t in range(steps):
+        for s in prange(blocks):
+            _lstm_packed_block(fwd[s], s, sb, h_all[t], bias, gates[t], c_all[t], h_all[t + 1],
+                               c_all[t + 1], acc[s], hidden)
+
+
+@njit(inline="always")
+def _lstm_packed_block_back(bwd_s, s, sb, d_next, first, dh_last, gates_t, c_prev, c_t, dy_t,
+                            dc, dp_t, dh, tile, hidden):
+    j0 = s * sb
+    n = min(sb, hidden - j0)
+    if first:
+        for b in range(dy_t.shape[0]):
+            for u in range(n):
+                dh[b, u] = dh_last[b, j0 + u]
+    else:
+        _product_rows(d_next, bwd_s, dh, n)
+    for b in range(dy_t.shape[0]):
+        dh_b = dh[b]
+        _lstm_tile_row_back(gates_t[b], c_prev[b], c_t[b], dh_b, dy_t[b], dc[b], dp_t[b],
+                            tile[b], j0, n, sb, hidden)
+
+
+def _lstm_backward_packed(bwd, sb, gates, c_all, dy, dh_last, dc_last, d_pre, dh0, dc0, dh,
+                          tiles):
+    """Recurrent part of LSTM backward: fills ``d_pre`` (T, B, 4H), ``dh0``, ``dc0``;
+    ``dh`` (blocks, B, sb) and ``tiles`` (blocks, B, 4*sb) scratch."""
+    steps, batch, width = d_pre.shape
+    hidden = width // 4
+    blocks = bwd.shape[0]
+    dc0[:] = dc_last  # the running dc, per unit (each block touches its own units only)
+    for i in range(steps):
+        t = steps - 1 - i
+        d_next = d_pre[min(t + 1, steps - 1)]
+        for s in prange(blocks):
+            _lstm_packed_block_back(bwd[s], s, sb, d_next, i == 0, dh_last, gates[t], c_all[t],
+                                    c_all[t + 1], dy[t], dc0, d_pre[t], dh[s], tiles[s], hidden)
+    for s in prange(blocks):
+        j0 = s * sb
+        n = min(sb, hidden - j0)
+        _product_rows(d_pre[0], bwd[s], dh[s], n)
+        for b in range(batch):
+            for u in range(n):
+                dh0[b, j0 + u] = dh[s, b, u]
+
+
+def _twins(func):
+    """``(serial, parallel)`` dispatchers of one driver. The parallel one compiles a copy under
+    another qualified name: Numba's on-disk cache is keyed by name and line, not by the
+    ``parallel`` flag, so one function compiled both ways would share (and mix up) entries."""
+    copy = _pytypes.FunctionType(func.__code__, func.__globals__, func.__name__ + "_par",
+                                 func.__defaults__, func.__closure__)
+    copy.__qualname__ = func.__qualname__ + "_par"
+    return njit(**_CJIT)(func), njit(**dict(_CJIT, parallel=True))(copy)
+
+
+#: Without ``contract`` LLVM may not fuse a multiply and an add into one FMA (it changes the
+#: rounding: one instead of two), and the products ran as separate vector multiplies and adds,
+#: half the rate. Contraction only: no reassociation, so results stay as the loops spell them.
+_CJIT = dict(_JIT, fastmath={"contract"})
+
+
+lstm_forward_packed, lstm_forward_packed_par = _twins(_lstm_forward_packed)
+lstm_backward_packed, lstm_backward_packed_par = _twins(_lstm_backward_packed)
