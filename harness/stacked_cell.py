@@ -259,8 +259,10 @@ class StackedCell(abc.ABC):
         shape = (self.config.num_layers, batch_size, self.config.hidden_size)
         return tuple(self.zeros(shape) for _ in range(self.state_size))
 
-    def forward(self, params: Params, x: Array, initial_state: State) -> ForwardResult:
-        """Every layer over the whole sequence ``x`` ``(T, B, I)``; see :class:`rnnbench.Cell`."""
+    def _check_sequence_call(self, params: Params, x: Array, initial_state: State
+                             ) -> tuple[Params, Array, State]:
+        """``forward``'s and ``infer``'s arguments checked: parameters, ``x`` ``(T, B, I)``
+        with at least one step and sequence, and the initial state for its batch."""
         params = self.check_params(params)
         x = self.check_array("x", x, ("T", "B", self.config.input_size), contiguous=True)
         steps, batch = x.shape[:2]
@@ -268,7 +270,12 @@ class StackedCell(abc.ABC):
             raise ValueError(
                 f"x must have at least one time step and one sequence, got {tuple(x.shape)}"
             )
-        state = self.check_state("initial_state", initial_state, batch)
+        return params, x, self.check_state("initial_state", initial_state, batch)
+
+    def forward(self, params: Params, x: Array, initial_state: State) -> ForwardResult:
+        """Every layer over the whole sequence ``x`` ``(T, B, I)``; see :class:`rnnbench.Cell`."""
+        params, x, state = self._check_sequence_call(params, x, initial_state)
+        steps, batch = x.shape[:2]
         outputs, final_state, layers = self._run_layers(params, x, state)
         cache = StackedCache(type(self), self.config, steps, batch, layers)
         return ForwardResult(outputs=outputs, final_state=final_state, cache=cache)
@@ -283,14 +290,8 @@ class StackedCell(abc.ABC):
         if type(self).forward is not StackedCell.forward:
             result = self.forward(params, x, initial_state)
             return result.outputs, result.final_state
-        params = self.check_params(params)
-        x = self.check_array("x", x, ("T", "B", self.config.input_size), contiguous=True)
+        params, x, state = self._check_sequence_call(params, x, initial_state)
         steps, batch = x.shape[:2]
-        if steps < 1 or batch < 1:
-            raise ValueError(
-                f"x must have at least one time step and one sequence, got {tuple(x.shape)}"
-            )
-        state = self.check_state("initial_state", initial_state, batch)
         layer_input, finals = x, []
         for k in range(self.config.num_layers):
             layer_input, final_k = self.layer_infer(
