@@ -79,15 +79,15 @@ def training_kernels(dtype_name: str, reduce_threads: int) -> SimpleNamespace:
             a[i] = a[i] * f
 
     @cuda.jit
-    def sum_squares(a, out, slot):
-        """``out[slot] = sum a**2`` in float64 (flat ``a``). Launch with ONE block of
-        ``threads`` threads."""
+    def block_sum(a, out, slot, square):
+        """``out[slot] = sum a`` (``square``: ``sum a**2``) in float64 (flat ``a``). Launch
+        with ONE block of ``threads`` threads."""
         partial = cuda.shared.array(threads, f64)
         tid = cuda.threadIdx.x
         acc = 0.0
         for i in range(tid, a.shape[0], cuda.blockDim.x):
             value = f64(a[i])
-            acc += value * value
+            acc += value * value if square else value
         if tid < threads:
             partial[tid] = acc
         cuda.syncthreads()
@@ -124,23 +124,6 @@ def training_kernels(dtype_name: str, reduce_threads: int) -> SimpleNamespace:
                 if c == label:
                     g = g - one
                 grad[r, c] = g / divisor
-
-    @cuda.jit
-    def sum_values(a, out, slot):
-        """``out[slot] = sum a`` in float64 (flat). Launch with ONE block of ``threads``."""
-        partial = cuda.shared.array(threads, f64)
-        tid = cuda.threadIdx.x
-        acc = 0.0
-        for i in range(tid, a.shape[0], cuda.blockDim.x):
-            acc += f64(a[i])
-        if tid < threads:
-            partial[tid] = acc
-        cuda.syncthreads()
-        if tid == 0:
-            total = 0.0
-            for k in range(min(threads, cuda.blockDim.x)):
-                total += partial[k]
-            out[slot] = total
 
     @cuda.jit
     def sgd(p, g, velocity, lr, momentum, use_momentum, first):
@@ -191,8 +174,8 @@ def training_kernels(dtype_name: str, reduce_threads: int) -> SimpleNamespace:
             p[i] -= lr_ * direction
 
     return SimpleNamespace(
-        subtract=subtract, gather=gather, scale=scale, sum_squares=sum_squares,
-        sum_values=sum_values, cross_entropy_rows=cross_entropy_rows, sgd=sgd, adam=adam,
+        subtract=subtract, gather=gather, scale=scale, block_sum=block_sum,
+        cross_entropy_rows=cross_entropy_rows, sgd=sgd, adam=adam,
         rmsprop=rmsprop,
     )
 
@@ -292,8 +275,9 @@ class CudaArrayOps(ArrayOps):
         geometry = self.cell._k.geometry
         kernel[self.cell._blocks(n, geometry.threads), geometry.threads](*args)
 
-    def _reduce(self, kernel: Any, flat: Any, out: Any, slot: int) -> None:
-        kernel[1, self.reduce_threads](flat, out, slot)
+    def _reduce(self, flat: Any, out: Any, slot: int, square: bool = False) -> None:
+        """``out[slot]``: the float64 sum of ``flat`` (of its squares with ``square``)."""
+        self.k.block_sum[1, self.reduce_threads](flat, out, slot, square)
 
     def _scalars(self, n: int) -> Any:
         return self.cuda.device_array(n, np.float64)
@@ -348,7 +332,7 @@ class CudaArrayOps(ArrayOps):
         flat = _flat(diff)
         self._launch(self.k.subtract, size, _flat(predictions), _flat(targets), flat)
         total = self._scalars(1)
-        self._reduce(self.k.sum_squares, flat, total, 0)
+        self._reduce(flat, total, 0, square=True)
         self._launch(self.k.scale, size, flat, 2.0 / size)
         return float(total.copy_to_host()[0]) / size, diff
 
@@ -364,7 +348,7 @@ class CudaArrayOps(ArrayOps):
         self._launch(self.k.cross_entropy_rows, rows, logits.reshape(rows, classes),
                      _flat(labels), grad.reshape(rows, classes), row_loss, rows)
         total = self._scalars(1)
-        self._reduce(self.k.sum_values, row_loss, total, 0)
+        self._reduce(row_loss, total, 0)
         return float(total.copy_to_host()[0]) / rows, grad
 
     # --- clipping and the optimizer ----------------------------------------------------------
@@ -374,7 +358,7 @@ class CudaArrayOps(ArrayOps):
         the host in the tensors' order, as the host's ``global_norm``."""
         squares = self._scalars(max(1, len(grads)))
         for slot, grad in enumerate(grads.values()):
-            self._reduce(self.k.sum_squares, _flat(grad), squares, slot)
+            self._reduce(_flat(grad), squares, slot, square=True)
         values = squares.copy_to_host()[: len(grads)]
         return math.sqrt(sum(float(v) for v in values))
 
