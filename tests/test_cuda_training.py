@@ -9,7 +9,6 @@ ops (host fallback for non-standard losses) is tested everywhere.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,16 +35,7 @@ needs_cuda = pytest.mark.skipif(
 TOLERANCE = 2e-5 if REASON is None and numba_cuda.on_simulator() else 1e-4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_simulator_threads():
-    """As in test_numba_cuda: the simulator busy-polls its threads; switch faster."""
-    if REASON is not None or not numba_cuda.on_simulator():
-        yield
-        return
-    saved = sys.getswitchinterval()
-    sys.setswitchinterval(5e-5)
-    yield
-    sys.setswitchinterval(saved)
+pytestmark = pytest.mark.usefixtures("fast_simulator_threads")
 
 
 @dataclass

@@ -58,17 +58,7 @@ KIT_CHECKS = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_simulator_threads():
-    """The simulator's block manager busy-polls its threads at every barrier; with Python's
-    default 5 ms thread switch interval most of the time goes to waiting for the GIL."""
-    if REASON is not None or not numba_cuda.on_simulator():
-        yield
-        return
-    saved = sys.getswitchinterval()
-    sys.setswitchinterval(5e-5)
-    yield
-    sys.setswitchinterval(saved)
+pytestmark = pytest.mark.usefixtures("fast_simulator_threads")
 
 
 def everything(case, on_device: bool) -> dict[str, np.ndarray]:
